@@ -130,19 +130,35 @@ func TestHeraldMetadataIsIgnored(t *testing.T) {
 func TestAnyChangeGivesANewRevision(t *testing.T) {
 	base := mustOf(t, podinfo(), map[string]string{"configmap/podinfo-config": "aaaa"})
 	changes := map[string]func(*corev1.PodTemplateSpec, map[string]string){
-		"image":               func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Containers[0].Image = "ghcr.io/stefanprodan/podinfo:6.0.1" },
-		"command":             func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Containers[0].Command = []string{"./podinfo", "--port=9899"} },
-		"args added":          func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Containers[0].Args = []string{"--level=debug"} },
-		"env value":           func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Containers[0].Env[0].Value = "#ff0000" },
-		"env added":           func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: "X", Value: "1"}) },
-		"volume":              func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Volumes[0].ConfigMap.Name = "other" },
-		"resources":           func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("200m") },
-		"limits added":        func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")} },
-		"template annotation": func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Annotations["kubectl.kubernetes.io/restartedAt"] = "2026-11-24T00:00:00Z" },
-		"template label":      func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Labels["tier"] = "api" },
-		"explicit false":      func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.AutomountServiceAccountToken = ptr.To(false) },
-		"config checksum":     func(_ *corev1.PodTemplateSpec, c map[string]string) { c["configmap/podinfo-config"] = "bbbb" },
-		"config added":        func(_ *corev1.PodTemplateSpec, c map[string]string) { c["secret/token"] = "cccc" },
+		"image": func(p *corev1.PodTemplateSpec, _ map[string]string) {
+			p.Spec.Containers[0].Image = "ghcr.io/stefanprodan/podinfo:6.0.1"
+		},
+		"command": func(p *corev1.PodTemplateSpec, _ map[string]string) {
+			p.Spec.Containers[0].Command = []string{"./podinfo", "--port=9899"}
+		},
+		"args added": func(p *corev1.PodTemplateSpec, _ map[string]string) {
+			p.Spec.Containers[0].Args = []string{"--level=debug"}
+		},
+		"env value": func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Containers[0].Env[0].Value = "#ff0000" },
+		"env added": func(p *corev1.PodTemplateSpec, _ map[string]string) {
+			p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: "X", Value: "1"})
+		},
+		"volume": func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Spec.Volumes[0].ConfigMap.Name = "other" },
+		"resources": func(p *corev1.PodTemplateSpec, _ map[string]string) {
+			p.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("200m")
+		},
+		"limits added": func(p *corev1.PodTemplateSpec, _ map[string]string) {
+			p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}
+		},
+		"template annotation": func(p *corev1.PodTemplateSpec, _ map[string]string) {
+			p.Annotations["kubectl.kubernetes.io/restartedAt"] = "2026-11-24T00:00:00Z"
+		},
+		"template label": func(p *corev1.PodTemplateSpec, _ map[string]string) { p.Labels["tier"] = "api" },
+		"explicit false": func(p *corev1.PodTemplateSpec, _ map[string]string) {
+			p.Spec.AutomountServiceAccountToken = ptr.To(false)
+		},
+		"config checksum": func(_ *corev1.PodTemplateSpec, c map[string]string) { c["configmap/podinfo-config"] = "bbbb" },
+		"config added":    func(_ *corev1.PodTemplateSpec, c map[string]string) { c["secret/token"] = "cccc" },
 		"container order": func(p *corev1.PodTemplateSpec, _ map[string]string) {
 			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "sidecar", Image: "busybox"})
 			p.Spec.Containers[0], p.Spec.Containers[1] = p.Spec.Containers[1], p.Spec.Containers[0]

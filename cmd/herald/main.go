@@ -1,0 +1,182 @@
+// Command herald is Herald's manager: it serves the flagger.app/v1beta1 API's controllers
+// (and, as they are added, its admission webhooks), /metrics, and health probes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/metrics"
+)
+
+// Providers Herald routes traffic with; the Canary webhook refuses any other.
+var supportedProviders = []string{"istio", "kubernetes"}
+
+type options struct {
+	metricsAddr             string
+	probeAddr               string
+	leaderElect             bool
+	leaderElectionNamespace string
+	logLevel                string
+	logEncoding             string
+	selectorLabels          string
+	meshProvider            string
+	metricsServer           string
+	namespace               string
+	enableConfigTracking    bool
+	installCRDs             bool
+}
+
+func (o *options) bind(fs *flag.FlagSet) {
+	// -kubeconfig is registered by controller-runtime's config package on flag.CommandLine.
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the /metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the namespace Herald runs in).")
+	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
+	fs.StringVar(&o.logEncoding, "log-encoding", "json", "Log encoding: json or console.")
+	fs.StringVar(&o.selectorLabels, "selector-labels", "app,name,app.kubernetes.io/name", "Comma-separated pod labels that identify a workload, as Flagger's -selector-labels.")
+	fs.StringVar(&o.meshProvider, "mesh-provider", "istio", "Default provider for Canaries without spec.provider ("+strings.Join(supportedProviders, ", ")+").")
+	fs.StringVar(&o.metricsServer, "metrics-server", "http://prometheus:9090", "Default Prometheus URL for builtin metrics, as Flagger's -metrics-server.")
+	fs.StringVar(&o.namespace, "namespace", "", "Watch only this namespace (default: all).")
+	fs.BoolVar(&o.enableConfigTracking, "enable-config-tracking", true, "Track ConfigMaps and Secrets referenced by targets.")
+	fs.BoolVar(&o.installCRDs, "install-crds", false, "Create or update Herald's CRDs at start-up (local runs; a cluster install ships them).")
+}
+
+func (o *options) validate() error {
+	var errs []error
+	if !slices.Contains(supportedProviders, o.meshProvider) {
+		errs = append(errs, fmt.Errorf("-mesh-provider %q is not supported; use one of %s", o.meshProvider, strings.Join(supportedProviders, ", ")))
+	}
+	if len(splitList(o.selectorLabels)) == 0 {
+		errs = append(errs, errors.New("-selector-labels must name at least one label"))
+	}
+	if _, err := zapcore.ParseLevel(o.logLevel); err != nil {
+		errs = append(errs, fmt.Errorf("-log-level: %w", err))
+	}
+	if o.logEncoding != "json" && o.logEncoding != "console" {
+		errs = append(errs, fmt.Errorf("-log-encoding %q: use json or console", o.logEncoding))
+	}
+	return errors.Join(errs...)
+}
+
+func main() {
+	var o options
+	o.bind(flag.CommandLine)
+	flag.Parse()
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log := newLogger(o.logLevel, o.logEncoding)
+	ctrl.SetLogger(log)
+	klog.SetLogger(log.WithName("klog"))
+	if err := run(ctrl.SetupSignalHandler(), o, log); err != nil {
+		log.Error(err, "Herald stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, log logr.Logger) error {
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(flaggerv1.AddToScheme(scheme))
+
+	if o.installCRDs {
+		if err := installCRDs(ctx, cfg, log); err != nil {
+			return err
+		}
+	}
+
+	cacheOpts := cache.Options{}
+	if o.namespace != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Cache:                   cacheOpts,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "herald-leader-election",
+		LeaderElectionNamespace: o.leaderElectionNamespace,
+		// A new leader must not act on a stale view while the old one may still be running.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	metrics.Register(mgr.GetCache(), o.meshProvider)
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding health check: %w", err)
+	}
+	// Ready once the informer caches have synced: before that, nothing Herald serves is current.
+	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return errors.New("informer caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("adding readiness check: %w", err)
+	}
+	// Start the Canary informer even before a controller asks for it, so that /metrics and
+	// readiness reflect the cluster from the start.
+	if _, err := mgr.GetCache().GetInformer(ctx, &flaggerv1.Canary{}); err != nil {
+		return fmt.Errorf("watching canaries: %w", err)
+	}
+	log.Info("Starting Herald", "version", metrics.Version, "meshProvider", o.meshProvider,
+		"selectorLabels", o.selectorLabels, "metricsServer", o.metricsServer, "namespace", o.namespace)
+	return mgr.Start(ctx)
+}
+
+// newLogger builds the zap logger behind logr, JSON by default as log pipelines expect.
+func newLogger(level, encoding string) logr.Logger {
+	lvl, _ := zapcore.ParseLevel(level) // validated in options.validate
+	cfg := zap.NewProductionConfig()
+	if encoding == "console" {
+		cfg = zap.NewDevelopmentConfig()
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.DisableStacktrace = lvl > zapcore.DebugLevel
+	cfg.EncoderConfig.TimeKey = "ts"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	z, err := cfg.Build()
+	if err != nil {
+		panic(fmt.Sprintf("building logger: %v", err)) // only on an invalid static config
+	}
+	return zapr.NewLogger(z)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,205 @@
+// Package workload is Herald's mutating admission webhook for target Deployments and DaemonSets
+// (apps/v1, CREATE and UPDATE), and the validating webhook for the deployments/scale
+// subresource.
+//
+// For a workload labelled meta.LabelCanary the mutating handler
+//
+//   - writes the revision (revision.Of over the pod template and the checksums of the configs it
+//     references, read from a metadata-only cache) to metadata.annotations["herald.dev/revision"];
+//   - keeps an idle Deployment at zero replicas ("transparent replicas"): when the old object is
+//     idle (meta.AnnotationIdle, spec.replicas 0), the pod template is unchanged (the new
+//     revision equals the idle one) and somebody other than the controller asks for n > 0
+//     replicas, it sets spec.replicas back to 0 and records n in meta.AnnotationDesiredReplicas;
+//     the controller applies n to the primary.
+//
+// The handler has no side effects and its output depends only on the request and the cache:
+// the same request gives the same patch. Dry-run requests (dryRun: true) therefore get exactly
+// the patch a real request would get, so a server-side dry-run (Flux drift detection,
+// kubectl diff) of a re-applied manifest equals the live object and shows no drift. The webhook
+// configuration can declare sideEffects: None.
+//
+// The handlers never deny a workload write and never error: anything they do not understand is
+// allowed unchanged (the controller computes the same revision itself, the webhook is only the
+// fast path). Use failurePolicy: Ignore and a short timeout.
+package workload
+
+import (
+	"context"
+	"slices"
+	"strconv"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/webhooks/internal/mutate"
+	"github.com/herald-rollouts/herald/webhooks/meta"
+)
+
+// Options configures the workload handlers.
+type Options struct {
+	// ControllerUsername is the user name of Herald's controller, e.g.
+	// "system:serviceaccount:herald-system:herald". Its writes to an idle target are applied
+	// as sent. Empty matches nobody.
+	ControllerUsername string
+	// ControllerGroups: a user in any of these groups counts as the controller too.
+	ControllerGroups []string
+	// DisableConfigTracking leaves referenced ConfigMaps and Secrets out of the revision
+	// (the controller's --enable-config-tracking=false); both sides must agree.
+	DisableConfigTracking bool
+}
+
+// isController reports whether the requesting user is Herald's controller.
+func (o *Options) isController(u authenticationv1.UserInfo) bool {
+	if o.ControllerUsername != "" && u.Username == o.ControllerUsername {
+		return true
+	}
+	for _, g := range o.ControllerGroups {
+		if g != "" && slices.Contains(u.Groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// Handler is the mutating admission handler for target Deployments and DaemonSets.
+type Handler struct {
+	configs client.Reader
+	opts    Options
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+// NewHandler returns the workload handler. configs must serve metav1.PartialObjectMetadata
+// ConfigMaps and Secrets from an informer cache (see meta.ConfigChecksums); it may be nil when
+// opts.DisableConfigTracking is set.
+func NewHandler(configs client.Reader, opts Options) *Handler {
+	return &Handler{configs: configs, opts: opts}
+}
+
+// workloadObject is the part of a Deployment or DaemonSet the handler reads.
+type workloadObject struct {
+	labels      map[string]string
+	annotations map[string]string
+	namespace   string
+	replicas    *int32 // Deployments only
+	template    *corev1.PodTemplateSpec
+}
+
+func decodeWorkload(kind string, raw []byte) (*workloadObject, bool) {
+	if len(raw) == 0 {
+		return nil, false
+	}
+	switch kind {
+	case "Deployment":
+		var d appsv1.Deployment
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &d); err != nil {
+			return nil, false
+		}
+		return &workloadObject{labels: d.Labels, annotations: d.Annotations, namespace: d.Namespace,
+			replicas: d.Spec.Replicas, template: &d.Spec.Template}, true
+	case "DaemonSet":
+		var d appsv1.DaemonSet
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &d); err != nil {
+			return nil, false
+		}
+		return &workloadObject{labels: d.Labels, annotations: d.Annotations, namespace: d.Namespace,
+			template: &d.Spec.Template}, true
+	}
+	return nil, false
+}
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return admission.Allowed("operation not handled")
+	}
+	kind := req.Kind.Kind
+	if req.Kind.Group != "apps" || req.Kind.Version != "v1" || (kind != "Deployment" && kind != "DaemonSet") {
+		return admission.Allowed("kind not handled")
+	}
+	obj, ok := decodeWorkload(kind, req.Object.Raw)
+	if !ok {
+		return admission.Allowed("object not decodable, left unchanged")
+	}
+	canary := obj.labels[meta.LabelCanary]
+	if canary == "" {
+		return admission.Allowed("not managed by Herald")
+	}
+	doc, err := mutate.Parse(req.Object.Raw)
+	if err != nil {
+		return admission.Allowed("object not decodable, left unchanged")
+	}
+
+	namespace := req.Namespace
+	if namespace == "" {
+		namespace = obj.namespace
+	}
+	var configs map[string]string
+	if !h.opts.DisableConfigTracking {
+		configs, err = meta.ConfigChecksums(ctx, h.configs, namespace, &obj.template.Spec)
+		if err != nil {
+			return admission.Allowed("config cache unavailable, revision left to the controller")
+		}
+	}
+	rev, err := revision.Of(obj.template, configs)
+	if err != nil {
+		return admission.Allowed("revision not computable, left to the controller")
+	}
+	if err := doc.SetAnnotation(meta.AnnotationRevision, rev); err != nil {
+		return admission.Allowed("metadata not editable, left unchanged")
+	}
+
+	msg := "revision " + rev
+	if kind == "Deployment" && req.Operation == admissionv1.Update {
+		held, err := h.holdReplicas(req, obj, rev, doc)
+		if err != nil {
+			return admission.Allowed("spec not editable, left unchanged")
+		}
+		if held != "" {
+			msg += "; " + held
+		}
+	}
+	return doc.Response(msg)
+}
+
+// holdReplicas applies the transparent-replicas rule to a Deployment UPDATE and returns a
+// description of what it did ("" when nothing).
+func (h *Handler) holdReplicas(req admission.Request, obj *workloadObject, rev string, doc *mutate.Doc) (string, error) {
+	old, ok := decodeWorkload("Deployment", req.OldObject.Raw)
+	if !ok {
+		return "", nil
+	}
+	idleRev, idle := old.annotations[meta.AnnotationIdle]
+	if !idle || old.replicas == nil || *old.replicas != 0 {
+		return "", nil // not idle
+	}
+	if rev != idleRev {
+		return "", nil // a new pod template: the user's replicas start the canary
+	}
+	if obj.replicas == nil || *obj.replicas == 0 {
+		return "", nil
+	}
+	if h.opts.isController(req.UserInfo) {
+		return "", nil
+	}
+	want := strconv.FormatInt(int64(*obj.replicas), 10)
+	if err := doc.SetSpecInt("replicas", 0); err != nil {
+		return "", err
+	}
+	if err := doc.SetAnnotation(meta.AnnotationDesiredReplicas, want); err != nil {
+		return "", err
+	}
+	// Keep the idle mark even when the request dropped it (kubectl replace, or a server-side
+	// apply whose manager had come to own it).
+	if err := doc.SetAnnotation(meta.AnnotationIdle, idleRev); err != nil {
+		return "", err
+	}
+	return "idle at revision " + idleRev + ": replicas " + want + " recorded in " +
+		meta.AnnotationDesiredReplicas + ", target kept at 0", nil
+}
