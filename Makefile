@@ -31,9 +31,10 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configurations into config/.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC (controller-gen) and webhook configurations (webhooks.Configurations) into config/.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=herald-manager paths=./controllers/... paths=./cmd/... output:rbac:artifacts:config=config/rbac
+	$(GO) run ./hack/webhook-manifests config/webhook/manifests.yaml
 
 .PHONY: verify-generated
 verify-generated: $(CONTROLLER_GEN) ## Fail when generated files (deepcopy, CRDs, RBAC) are not current.

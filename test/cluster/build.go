@@ -143,6 +143,10 @@ func CacheDir() (string, error) {
 			return "", fmt.Errorf("no cache dir (set HERALD_CACHE_DIR): %w", err)
 		}
 	}
+	base, err := filepath.Abs(base)
+	if err != nil {
+		return "", err
+	}
 	return filepath.Join(base, "herald", "controlplane"), nil
 }
 

@@ -107,10 +107,14 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	c.BinDir = filepath.Dir(c.bins[KubeAPIServer])
 
 	if o.Dir == "" {
-		if c.Dir, err = os.MkdirTemp("", "herald-cluster-"); err != nil {
+		removeAbandonedTempDirs()
+		if c.Dir, err = os.MkdirTemp("", tempDirPrefix); err != nil {
 			return nil, err
 		}
 		c.tempDir = true
+		if err = os.WriteFile(c.path(ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return nil, err
+		}
 	} else {
 		if c.Dir, err = filepath.Abs(o.Dir); err != nil {
 			return nil, err
@@ -124,6 +128,18 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			_ = c.Stop()
 		}
 	}()
+	// A reused state dir starts from scratch: no etcd data or logs of an
+	// earlier cluster.
+	for _, stale := range []string{"etcd", "prometheus-data", "pki"} {
+		if err = os.RemoveAll(c.path(stale)); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range AllBinaries {
+		if err = os.RemoveAll(c.LogFile(name)); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.StartTimeout)
 	defer cancel()
 
@@ -574,4 +590,24 @@ func (c *Cluster) Stop() error {
 		c.stopErr = errors.Join(errs...)
 	})
 	return c.stopErr
+}
+
+const (
+	tempDirPrefix = "herald-cluster-"
+	ownerFile     = "owner.pid"
+)
+
+// removeAbandonedTempDirs deletes the temporary state of clusters whose
+// process was killed before it could Stop.
+func removeAbandonedTempDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempDirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && !ProcessAlive(pid) {
+			_ = os.RemoveAll(d)
+		}
+	}
 }

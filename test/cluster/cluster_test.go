@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -13,23 +16,16 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(b[:len(b)-len("\n")]))
-	return len(b), nil
-}
-
 func TestClusterRollsOutDeployment(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping: starts a real control plane (builds it first if not cached); run without -short")
 	}
+	t.Parallel() // runs beside TestClusterWithPrometheus: two clusters side by side
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 
 	start := time.Now()
-	c, err := Start(ctx, Options{Out: testWriter{t}})
+	c, err := Start(ctx, Options{Out: t.Output()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,5 +113,57 @@ func TestClusterRollsOutDeployment(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("temporary state dir %s not removed: %v", dir, err)
+	}
+}
+
+func TestClusterWithPrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: starts a real control plane and Prometheus; run without -short")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	c, err := Start(ctx, Options{Out: t.Output(), WithPrometheus: true, Nodes: 2, PrometheusScrapeInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if c.PrometheusURL == "" || len(c.Nodes) != 2 {
+		t.Fatalf("PrometheusURL %q, nodes %v", c.PrometheusURL, c.Nodes)
+	}
+	// Point Prometheus at itself and wait for a successful scrape.
+	u, _ := url.Parse(c.PrometheusURL)
+	if err := c.SetPrometheusTargets(u.Host); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(c.PrometheusURL + "/api/v1/query?query=" + url.QueryEscape(`up{job="herald"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Data struct {
+				Result []struct {
+					Value []any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Data.Result) == 1 && len(r.Data.Result[0].Value) == 2 && r.Data.Result[0].Value[1] == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus never scraped itself: %+v", r)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

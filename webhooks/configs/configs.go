@@ -19,8 +19,8 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/herald-rollouts/herald/controllers/revision"
 	"github.com/herald-rollouts/herald/webhooks/internal/mutate"

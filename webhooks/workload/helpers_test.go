@@ -89,6 +89,10 @@ func secret(name string, annotations map[string]string) *corev1.Secret {
 		Labels: map[string]string{meta.LabelTracked: meta.TrackedValue}}, Data: map[string][]byte{"token": []byte("s3cr3t")}}
 }
 
+func fakeReader(objs ...client.Object) client.Reader {
+	return fake.NewClientBuilder().WithObjects(objs...).Build()
+}
+
 // reader is a fake cache holding podinfo's configs with the given checksums.
 func reader(cmSum, secretSum string, extra ...client.Object) client.Reader {
 	objs := []client.Object{
@@ -96,7 +100,7 @@ func reader(cmSum, secretSum string, extra ...client.Object) client.Reader {
 		secret("podinfo-token", map[string]string{meta.AnnotationChecksum: secretSum}),
 	}
 	objs = append(objs, extra...)
-	return fake.NewClientBuilder().WithObjects(objs...).Build()
+	return fakeReader(objs...)
 }
 
 func mustJSON(t testing.TB, v any) []byte {
@@ -167,3 +171,5 @@ func mutated(t testing.TB, h admission.Handler, req admission.Request) (admissio
 	}
 	return resp, &d
 }
+
+func runtimeRaw(raw []byte) runtime.RawExtension { return runtime.RawExtension{Raw: raw} }

@@ -1,0 +1,134 @@
+/*
+Copyright 2026 The Herald Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+// Package canary holds Herald's validating admission webhooks for its own kinds:
+// Canary, MetricTemplate and AlertProvider (flagger.app/v1beta1, CREATE and UPDATE).
+//
+// They check what the CRD schema and its CEL rules cannot: the provider is one Herald
+// implements, the target exists and is selected by exactly one of the supported labels,
+// metrics name a builtin or an existing MetricTemplate, durations, weights and URLs are
+// sound. Every problem is reported at once, as a field.ErrorList inside an Invalid status
+// (HTTP 422), so `kubectl apply` lists them field by field; risky but legal settings come
+// back as admission warnings that name the field too.
+//
+// The validators read only from the manager's informer cache, never from the API server.
+// A failed lookup other than NotFound never blocks a write: it becomes a warning. An update
+// that leaves the spec unchanged (status and metadata writes by the controller, GitOps
+// re-applies) is allowed without any check or lookup. Deletes are always allowed.
+//
+// The webhooks are declared with failurePolicy: Fail (they guard Herald's own kinds) and a
+// short timeout. Nothing is defaulted: mutating stored objects would fight GitOps tools.
+package canary
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+)
+
+// The webhook paths are the ones controller-runtime's builder derives from the kinds.
+//
+// +kubebuilder:webhook:path=/validate-flagger-app-v1beta1-canary,mutating=false,failurePolicy=fail,sideEffects=None,groups=flagger.app,resources=canaries,verbs=create;update,versions=v1beta1,name=vcanary.herald.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,timeoutSeconds=3
+// +kubebuilder:webhook:path=/validate-flagger-app-v1beta1-metrictemplate,mutating=false,failurePolicy=fail,sideEffects=None,groups=flagger.app,resources=metrictemplates,verbs=create;update,versions=v1beta1,name=vmetrictemplate.herald.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,timeoutSeconds=3
+// +kubebuilder:webhook:path=/validate-flagger-app-v1beta1-alertprovider,mutating=false,failurePolicy=fail,sideEffects=None,groups=flagger.app,resources=alertproviders,verbs=create;update,versions=v1beta1,name=valertprovider.herald.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,timeoutSeconds=3
+
+// The lookups need read access to the kinds below (for the manager's cache).
+//
+// +kubebuilder:rbac:groups=apps,resources=deployments;daemonsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=flagger.app,resources=metrictemplates;alertproviders,verbs=get;list;watch
+
+// Providers Herald implements.
+const (
+	ProviderIstio      = "istio"
+	ProviderKubernetes = "kubernetes"
+)
+
+// SupportedProviders are the values of spec.provider (and of the controller's
+// --mesh-provider) that Herald implements.
+var SupportedProviders = []string{ProviderIstio, ProviderKubernetes}
+
+// DefaultSelectorLabels are the pod labels that identify a workload when
+// Options.SelectorLabels is empty (Flagger's -selector-labels default).
+var DefaultSelectorLabels = []string{"app", "name", "app.kubernetes.io/name"}
+
+// DefaultLookupTimeout bounds each cache read of a validation.
+const DefaultLookupTimeout = time.Second
+
+// Options configures the validators.
+type Options struct {
+	// DefaultProvider is the provider of Canaries without spec.provider (the controller's
+	// --mesh-provider). Default "istio".
+	DefaultProvider string
+
+	// SelectorLabels are the labels of which a target's spec.selector.matchLabels must use
+	// exactly one (the controller's --selector-labels). Default DefaultSelectorLabels.
+	SelectorLabels []string
+
+	// Reader reads targets, MetricTemplates and AlertProviders. It must be a cache, never a
+	// live client. SetupWithManager defaults it to the manager's cache. When nil (in a
+	// validator built directly), no lookup is made.
+	Reader client.Reader
+
+	// LookupTimeout bounds each cache read (an informer that has not synced yet blocks the
+	// read); a read that times out becomes a warning. Default DefaultLookupTimeout.
+	LookupTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.DefaultProvider == "" {
+		o.DefaultProvider = ProviderIstio
+	}
+	if len(o.SelectorLabels) == 0 {
+		o.SelectorLabels = DefaultSelectorLabels
+	}
+	if o.LookupTimeout <= 0 {
+		o.LookupTimeout = DefaultLookupTimeout
+	}
+	return o
+}
+
+// SetupWithManager registers the Canary, MetricTemplate and AlertProvider validating
+// webhooks with the manager's webhook server, at the paths controller-runtime derives
+// (/validate-flagger-app-v1beta1-canary, -metrictemplate, -alertprovider).
+//
+// When opts.Reader is nil or the manager's cache, the informers the Canary validator reads
+// (Deployments, DaemonSets, MetricTemplates, AlertProviders) are registered with the cache
+// now, so that they start and sync with the manager instead of on the first request.
+func SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	if opts.Reader == nil {
+		opts.Reader = mgr.GetCache()
+	}
+	if c, ok := opts.Reader.(cache.Cache); ok && c == mgr.GetCache() {
+		for _, obj := range []client.Object{
+			&appsv1.Deployment{}, &appsv1.DaemonSet{},
+			&flaggerv1.MetricTemplate{}, &flaggerv1.AlertProvider{},
+		} {
+			if _, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+				return fmt.Errorf("canary webhook: watching %T: %w", obj, err)
+			}
+		}
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &flaggerv1.Canary{}).
+		WithValidator(NewCanaryValidator(opts)).Complete(); err != nil {
+		return fmt.Errorf("canary webhook: %w", err)
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &flaggerv1.MetricTemplate{}).
+		WithValidator(&MetricTemplateValidator{}).Complete(); err != nil {
+		return fmt.Errorf("metrictemplate webhook: %w", err)
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &flaggerv1.AlertProvider{}).
+		WithValidator(&AlertProviderValidator{}).Complete(); err != nil {
+		return fmt.Errorf("alertprovider webhook: %w", err)
+	}
+	return nil
+}
