@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	heraldv1beta1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/test/cluster"
 )
 
 var (
@@ -39,8 +40,10 @@ func TestCRDs(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		Fail("KUBEBUILDER_ASSETS is not set: run `make controlplane` (or set KUBEBUILDER_ASSETS " +
-			"to a directory holding etcd and kube-apiserver) and run the tests through make")
+		// `make test` sets it; a plain `go test` builds or reuses the same binaries.
+		dir, err := cluster.BinDir(context.Background(), GinkgoWriter, cluster.Etcd, cluster.KubeAPIServer, cluster.Kubectl)
+		Expect(err).NotTo(HaveOccurred(), "building etcd and kube-apiserver for envtest")
+		Expect(os.Setenv("KUBEBUILDER_ASSETS", dir)).To(Succeed())
 	}
 	ctx, cancel = context.WithCancel(context.Background())
 
