@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -21,11 +22,11 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/certs"
 	"github.com/herald-rollouts/herald/controllers/metrics"
 )
 
@@ -45,6 +46,16 @@ type options struct {
 	namespace               string
 	enableConfigTracking    bool
 	installCRDs             bool
+
+	enableWebhooks     bool
+	webhookHost        string
+	webhookPort        int
+	webhookURL         string
+	webhookService     string
+	webhookSecret      string
+	certDir            string
+	podNamespace       string
+	controllerUsername string
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -61,6 +72,20 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.namespace, "namespace", "", "Watch only this namespace (default: all).")
 	fs.BoolVar(&o.enableConfigTracking, "enable-config-tracking", true, "Track ConfigMaps and Secrets referenced by targets.")
 	fs.BoolVar(&o.installCRDs, "install-crds", false, "Create or update Herald's CRDs at start-up (local runs; a cluster install ships them).")
+
+	podNamespace := os.Getenv("POD_NAMESPACE")
+	if podNamespace == "" {
+		podNamespace = "herald-system"
+	}
+	fs.BoolVar(&o.enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks.")
+	fs.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server listens on (default: all).")
+	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
+	fs.StringVar(&o.webhookURL, "webhook-url", "", "Local runs: register the webhook configurations with this base URL (e.g. https://localhost:9443) instead of relying on installed ones.")
+	fs.StringVar(&o.webhookService, "webhook-service", "herald-webhook", "Name of the webhook Service (the serving certificate's DNS name is <service>.<namespace>.svc).")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "herald-webhook-cert", "Secret in Herald's namespace that holds the webhook CA and serving certificate.")
+	fs.StringVar(&o.certDir, "cert-dir", filepath.Join(os.TempDir(), "herald-webhook-certs"), "Directory for the serving certificate files.")
+	fs.StringVar(&o.podNamespace, "pod-namespace", podNamespace, "Herald's own namespace (env POD_NAMESPACE).")
+	fs.StringVar(&o.controllerUsername, "controller-username", "", "User name of Herald's own writes, let through to idle targets (default system:serviceaccount:<pod-namespace>:herald).")
 }
 
 func (o *options) validate() error {
@@ -77,6 +102,14 @@ func (o *options) validate() error {
 	if o.logEncoding != "json" && o.logEncoding != "console" {
 		errs = append(errs, fmt.Errorf("-log-encoding %q: use json or console", o.logEncoding))
 	}
+	if o.enableWebhooks {
+		if _, err := o.webhookDNSName(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.controllerUsername == "" {
+		o.controllerUsername = "system:serviceaccount:" + o.podNamespace + ":herald"
+	}
 	return errors.Join(errs...)
 }
 
@@ -84,7 +117,7 @@ func main() {
 	var o options
 	o.bind(flag.CommandLine)
 	flag.Parse()
-	if err := o.validate(); err != nil {
+	if err := o.validate(); err != nil { // also fills in defaults derived from other flags
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
@@ -112,13 +145,22 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 		}
 	}
 
-	cacheOpts := cache.Options{}
-	if o.namespace != "" {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
+	if o.enableWebhooks && o.webhookURL != "" {
+		if err := registerWebhooks(ctx, cfg, &o, log); err != nil {
+			return err
+		}
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+
+	if o.enableWebhooks {
+		if err := ensureCertSecret(ctx, cfg, &o); err != nil {
+			return err
+		}
+	}
+
+	var certManager *certs.Manager
+	mgrOpts := ctrl.Options{
 		Scheme:                  scheme,
-		Cache:                   cacheOpts,
+		Cache:                   o.cacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect,
@@ -126,7 +168,11 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 		LeaderElectionNamespace: o.leaderElectionNamespace,
 		// A new leader must not act on a stale view while the old one may still be running.
 		LeaderElectionReleaseOnCancel: true,
-	})
+	}
+	if o.enableWebhooks {
+		mgrOpts.WebhookServer = webhookServer(&o, func() *certs.Manager { return certManager })
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
@@ -142,6 +188,14 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 		return nil
 	}); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
+	}
+	if o.enableWebhooks {
+		if certManager, err = setupWebhooks(mgr, &o); err != nil {
+			return fmt.Errorf("setting up webhooks: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("webhooks", webhooksReady(mgr, certManager)); err != nil {
+			return fmt.Errorf("adding webhook readiness check: %w", err)
+		}
 	}
 	// Start the Canary informer even before a controller asks for it, so that /metrics and
 	// readiness reflect the cluster from the start.

@@ -269,6 +269,17 @@ func (c *Cluster) writePKI() error {
 	return nil
 }
 
+// UserKubeconfig writes a kubeconfig for user name (a client certificate with CN name and the
+// given groups as organisations) into the state directory and returns its path. RBAC applies
+// to that user like to any other, so a test can run a component with exactly its ClusterRole.
+func (c *Cluster) UserKubeconfig(name string, groups ...string) (string, error) {
+	file := c.path("kubeconfig-" + name)
+	if err := c.clientKubeconfig(file, name, groups...); err != nil {
+		return "", fmt.Errorf("writing kubeconfig for %s: %w", name, err)
+	}
+	return file, nil
+}
+
 // clientKubeconfig writes a kubeconfig with a client certificate for cn/orgs.
 func (c *Cluster) clientKubeconfig(file, cn string, orgs ...string) error {
 	kp, err := c.pki.issue(cn, orgs, nil)

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/herald-rollouts/herald/test/cluster"
 	"github.com/herald-rollouts/herald/test/harness"
 )
@@ -68,7 +70,15 @@ func run(ctx context.Context, keep bool) error {
 		return err
 	}
 	defer logFile.Close()
-	herald, err := harness.StartHerald(ctx, bin, env.Kubeconfig, logFile)
+	admin, err := client.New(env.Config, client.Options{})
+	if err != nil {
+		return err
+	}
+	heraldKubeconfig, err := harness.HeraldKubeconfig(ctx, env, admin)
+	if err != nil {
+		return err
+	}
+	herald, err := harness.StartHerald(ctx, bin, heraldKubeconfig, logFile)
 	if err != nil {
 		return fmt.Errorf("%w\n--- herald log ---\n%s", err, tail(logPath, 30))
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -52,7 +53,8 @@ type Herald struct {
 	ProbeURL   string // http://127.0.0.1:<port>
 }
 
-// StartHerald starts bin/herald against kubeconfig with --install-crds, logs to out, and
+// StartHerald starts bin/herald against kubeconfig (see HeraldKubeconfig) with --install-crds
+// and its webhooks registered on a loopback URL, logs to out, and
 // returns once /readyz answers 200 (or an error with the process's fate if it does not).
 func StartHerald(ctx context.Context, binary, kubeconfig string, out io.Writer, extraArgs ...string) (*Herald, error) {
 	metricsPort, err := FreePort()
@@ -63,11 +65,25 @@ func StartHerald(ctx context.Context, binary, kubeconfig string, out io.Writer, 
 	if err != nil {
 		return nil, err
 	}
+	webhookPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	certDir, err := os.MkdirTemp("", "herald-certs-")
+	if err != nil {
+		return nil, err
+	}
 	args := append([]string{
 		"--kubeconfig=" + kubeconfig,
 		"--install-crds",
 		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
+		// The API server calls the webhooks on loopback, trusting the rotated CA Herald injects.
+		"--webhook-host=127.0.0.1",
+		"--webhook-port=" + strconv.Itoa(webhookPort),
+		"--webhook-url=https://localhost:" + strconv.Itoa(webhookPort),
+		"--cert-dir=" + certDir,
+		"--controller-username=" + HeraldUser,
 		"--log-encoding=console",
 	}, extraArgs...)
 	cmd := exec.Command(binary, args...)
@@ -83,7 +99,7 @@ func StartHerald(ctx context.Context, binary, kubeconfig string, out io.Writer, 
 		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
 		ProbeURL:   fmt.Sprintf("http://127.0.0.1:%d", probePort),
 	}
-	go func() { _ = cmd.Wait(); close(h.done) }()
+	go func() { _ = cmd.Wait(); _ = os.RemoveAll(certDir); close(h.done) }()
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {

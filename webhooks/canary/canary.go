@@ -61,7 +61,7 @@ var SupportedProviders = []string{ProviderIstio, ProviderKubernetes}
 // Options.SelectorLabels is empty (Flagger's -selector-labels default).
 var DefaultSelectorLabels = []string{"app", "name", "app.kubernetes.io/name"}
 
-// DefaultLookupTimeout bounds each cache read of a validation.
+// DefaultLookupTimeout bounds the cache reads of one validation.
 const DefaultLookupTimeout = time.Second
 
 // Options configures the validators.
@@ -79,8 +79,9 @@ type Options struct {
 	// validator built directly), no lookup is made.
 	Reader client.Reader
 
-	// LookupTimeout bounds each cache read (an informer that has not synced yet blocks the
-	// read); a read that times out becomes a warning. Default DefaultLookupTimeout.
+	// LookupTimeout bounds all the cache reads of one validation together (a read from an
+	// informer that has not synced yet blocks); a read that times out becomes a warning.
+	// Default DefaultLookupTimeout, well below the webhook's 3 s timeout.
 	LookupTimeout time.Duration
 }
 

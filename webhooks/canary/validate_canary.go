@@ -102,12 +102,10 @@ func (k *check) warn(p *field.Path, format string, args ...any) {
 	k.warns = append(k.warns, w)
 }
 
-// get reads one object from the cache within the lookup timeout. It reports whether the
-// object exists; err is set only for failures other than NotFound.
+// get reads one object from the cache (within the lookup deadline of the validation). It
+// reports whether the object exists; err is set only for failures other than NotFound.
 func (k *check) get(key types.NamespacedName, obj client.Object) (bool, error) {
-	ctx, cancel := context.WithTimeout(k.ctx, k.opts.LookupTimeout)
-	defer cancel()
-	err := k.opts.Reader.Get(ctx, key, obj)
+	err := k.opts.Reader.Get(k.ctx, key, obj)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
@@ -118,7 +116,11 @@ func (v *CanaryValidator) validate(ctx context.Context, c *flaggerv1.Canary) (ad
 	if c == nil {
 		return nil, nil
 	}
-	k := &check{ctx: ctx, opts: &v.opts, c: c, ns: c.Namespace}
+	// One deadline for every lookup: the webhook must answer well within its timeout even
+	// when an informer has not synced.
+	lookupCtx, cancel := context.WithTimeout(ctx, v.opts.LookupTimeout)
+	defer cancel()
+	k := &check{ctx: lookupCtx, opts: &v.opts, c: c, ns: c.Namespace}
 	if k.ns == "" {
 		if req, err := admission.RequestFromContext(ctx); err == nil {
 			k.ns = req.Namespace

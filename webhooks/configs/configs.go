@@ -58,7 +58,7 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	switch req.Kind.Kind {
 	case "ConfigMap":
 		var cm corev1.ConfigMap
-		if sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &cm) != nil {
+		if !decodeStrict(raw, &cm) {
 			return admission.Allowed("object not decodable, left unchanged")
 		}
 		labels, annotations = cm.Labels, cm.Annotations
@@ -66,7 +66,7 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	case "Secret":
 		var s corev1.Secret
 		// The decoder's error could quote a fragment of the object: it is never reported.
-		if sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &s) != nil {
+		if !decodeStrict(raw, &s) {
 			return admission.Allowed("object not decodable, left unchanged")
 		}
 		labels, annotations = s.Labels, s.Annotations
@@ -92,20 +92,22 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 		}
 	}
 
-	doc, err := mutate.Parse(raw)
-	if err != nil {
-		return admission.Allowed("object not decodable, left unchanged")
-	}
+	// The tracked label guarantees a metadata object for the patch to edit.
+	patch := mutate.New(annotations)
 	if disabled {
-		if doc.RemoveAnnotation(meta.AnnotationChecksum) != nil {
-			return admission.Allowed("metadata not editable, left unchanged")
-		}
-		return doc.Response("config tracking disabled: stale checksum removed")
+		patch.RemoveAnnotation(meta.AnnotationChecksum)
+		return patch.Response("config tracking disabled: stale checksum removed")
 	}
-	if doc.SetAnnotation(meta.AnnotationChecksum, sum) != nil {
-		return admission.Allowed("metadata not editable, left unchanged")
-	}
-	return doc.Response("checksum " + sum)
+	patch.SetAnnotation(meta.AnnotationChecksum, sum)
+	return patch.Response("checksum " + sum)
+}
+
+// decodeStrict decodes raw like the API server does (case-sensitive field names) and refuses
+// duplicate fields, on which a patch would be ambiguous. Its errors are dropped: they can name
+// Secret keys.
+func decodeStrict(raw []byte, into any) bool {
+	strict, err := sigsjson.UnmarshalStrict(raw, into, sigsjson.DisallowDuplicateFields)
+	return err == nil && len(strict) == 0
 }
 
 // secretData is the Secret's data as the API server stores it: stringData (write-only, normally

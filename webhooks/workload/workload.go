@@ -91,6 +91,8 @@ type workloadObject struct {
 	template    *corev1.PodTemplateSpec
 }
 
+// decodeWorkload decodes raw like the API server does (case-sensitive field names) and refuses
+// duplicate fields, on which a patch would be ambiguous.
 func decodeWorkload(kind string, raw []byte) (*workloadObject, bool) {
 	if len(raw) == 0 {
 		return nil, false
@@ -98,20 +100,43 @@ func decodeWorkload(kind string, raw []byte) (*workloadObject, bool) {
 	switch kind {
 	case "Deployment":
 		var d appsv1.Deployment
-		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &d); err != nil {
+		if !decodeStrict(raw, &d) {
 			return nil, false
 		}
 		return &workloadObject{labels: d.Labels, annotations: d.Annotations, namespace: d.Namespace,
 			replicas: d.Spec.Replicas, template: &d.Spec.Template}, true
 	case "DaemonSet":
 		var d appsv1.DaemonSet
-		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &d); err != nil {
+		if !decodeStrict(raw, &d) {
 			return nil, false
 		}
 		return &workloadObject{labels: d.Labels, annotations: d.Annotations, namespace: d.Namespace,
 			template: &d.Spec.Template}, true
 	}
 	return nil, false
+}
+
+// idleState is the part of the old Deployment that tells whether it is idle.
+type idleState struct {
+	Metadata struct {
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		Replicas *int32 `json:"replicas"`
+	} `json:"spec"`
+}
+
+func decodeIdleState(raw []byte) (*idleState, bool) {
+	var s idleState
+	if len(raw) == 0 || !decodeStrict(raw, &s) {
+		return nil, false
+	}
+	return &s, true
+}
+
+func decodeStrict(raw []byte, into any) bool {
+	strict, err := sigsjson.UnmarshalStrict(raw, into, sigsjson.DisallowDuplicateFields)
+	return err == nil && len(strict) == 0
 }
 
 // Handle implements admission.Handler.
@@ -131,16 +156,17 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if canary == "" {
 		return admission.Allowed("not managed by Herald")
 	}
-	doc, err := mutate.Parse(req.Object.Raw)
-	if err != nil {
-		return admission.Allowed("object not decodable, left unchanged")
-	}
+	// The canary label guarantees a metadata object for the patch to edit.
+	patch := mutate.New(obj.annotations)
 
 	namespace := req.Namespace
 	if namespace == "" {
 		namespace = obj.namespace
 	}
-	var configs map[string]string
+	var (
+		configs map[string]string
+		err     error
+	)
 	if !h.opts.DisableConfigTracking {
 		configs, err = meta.ConfigChecksums(ctx, h.configs, namespace, &obj.template.Spec)
 		if err != nil {
@@ -151,55 +177,44 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if err != nil {
 		return admission.Allowed("revision not computable, left to the controller")
 	}
-	if err := doc.SetAnnotation(meta.AnnotationRevision, rev); err != nil {
-		return admission.Allowed("metadata not editable, left unchanged")
-	}
+	patch.SetAnnotation(meta.AnnotationRevision, rev)
 
 	msg := "revision " + rev
 	if kind == "Deployment" && req.Operation == admissionv1.Update {
-		held, err := h.holdReplicas(req, obj, rev, doc)
-		if err != nil {
-			return admission.Allowed("spec not editable, left unchanged")
-		}
-		if held != "" {
+		if held := h.holdReplicas(req, obj, rev, patch); held != "" {
 			msg += "; " + held
 		}
 	}
-	return doc.Response(msg)
+	return patch.Response(msg)
 }
 
 // holdReplicas applies the transparent-replicas rule to a Deployment UPDATE and returns a
 // description of what it did ("" when nothing).
-func (h *Handler) holdReplicas(req admission.Request, obj *workloadObject, rev string, doc *mutate.Doc) (string, error) {
-	old, ok := decodeWorkload("Deployment", req.OldObject.Raw)
-	if !ok {
-		return "", nil
+func (h *Handler) holdReplicas(req admission.Request, obj *workloadObject, rev string, patch *mutate.Patch) string {
+	// Cheapest checks first: most updates of a managed target are not a replicas wish on an
+	// idle one.
+	if obj.replicas == nil || *obj.replicas == 0 || h.opts.isController(req.UserInfo) {
+		return ""
 	}
-	idleRev, idle := old.annotations[meta.AnnotationIdle]
-	if !idle || old.replicas == nil || *old.replicas != 0 {
-		return "", nil // not idle
+	old, ok := decodeIdleState(req.OldObject.Raw)
+	if !ok {
+		return ""
+	}
+	idleRev, idle := old.Metadata.Annotations[meta.AnnotationIdle]
+	if !idle || old.Spec.Replicas == nil || *old.Spec.Replicas != 0 {
+		return "" // not idle
 	}
 	if rev != idleRev {
-		return "", nil // a new pod template: the user's replicas start the canary
+		return "" // a new pod template: the user's replicas start the canary
 	}
-	if obj.replicas == nil || *obj.replicas == 0 {
-		return "", nil
-	}
-	if h.opts.isController(req.UserInfo) {
-		return "", nil
-	}
-	want := strconv.FormatInt(int64(*obj.replicas), 10)
-	if err := doc.SetSpecInt("replicas", 0); err != nil {
-		return "", err
-	}
-	if err := doc.SetAnnotation(meta.AnnotationDesiredReplicas, want); err != nil {
-		return "", err
-	}
+	// obj.replicas is non-nil: spec is an object with a replicas member.
+	current := int64(*obj.replicas)
+	want := strconv.FormatInt(current, 10)
+	patch.SetSpecInt("replicas", 0, &current)
+	patch.SetAnnotation(meta.AnnotationDesiredReplicas, want)
 	// Keep the idle mark even when the request dropped it (kubectl replace, or a server-side
 	// apply whose manager had come to own it).
-	if err := doc.SetAnnotation(meta.AnnotationIdle, idleRev); err != nil {
-		return "", err
-	}
+	patch.SetAnnotation(meta.AnnotationIdle, idleRev)
 	return "idle at revision " + idleRev + ": replicas " + want + " recorded in " +
-		meta.AnnotationDesiredReplicas + ", target kept at 0", nil
+		meta.AnnotationDesiredReplicas + ", target kept at 0"
 }

@@ -243,6 +243,16 @@ func supervise(ctx context.Context, p paths) error {
 	if err == nil {
 		err = writeAtomic(p.kubeconfig, kc, 0o600)
 	}
+	// `make run` runs Herald as its own user, so that its writes and a person's kubectl are
+	// told apart (the workload webhook lets only the controller scale an idle target).
+	if err == nil {
+		var hkc string
+		if hkc, err = c.UserKubeconfig("herald", "system:masters"); err == nil {
+			if kc, err = os.ReadFile(hkc); err == nil {
+				err = writeAtomic(filepath.Join(filepath.Dir(p.kubeconfig), "herald.kubeconfig"), kc, 0o600)
+			}
+		}
+	}
 	if err == nil {
 		err = os.WriteFile(p.readyFile, []byte(c.APIServerURL+"\n"), 0o644)
 	}
@@ -313,6 +323,7 @@ func down(p paths) error {
 	if err := os.RemoveAll(p.state); err != nil {
 		return err
 	}
+	_ = os.Remove(filepath.Join(filepath.Dir(p.kubeconfig), "herald.kubeconfig"))
 	if err := os.Remove(p.kubeconfig); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

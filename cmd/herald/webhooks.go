@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/herald-rollouts/herald/certs"
+	"github.com/herald-rollouts/herald/webhooks"
+	"github.com/herald-rollouts/herald/webhooks/canary"
+	"github.com/herald-rollouts/herald/webhooks/configs"
+	"github.com/herald-rollouts/herald/webhooks/meta"
+	"github.com/herald-rollouts/herald/webhooks/workload"
+)
+
+// webhookDNSName is the name in the serving certificate: the host of --webhook-url for local
+// runs, the webhook Service's name in a cluster.
+func (o *options) webhookDNSName() (string, error) {
+	if o.webhookURL != "" {
+		u, err := url.Parse(o.webhookURL)
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+			return "", fmt.Errorf("-webhook-url %q must be an https URL", o.webhookURL)
+		}
+		return u.Hostname(), nil
+	}
+	return fmt.Sprintf("%s.%s.svc", o.webhookService, o.podNamespace), nil
+}
+
+// cacheOptions narrows what the manager caches to what Herald reads: its own certificate
+// Secret (never every Secret in the cluster), and only the metadata of tracked configs and
+// managed Deployments for the admission handlers.
+func (o *options) cacheOptions() cache.Options {
+	partial := func(apiVersion, kind string) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}}
+	}
+	exists := func(label string) labels.Selector {
+		req, _ := labels.NewRequirement(label, selection.Exists, nil)
+		return labels.NewSelector().Add(*req)
+	}
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {
+			Namespaces: map[string]cache.Config{o.podNamespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", o.webhookSecret),
+		},
+		partial("v1", "Secret"):          {Label: exists(meta.LabelTracked)},
+		partial("v1", "ConfigMap"):       {Label: exists(meta.LabelTracked)},
+		partial("apps/v1", "Deployment"): {Label: exists(meta.LabelCanary)},
+	}}
+	if o.namespace != "" {
+		opts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
+	}
+	return opts
+}
+
+// ensureCertSecret creates the (empty) certificate Secret when it is missing: cert-controller
+// fills a Secret but does not create one, and an install that forgot it must not leave Herald
+// unable to serve.
+func ensureCertSecret(ctx context.Context, cfg *rest.Config, o *options) error {
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: o.podNamespace, Name: o.webhookSecret,
+		Labels: map[string]string{"app.kubernetes.io/name": "herald"}}}
+	if err := c.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating certificate secret %s/%s: %w", o.podNamespace, o.webhookSecret, err)
+	}
+	return nil
+}
+
+// setupWebhooks adds the certificate manager and every admission handler to mgr.
+func setupWebhooks(mgr ctrl.Manager, o *options) (*certs.Manager, error) {
+	dns, err := o.webhookDNSName()
+	if err != nil {
+		return nil, err
+	}
+	cm, err := certs.Setup(mgr, certs.Options{
+		Secret:                types.NamespacedName{Namespace: o.podNamespace, Name: o.webhookSecret},
+		DNSName:               dns,
+		CertDir:               o.certDir,
+		MutatingWebhooks:      []string{webhooks.MutatingName},
+		ValidatingWebhooks:    []string{webhooks.ValidatingName},
+		RequireLeaderElection: o.leaderElect,
+	})
+	if err != nil {
+		return nil, err
+	}
+	controllerOpts := workload.Options{
+		ControllerUsername:    o.controllerUsername,
+		DisableConfigTracking: !o.enableConfigTracking,
+	}
+	server := mgr.GetWebhookServer()
+	server.Register(webhooks.WorkloadPath, &webhook.Admission{Handler: workload.NewHandler(mgr.GetCache(), controllerOpts)})
+	server.Register(webhooks.ScalePath, &webhook.Admission{Handler: workload.NewScaleHandler(mgr.GetCache(), controllerOpts)})
+	server.Register(webhooks.ConfigPath, &webhook.Admission{Handler: configs.NewHandler()})
+	if err := canary.SetupWithManager(mgr, canary.Options{
+		DefaultProvider: o.meshProvider,
+		SelectorLabels:  splitList(o.selectorLabels),
+	}); err != nil {
+		return nil, err
+	}
+	return cm, nil
+}
+
+// webhookServer serves the certificate the certificate manager chose.
+func webhookServer(o *options, cm func() *certs.Manager) webhook.Server {
+	return webhook.NewServer(webhook.Options{
+		Host: o.webhookHost,
+		Port: o.webhookPort,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			c.MinVersion = tls.VersionTLS12
+			c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if m := cm(); m != nil {
+					return m.GetCertificate(hello)
+				}
+				return nil, errors.New("certificate manager not set up")
+			}
+		}},
+	})
+}
+
+// webhooksReady is a readiness check: ready when a trusted certificate is served and the
+// webhook server answers TLS.
+func webhooksReady(mgr ctrl.Manager, cm *certs.Manager) func(*http.Request) error {
+	started := mgr.GetWebhookServer().StartedChecker()
+	return func(req *http.Request) error {
+		select {
+		case <-cm.Ready():
+		default:
+			return errors.New("webhook certificate not ready")
+		}
+		return started(req)
+	}
+}
+
+// registerWebhooks creates or updates the webhook configurations with a URL clientConfig
+// (local runs). The caBundle is left to the certificate manager: server-side apply keeps the
+// field it owns.
+func registerWebhooks(ctx context.Context, cfg *rest.Config, o *options, log logr.Logger) error {
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.podNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", o.podNamespace, err)
+	}
+	mutating, validating := webhooks.Configurations(webhooks.Endpoint{URL: o.webhookURL}, o.podNamespace)
+	for _, obj := range []client.Object{mutating, validating} {
+		//nolint:staticcheck // typed server-side apply of a built-in kind
+		if err := c.Patch(ctx, obj, client.Apply, client.FieldOwner("herald-install"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("registering %s: %w", obj.GetName(), err)
+		}
+	}
+	log.Info("Registered webhook configurations", "url", o.webhookURL)
+	return nil
+}
+
+var _ admission.Handler = (*workload.Handler)(nil)
