@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/herald-rollouts/herald/certs"
 	"github.com/herald-rollouts/herald/webhooks"
@@ -44,10 +43,27 @@ func (o *options) webhookDNSName() (string, error) {
 	return fmt.Sprintf("%s.%s.svc", o.webhookService, o.podNamespace), nil
 }
 
-// cacheOptions narrows what the manager caches to what Herald reads: its own certificate
-// Secret (never every Secret in the cluster), and only the metadata of tracked configs and
-// managed Deployments for the admission handlers.
+// cacheOptions narrows the manager's cache: of all Secrets it holds only Herald's own
+// certificate Secret.
 func (o *options) cacheOptions() cache.Options {
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {
+			Namespaces: map[string]cache.Config{o.podNamespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", o.webhookSecret),
+		},
+	}}
+	if o.namespace != "" {
+		opts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
+	}
+	return opts
+}
+
+// newMetadataCache is the admission handlers' cache: only the metadata (labels, annotations)
+// of tracked ConfigMaps and Secrets and of managed Deployments, so that Secret data is never
+// loaded and memory stays small in large clusters. It is a cache of its own because
+// controller-runtime keys cache options by GVK, and a metadata-only Secret or Deployment
+// entry in the manager's cache would also narrow the typed informers other parts read.
+func newMetadataCache(mgr ctrl.Manager, o *options) (cache.Cache, error) {
 	partial := func(apiVersion, kind string) *metav1.PartialObjectMetadata {
 		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}}
 	}
@@ -55,19 +71,33 @@ func (o *options) cacheOptions() cache.Options {
 		req, _ := labels.NewRequirement(label, selection.Exists, nil)
 		return labels.NewSelector().Add(*req)
 	}
-	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {
-			Namespaces: map[string]cache.Config{o.podNamespace: {}},
-			Field:      fields.OneTermEqualSelector("metadata.name", o.webhookSecret),
+	opts := cache.Options{
+		Scheme: mgr.GetScheme(),
+		Mapper: mgr.GetRESTMapper(),
+		ByObject: map[client.Object]cache.ByObject{
+			partial("v1", "Secret"):          {Label: exists(meta.LabelTracked)},
+			partial("v1", "ConfigMap"):       {Label: exists(meta.LabelTracked)},
+			partial("apps/v1", "Deployment"): {Label: exists(meta.LabelCanary)},
 		},
-		partial("v1", "Secret"):          {Label: exists(meta.LabelTracked)},
-		partial("v1", "ConfigMap"):       {Label: exists(meta.LabelTracked)},
-		partial("apps/v1", "Deployment"): {Label: exists(meta.LabelCanary)},
-	}}
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
 	if o.namespace != "" {
 		opts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
 	}
-	return opts
+	c, err := cache.New(mgr.GetConfig(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating metadata cache: %w", err)
+	}
+	// Start the three informers with the cache rather than on the first admission request.
+	for obj := range opts.ByObject {
+		if _, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("watching %s metadata: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
+		}
+	}
+	if err := mgr.Add(c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // ensureCertSecret creates the (empty) certificate Secret when it is missing: cert-controller
@@ -103,13 +133,17 @@ func setupWebhooks(mgr ctrl.Manager, o *options) (*certs.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	metadata, err := newMetadataCache(mgr, o)
+	if err != nil {
+		return nil, err
+	}
 	controllerOpts := workload.Options{
 		ControllerUsername:    o.controllerUsername,
 		DisableConfigTracking: !o.enableConfigTracking,
 	}
 	server := mgr.GetWebhookServer()
-	server.Register(webhooks.WorkloadPath, &webhook.Admission{Handler: workload.NewHandler(mgr.GetCache(), controllerOpts)})
-	server.Register(webhooks.ScalePath, &webhook.Admission{Handler: workload.NewScaleHandler(mgr.GetCache(), controllerOpts)})
+	server.Register(webhooks.WorkloadPath, &webhook.Admission{Handler: workload.NewHandler(metadata, controllerOpts)})
+	server.Register(webhooks.ScalePath, &webhook.Admission{Handler: workload.NewScaleHandler(metadata, controllerOpts)})
 	server.Register(webhooks.ConfigPath, &webhook.Admission{Handler: configs.NewHandler()})
 	if err := canary.SetupWithManager(mgr, canary.Options{
 		DefaultProvider: o.meshProvider,
@@ -174,4 +208,3 @@ func registerWebhooks(ctx context.Context, cfg *rest.Config, o *options, log log
 	return nil
 }
 
-var _ admission.Handler = (*workload.Handler)(nil)

@@ -26,6 +26,9 @@ var (
 	env    *cluster.Cluster
 	herald *harness.Herald
 	k8s    client.Client
+	// heraldKubeconfig is Herald's own identity ("the controller" for the webhooks).
+	heraldKubeconfig string
+	heraldBinary     string
 	// heraldLog keeps Herald's output; it is printed when a spec fails.
 	heraldLog *os.File
 )
@@ -47,15 +50,14 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	k8s, err = client.New(env.Config, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
-	bin, err := harness.Build(ctx, "./cmd/herald")
+	heraldBinary, err = harness.Build(ctx, "./cmd/herald")
 	Expect(err).NotTo(HaveOccurred())
 	heraldLog, err = os.Create(filepath.Join(env.Dir, "herald.log"))
 	Expect(err).NotTo(HaveOccurred())
-	heraldKubeconfig, err := harness.HeraldKubeconfig(ctx, env, k8s)
+	heraldKubeconfig, err = harness.HeraldKubeconfig(ctx, env, k8s)
 	Expect(err).NotTo(HaveOccurred())
-	herald, err = harness.StartHerald(ctx, bin, heraldKubeconfig, heraldLog)
-	Expect(err).NotTo(HaveOccurred(), "herald log:\n%s", readFile(heraldLog.Name()))
-	DeferCleanup(herald.Stop)
+	startHerald(ctx)
+	DeferCleanup(func() { herald.Stop() })
 }, NodeTimeout(20*time.Minute))
 
 var _ = ReportAfterEach(func(report SpecReport) {
@@ -63,6 +65,13 @@ var _ = ReportAfterEach(func(report SpecReport) {
 		AddReportEntry("herald log", readFile(heraldLog.Name()))
 	}
 })
+
+// startHerald starts (or restarts) the Herald process of the suite.
+func startHerald(ctx context.Context) {
+	var err error
+	herald, err = harness.StartHerald(ctx, heraldBinary, heraldKubeconfig, heraldLog)
+	Expect(err).NotTo(HaveOccurred(), "herald log:\n%s", readFile(heraldLog.Name()))
+}
 
 func readFile(path string) string {
 	b, _ := os.ReadFile(path)

@@ -51,6 +51,7 @@ type Herald struct {
 	done       chan struct{}
 	MetricsURL string // http://127.0.0.1:<port>/metrics
 	ProbeURL   string // http://127.0.0.1:<port>
+	WebhookURL string // https://localhost:<port>, what the API server calls
 }
 
 // StartHerald starts bin/herald against kubeconfig (see HeraldKubeconfig) with --install-crds
@@ -98,6 +99,7 @@ func StartHerald(ctx context.Context, binary, kubeconfig string, out io.Writer, 
 		done:       make(chan struct{}),
 		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
 		ProbeURL:   fmt.Sprintf("http://127.0.0.1:%d", probePort),
+		WebhookURL: fmt.Sprintf("https://localhost:%d", webhookPort),
 	}
 	go func() { _ = cmd.Wait(); _ = os.RemoveAll(certDir); close(h.done) }()
 

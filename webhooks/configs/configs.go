@@ -9,9 +9,9 @@
 // stale checksum annotation is removed.
 //
 // Secret values never appear in responses, logs or errors: the only output is the JSON patch of
-// the object's own metadata (the patch is the diff of the object before and after the edit, and
-// the edit touches metadata.annotations only), and response messages never include decoder
-// errors. The handler has no side effects; dry-run requests get the same patch.
+// the object's own metadata (its operations only add, replace or remove
+// metadata.annotations["herald.dev/checksum"], or add metadata.annotations when the object has
+// none), and response messages never include decoder errors. The handler has no side effects; dry-run requests get the same patch.
 package configs
 
 import (

@@ -29,7 +29,6 @@ import (
 	"strconv"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -91,29 +90,37 @@ type workloadObject struct {
 	template    *corev1.PodTemplateSpec
 }
 
+// workloadDoc is the part of an apps/v1 Deployment or DaemonSet the handler reads: decoding
+// only these fields skips managedFields, status and the rest of the spec, which the API server
+// has validated already.
+type workloadDoc struct {
+	Metadata struct {
+		Namespace   string            `json:"namespace"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		Replicas *int32                 `json:"replicas"` // Deployments only
+		Template corev1.PodTemplateSpec `json:"template"`
+	} `json:"spec"`
+}
+
 // decodeWorkload decodes raw like the API server does (case-sensitive field names) and refuses
 // duplicate fields, on which a patch would be ambiguous.
 func decodeWorkload(kind string, raw []byte) (*workloadObject, bool) {
-	if len(raw) == 0 {
+	if len(raw) == 0 || (kind != "Deployment" && kind != "DaemonSet") {
 		return nil, false
 	}
-	switch kind {
-	case "Deployment":
-		var d appsv1.Deployment
-		if !decodeStrict(raw, &d) {
-			return nil, false
-		}
-		return &workloadObject{labels: d.Labels, annotations: d.Annotations, namespace: d.Namespace,
-			replicas: d.Spec.Replicas, template: &d.Spec.Template}, true
-	case "DaemonSet":
-		var d appsv1.DaemonSet
-		if !decodeStrict(raw, &d) {
-			return nil, false
-		}
-		return &workloadObject{labels: d.Labels, annotations: d.Annotations, namespace: d.Namespace,
-			template: &d.Spec.Template}, true
+	var d workloadDoc
+	if !decodeStrict(raw, &d) {
+		return nil, false
 	}
-	return nil, false
+	obj := &workloadObject{labels: d.Metadata.Labels, annotations: d.Metadata.Annotations,
+		namespace: d.Metadata.Namespace, template: &d.Spec.Template}
+	if kind == "Deployment" {
+		obj.replicas = d.Spec.Replicas
+	}
+	return obj, true
 }
 
 // idleState is the part of the old Deployment that tells whether it is idle.
