@@ -207,4 +207,3 @@ func registerWebhooks(ctx context.Context, cfg *rest.Config, o *options, log log
 	log.Info("Registered webhook configurations", "url", o.webhookURL)
 	return nil
 }
-

@@ -206,7 +206,7 @@ var _ = Describe("The workload webhook", func() {
 		got = getDeployment(ctx, "idle")
 		Expect(*got.Spec.Replicas).To(BeZero())
 		Expect(got.Annotations).To(HaveKeyWithValue(meta.AnnotationRevision, rev), "no new revision")
-		Consistently(func() int { return podsOf(ctx, "idle") }).WithTimeout(2 * time.Second).Should(BeZero(), "no pod starts on the idle target")
+		Consistently(func() int { return podsOf(ctx, "idle") }).WithTimeout(2*time.Second).Should(BeZero(), "no pod starts on the idle target")
 
 		By("kubectl scale is refused with directions to the primary")
 		out, err = kubectl("-n", hooksNS, "scale", "deployment/idle", "--replicas=5")
