@@ -86,5 +86,14 @@ test: controlplane verify-generated vet ## Unit tests and Ginkgo suites against 
 	$(GO) test -count=1 -timeout 30m ./...
 
 .PHONY: bench
-bench: controlplane ## Benchmarks.
+bench: controlplane ## Benchmarks: handler cost (ns/op, allocs/op) and latency through the real kube-apiserver.
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+FUZZTIME ?= 60s
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (CI runs only their seed corpus, inside make test).
+	@set -e; for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for fn in $$(grep -h '^func Fuzz' $$target/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "==> $$fn in $$target ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$target; \
+	  done; done

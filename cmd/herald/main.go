@@ -47,6 +47,7 @@ type options struct {
 	enableConfigTracking    bool
 	installCRDs             bool
 
+	pprofAddr          string
 	enableWebhooks     bool
 	webhookHost        string
 	webhookPort        int
@@ -77,6 +78,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	if podNamespace == "" {
 		podNamespace = "herald-system"
 	}
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of a net/http/pprof endpoint for profiling (default: off).")
 	fs.BoolVar(&o.enableWebhooks, "enable-webhooks", true, "Serve the admission webhooks.")
 	fs.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server listens on (default: all).")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
@@ -163,6 +165,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 		Cache:                   o.cacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "herald-leader-election",
 		LeaderElectionNamespace: o.leaderElectionNamespace,
