@@ -27,6 +27,8 @@ import (
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/certs"
+	"github.com/herald-rollouts/herald/controllers/canary"
+	"github.com/herald-rollouts/herald/controllers/hooks"
 	"github.com/herald-rollouts/herald/controllers/metrics"
 )
 
@@ -192,13 +194,31 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	}); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
+	metadata, err := newMetadataCache(mgr, &o)
+	if err != nil {
+		return err
+	}
 	if o.enableWebhooks {
-		if certManager, err = setupWebhooks(mgr, &o); err != nil {
+		if certManager, err = setupWebhooks(mgr, &o, metadata); err != nil {
 			return fmt.Errorf("setting up webhooks: %w", err)
 		}
 		if err := mgr.AddReadyzCheck("webhooks", webhooksReady(mgr, certManager)); err != nil {
 			return fmt.Errorf("adding webhook readiness check: %w", err)
 		}
+	}
+	reconciler := &canary.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Events:    mgr.GetEventRecorder("herald"),
+		Metrics:   &metrics.Recorder{},
+		Hooks:     &hooks.Caller{},
+		Options: canary.Options{
+			SelectorLabels: splitList(o.selectorLabels),
+			ConfigTracking: o.enableConfigTracking,
+		},
+	}
+	if err := reconciler.SetupWithManager(mgr, metadata); err != nil {
+		return fmt.Errorf("setting up the canary controller: %w", err)
 	}
 	// Start the Canary informer even before a controller asks for it, so that /metrics and
 	// readiness reflect the cluster from the start.

@@ -117,7 +117,7 @@ func ensureCertSecret(ctx context.Context, cfg *rest.Config, o *options) error {
 }
 
 // setupWebhooks adds the certificate manager and every admission handler to mgr.
-func setupWebhooks(mgr ctrl.Manager, o *options) (*certs.Manager, error) {
+func setupWebhooks(mgr ctrl.Manager, o *options, metadata cache.Cache) (*certs.Manager, error) {
 	dns, err := o.webhookDNSName()
 	if err != nil {
 		return nil, err
@@ -130,10 +130,6 @@ func setupWebhooks(mgr ctrl.Manager, o *options) (*certs.Manager, error) {
 		ValidatingWebhooks:    []string{webhooks.ValidatingName},
 		RequireLeaderElection: o.leaderElect,
 	})
-	if err != nil {
-		return nil, err
-	}
-	metadata, err := newMetadataCache(mgr, o)
 	if err != nil {
 		return nil, err
 	}

@@ -16,10 +16,9 @@ package revision
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -52,87 +51,33 @@ const hashLen = 16
 // references (keyed by ConfigKey; nil when config tracking is off or nothing is referenced).
 // It does not modify tmpl.
 func Of(tmpl *corev1.PodTemplateSpec, configs map[string]string) (string, error) {
-	canonical, err := canonicalTemplate(tmpl)
+	c := getCanonicaliser()
+	defer c.release()
+	canonical, err := c.canonical(tmpl)
 	if err != nil {
 		return "", fmt.Errorf("canonicalising pod template: %w", err)
 	}
-	h := sha256.New()
-	// A tag in front of each part keeps "template then configs" unambiguous.
-	h.Write([]byte("template\x00"))
-	h.Write(canonical)
-	keys := make([]string, 0, len(configs))
-	for k := range configs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(h, "\x00config\x00%s\x00%s", k, configs[k])
-	}
-	return hex.EncodeToString(h.Sum(nil))[:hashLen], nil
-}
-
-// canonicalTemplate returns the JSON form of tmpl without Herald's own metadata, without nulls
-// and without empty objects or lists, with object keys sorted (encoding/json sorts map keys).
-func canonicalTemplate(tmpl *corev1.PodTemplateSpec) ([]byte, error) {
-	if tmpl == nil {
-		return []byte("{}"), nil
-	}
-	raw, err := json.Marshal(tmpl)
-	if err != nil {
-		return nil, err
-	}
-	var generic map[string]any
-	if err := json.Unmarshal(raw, &generic); err != nil {
-		return nil, err
-	}
-	if meta, ok := generic["metadata"].(map[string]any); ok {
-		for _, field := range []string{"labels", "annotations"} {
-			if m, ok := meta[field].(map[string]any); ok {
-				for k := range m {
-					if strings.HasPrefix(k, Prefix) {
-						delete(m, k)
-					}
-				}
-			}
+	// The hashed message, built in the canonicaliser's scratch buffer (free after canonical):
+	// a tag in front of each part keeps "template then configs" unambiguous.
+	msg := append(c.scratch[:0], "template\x00"...)
+	msg = append(msg, canonical...)
+	if len(configs) > 0 {
+		var buf [8]string
+		keys := buf[:0]
+		for k := range configs {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			msg = append(msg, "\x00config\x00"...)
+			msg = append(msg, k...)
+			msg = append(msg, 0)
+			msg = append(msg, configs[k]...)
 		}
 	}
-	pruned, _ := prune(generic)
-	if pruned == nil {
-		pruned = map[string]any{}
-	}
-	return json.Marshal(pruned)
-}
-
-// prune removes nulls, empty objects and empty lists, recursively. It reports false when v
-// itself is empty and should be dropped by its parent. Elements of lists are pruned but never
-// dropped, because a list's positions carry meaning (containers, args).
-func prune(v any) (any, bool) {
-	switch t := v.(type) {
-	case nil:
-		return nil, false
-	case map[string]any:
-		for k, child := range t {
-			if p, keep := prune(child); keep {
-				t[k] = p
-			} else {
-				delete(t, k)
-			}
-		}
-		return t, len(t) > 0
-	case []any:
-		for i, child := range t {
-			if p, keep := prune(child); keep {
-				t[i] = p
-			} else if _, isMap := child.(map[string]any); isMap {
-				t[i] = map[string]any{}
-			} else {
-				t[i] = nil
-			}
-		}
-		return t, len(t) > 0
-	default:
-		return t, true
-	}
+	c.scratch = msg
+	sum := sha256.Sum256(msg)
+	return hex.EncodeToString(sum[:hashLen/2]), nil
 }
 
 // ConfigChecksum is the checksum of a ConfigMap's or Secret's content: data and binaryData

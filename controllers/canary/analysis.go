@@ -1,0 +1,458 @@
+package canary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/hooks"
+	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/controllers/workloads"
+	"github.com/herald-rollouts/herald/webhooks/meta"
+)
+
+// run does the work of the Canary's phase and returns when to come back.
+func (p *pass) run(ctx context.Context) (ctrl.Result, error) {
+	c := p.c
+	t, err := p.getTarget(ctx)
+	if apierrors.IsNotFound(err) {
+		// The watch on the target's kind brings us back when it appears.
+		p.eventOnce(corev1.EventTypeWarning, "TargetNotFound", "%s %s.%s not found, waiting for it", c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name, c.Namespace)
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := p.ensureTargetLabel(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	}
+	configs, refs, err := p.trackConfigs(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	rev, err := revision.Of(t.template, configs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	p.log = p.log.WithValues("revision", rev)
+
+	if err := p.syncServices(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	switch c.Status.Phase {
+	case "", flaggerv1.CanaryPhaseInitializing:
+		return p.initialize(ctx, t, rev, configs, refs)
+	case flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed, flaggerv1.CanaryPhaseWaiting:
+		if err := p.syncPrimaryReplicas(ctx, t); err != nil {
+			return ctrl.Result{}, err
+		}
+		return p.detect(ctx, t, rev, configs)
+	case flaggerv1.CanaryPhaseProgressing, flaggerv1.CanaryPhaseWaitingPromotion:
+		if rev != c.Status.LastAppliedSpec {
+			p.event(corev1.EventTypeNormal, "New revision detected! Restarting analysis for %s.%s", c.Spec.TargetRef.Name, c.Namespace)
+			p.resetRun(rev, configs)
+			return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
+		}
+		return p.analyse(ctx, t, refs)
+	case flaggerv1.CanaryPhasePromoting:
+		return p.promoting(ctx, t)
+	case flaggerv1.CanaryPhaseFinalising:
+		return p.finalising(ctx, t)
+	}
+	return ctrl.Result{}, nil
+}
+
+// initialize creates the primary and its companions, waits until the primary is ready, then
+// scales the target to zero and marks it idle.
+func (p *pass) initialize(ctx context.Context, t *target, rev string, configs map[string]string, refs []revision.Ref) (ctrl.Result, error) {
+	c := p.c
+	if c.Status.Phase == "" {
+		p.setPhase(flaggerv1.CanaryPhaseInitializing, "New Deployment detected, starting initialization.")
+	}
+	if err := p.syncPrimaryConfigs(ctx, refs); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := p.syncPrimary(ctx, t, refs); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := p.syncHPA(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	}
+	ready, reason, failed, err := p.primaryReady(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if failed {
+		p.event(corev1.EventTypeWarning, "Primary %s.%s cannot become ready: %s", workloads.PrimaryName(t.obj.GetName()), c.Namespace, reason)
+		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
+	}
+	if !ready {
+		p.log.V(1).Info("Waiting for the primary", "reason", reason)
+		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+	}
+	if err := p.scaleToZero(ctx, t, rev); err != nil {
+		return ctrl.Result{}, err
+	}
+	c.Status.LastAppliedSpec, c.Status.LastPromotedSpec = rev, rev
+	c.Status.TrackedConfigs = configs
+	p.setPhase(flaggerv1.CanaryPhaseInitialized, "Deployment initialization completed.")
+	p.event(corev1.EventTypeNormal, "Initialization done! %s.%s", c.Name, c.Namespace)
+	return ctrl.Result{}, nil
+}
+
+// detect starts an analysis when the target has a revision that is neither the one last
+// analysed nor the one promoted (a manual rollback to the promoted spec is not a new revision).
+func (p *pass) detect(ctx context.Context, t *target, rev string, configs map[string]string) (ctrl.Result, error) {
+	c := p.c
+	if rev == c.Status.LastPromotedSpec || (rev == c.Status.LastAppliedSpec && c.Status.Phase != flaggerv1.CanaryPhaseWaiting) {
+		// Steady state. A config change that left the revision equal still updates the record.
+		if c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
+			c.Status.TrackedConfigs = configs
+		}
+		return ctrl.Result{}, nil
+	}
+	if ok, msg := p.gate(ctx, flaggerv1.ConfirmRolloutHook, rev); !ok {
+		if c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
+			p.setPhase(flaggerv1.CanaryPhaseWaiting, "Waiting for approval.")
+			p.event(corev1.EventTypeNormal, "Halt advancement %s.%s waiting for approval %s", c.Name, c.Namespace, msg)
+		}
+		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
+	}
+	p.observeDetection(t)
+	p.event(corev1.EventTypeNormal, "New revision detected! Scaling up %s.%s", c.Spec.TargetRef.Name, c.Namespace)
+	if c.SkipAnalysis() {
+		p.resetRun(rev, configs)
+		return p.promote(ctx, t)
+	}
+	primary, err := p.getPrimary(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := p.scaleUp(ctx, t, primary); err != nil {
+		return ctrl.Result{}, err
+	}
+	p.resetRun(rev, configs)
+	p.setPhase(flaggerv1.CanaryPhaseProgressing, "New revision detected, progressing canary analysis.")
+	return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+}
+
+// resetRun starts a new analysis run of rev.
+func (p *pass) resetRun(rev string, configs map[string]string) {
+	s := &p.c.Status
+	s.LastAppliedSpec, s.TrackedConfigs = rev, configs
+	s.Iterations, s.FailedChecks, s.CanaryWeight = 0, 0, 0
+	s.LastTransitionTime = p.nowTime()
+}
+
+// analyse runs one analysis step when the interval since the last one has passed.
+func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctrl.Result, error) {
+	c := p.c
+	interval := c.GetAnalysisInterval()
+
+	ready, reason, failed, err := p.canaryReady(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if failed {
+		return p.rollback(ctx, t, fmt.Sprintf("Canary %s.%s failed: %s", c.Spec.TargetRef.Name, c.Namespace, reason))
+	}
+	if !ready {
+		p.log.V(1).Info("Waiting for the canary", "reason", reason)
+		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+	}
+	if ok, _ := p.gate(ctx, flaggerv1.RollbackHook, c.Status.LastAppliedSpec); ok && len(hooks.Of(c.GetAnalysis().Webhooks, flaggerv1.RollbackHook)) > 0 {
+		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s manual webhook invoked", c.Name, c.Namespace))
+	}
+	if c.Status.FailedChecks >= c.GetAnalysisThreshold() {
+		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s failed checks threshold reached %d", c.Name, c.Namespace, c.Status.FailedChecks))
+	}
+
+	// The first step runs as soon as the canary is ready; later ones one interval apart,
+	// counted from the previous step so that a reconcile in between does not shift them.
+	if c.Status.Iterations > 0 || c.Status.FailedChecks > 0 {
+		if wait := c.Status.LastTransitionTime.Add(interval).Sub(p.now); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+	}
+	start := p.now
+	defer func() { p.r.Metrics.ObserveDuration(c.Spec.TargetRef.Name, c.Namespace, time.Since(start)) }()
+
+	if c.Status.Phase == flaggerv1.CanaryPhaseWaitingPromotion {
+		return p.confirmPromotion(ctx, t)
+	}
+	// Step 1 runs the pre-rollout hooks; the following ones the rollout hooks and metrics.
+	var checkErr error
+	if c.Status.Iterations == 0 {
+		if c.Status.FailedChecks == 0 {
+			p.event(corev1.EventTypeNormal, "Starting canary analysis for %s.%s", c.Spec.TargetRef.Name, c.Namespace)
+		}
+		checkErr = p.runHooks(ctx, flaggerv1.PreRolloutHook)
+	} else {
+		checkErr = p.runHooks(ctx, flaggerv1.RolloutHook)
+		if checkErr == nil {
+			checkErr = p.checkMetrics(ctx)
+		}
+	}
+	if checkErr != nil {
+		c.Status.FailedChecks++
+		c.Status.LastTransitionTime = p.nowTime()
+		p.event(corev1.EventTypeWarning, "%v", checkErr)
+		if c.Status.FailedChecks >= c.GetAnalysisThreshold() {
+			return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s failed checks threshold reached %d", c.Name, c.Namespace, c.Status.FailedChecks))
+		}
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+
+	c.Status.Iterations++
+	c.Status.LastTransitionTime = p.nowTime()
+	want := c.GetAnalysis().Iterations
+	if want < 1 {
+		want = 1
+	}
+	p.event(corev1.EventTypeNormal, "Advance %s.%s canary iteration %d/%d", c.Name, c.Namespace, c.Status.Iterations, want)
+	if c.Status.Iterations < want {
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	return p.confirmPromotion(ctx, t)
+}
+
+// confirmPromotion asks the confirm-promotion gates, then promotes.
+func (p *pass) confirmPromotion(ctx context.Context, t *target) (ctrl.Result, error) {
+	c := p.c
+	if ok, msg := p.gate(ctx, flaggerv1.ConfirmPromotionHook, c.Status.LastAppliedSpec); !ok {
+		if c.Status.Phase != flaggerv1.CanaryPhaseWaitingPromotion {
+			p.setPhase(flaggerv1.CanaryPhaseWaitingPromotion, "Waiting for approval.")
+			p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for promotion approval %s", c.Name, c.Namespace, msg)
+		}
+		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
+	}
+	return p.promote(ctx, t)
+}
+
+// promote copies the target's template and configs to the primary.
+func (p *pass) promote(ctx context.Context, t *target) (ctrl.Result, error) {
+	c := p.c
+	p.event(corev1.EventTypeNormal, "Copying %s.%s template spec to %s.%s", t.obj.GetName(), c.Namespace, workloads.PrimaryName(t.obj.GetName()), c.Namespace)
+	_, refs, err := p.trackConfigs(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := p.syncPrimaryConfigs(ctx, refs); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := p.syncPrimary(ctx, t, refs); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := p.syncHPA(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	}
+	p.setPhase(flaggerv1.CanaryPhasePromoting, "Canary analysis completed, starting primary rolling update.")
+	return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+}
+
+// promoting waits for the primary's rollout; the primary's watch events bring us back.
+func (p *pass) promoting(ctx context.Context, t *target) (ctrl.Result, error) {
+	c := p.c
+	ready, reason, failed, err := p.primaryReady(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if failed {
+		return p.rollback(ctx, t, fmt.Sprintf("Promotion of %s.%s failed: primary %s", c.Name, c.Namespace, reason))
+	}
+	if !ready {
+		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+	}
+	p.setPhase(flaggerv1.CanaryPhaseFinalising, "Canary analysis completed, routing all traffic to primary.")
+	return p.finalising(ctx, t)
+}
+
+// finalising scales the target down and records the promotion.
+func (p *pass) finalising(ctx context.Context, t *target) (ctrl.Result, error) {
+	c := p.c
+	if err := p.scaleToZero(ctx, t, c.Status.LastAppliedSpec); err != nil {
+		return ctrl.Result{}, err
+	}
+	c.Status.LastPromotedSpec = c.Status.LastAppliedSpec
+	p.setPhase(flaggerv1.CanaryPhaseSucceeded, "Canary analysis completed successfully, promotion finished.")
+	p.event(corev1.EventTypeNormal, "Promotion completed! Scaling down %s.%s", t.obj.GetName(), c.Namespace)
+	status := "completed"
+	if c.SkipAnalysis() {
+		status = "skipped"
+	}
+	p.r.Metrics.IncSuccess(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), status)
+	p.postRollout(ctx)
+	return ctrl.Result{}, nil
+}
+
+// rollback scales the canary down and marks the run failed.
+func (p *pass) rollback(ctx context.Context, t *target, why string) (ctrl.Result, error) {
+	c := p.c
+	p.event(corev1.EventTypeWarning, "%s", why)
+	if err := p.scaleToZero(ctx, t, c.Status.LastAppliedSpec); err != nil {
+		return ctrl.Result{}, err
+	}
+	p.setPhase(flaggerv1.CanaryPhaseFailed, "Canary analysis failed, Deployment scaled to zero.")
+	p.event(corev1.EventTypeWarning, "Canary failed! Scaling down %s.%s", t.obj.GetName(), c.Namespace)
+	p.r.Metrics.IncFailure(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), "completed")
+	p.postRollout(ctx)
+	return ctrl.Result{}, nil
+}
+
+// scaleToZero scales the target down and marks it idle at rev, which tells the workload
+// webhook to keep it at zero through re-applies of the same manifest.
+func (p *pass) scaleToZero(ctx context.Context, t *target, rev string) error {
+	switch t.kind {
+	case "Deployment":
+		if t.replicas != nil && *t.replicas == 0 && t.obj.GetAnnotations()[meta.AnnotationIdle] == rev {
+			return nil
+		}
+		return p.mergePatch(ctx, t.obj, fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}},"spec":{"replicas":0}}`, meta.AnnotationIdle, rev))
+	case "DaemonSet":
+		// A DaemonSet has no replicas: a node selector no node carries empties it. The key
+		// is Herald's own, so the revision ignores it.
+		if t.template.Spec.NodeSelector[scaleToZeroKey] == "true" && t.obj.GetAnnotations()[meta.AnnotationIdle] == rev {
+			return nil
+		}
+		return p.mergePatch(ctx, t.obj, fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}},"spec":{"template":{"spec":{"nodeSelector":{%q:"true"}}}}}`, meta.AnnotationIdle, rev, scaleToZeroKey))
+	}
+	return nil
+}
+
+const scaleToZeroKey = "herald.dev/scale-to-zero"
+
+// scaleUp starts the canary: the target gets the primary's size (or the user's wish) and is no
+// longer idle.
+func (p *pass) scaleUp(ctx context.Context, t *target, primary *appsv1.Deployment) error {
+	switch t.kind {
+	case "Deployment":
+		n := desiredReplicas(t, primary)
+		return p.mergePatch(ctx, t.obj, fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"replicas":%d}}`, meta.AnnotationIdle, *n))
+	case "DaemonSet":
+		return p.mergePatch(ctx, t.obj, fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"template":{"spec":{"nodeSelector":{%q:null}}}}}`, meta.AnnotationIdle, scaleToZeroKey))
+	}
+	return nil
+}
+
+// primaryReady judges the primary's rollout.
+func (p *pass) primaryReady(ctx context.Context, t *target) (ready bool, reason string, failed bool, err error) {
+	c := p.c
+	deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
+	switch t.kind {
+	case "Deployment":
+		primary, err := p.getPrimary(ctx, t)
+		if err != nil || primary == nil {
+			return false, "primary not created yet", false, err
+		}
+		ready, reason, failed := workloads.DeploymentReady(primary, c.GetAnalysisPrimaryReadyThreshold(), deadline, p.now)
+		return ready, reason, failed, nil
+	case "DaemonSet":
+		primary, err := p.getPrimaryDaemonSet(ctx, t)
+		if err != nil || primary == nil {
+			return false, "primary not created yet", false, err
+		}
+		ready, reason, failed := workloads.DaemonSetReady(primary, c.GetAnalysisPrimaryReadyThreshold(), c.Status.LastTransitionTime.Time, deadline, p.now)
+		return ready, reason, failed, nil
+	}
+	return false, "", false, nil
+}
+
+// canaryReady judges the target's rollout; pods that crash-loop or cannot pull their image
+// fail the canary at once instead of waiting out the progress deadline.
+func (p *pass) canaryReady(ctx context.Context, t *target) (ready bool, reason string, failed bool, err error) {
+	c := p.c
+	deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
+	switch d := t.obj.(type) {
+	case *appsv1.Deployment:
+		ready, reason, failed = workloads.DeploymentReady(d, c.GetAnalysisCanaryReadyThreshold(), deadline, p.now)
+	case *appsv1.DaemonSet:
+		ready, reason, failed = workloads.DaemonSetReady(d, c.GetAnalysisCanaryReadyThreshold(), c.Status.LastTransitionTime.Time, deadline, p.now)
+	}
+	if ready || failed {
+		return ready, reason, failed, nil
+	}
+	var pods corev1.PodList
+	if err := p.r.APIReader.List(ctx, &pods, client.InNamespace(c.Namespace), client.MatchingLabels{t.label: t.value}); err != nil {
+		return false, "", false, fmt.Errorf("listing canary pods: %w", err)
+	}
+	if why, failing := workloads.PodsFailing(pods.Items); failing {
+		return false, why, true, nil
+	}
+	return false, reason, false, nil
+}
+
+// gate runs the hooks of a gate type; it is open when every hook answers with success (or
+// there is none). For rollback hooks "open" means: roll back.
+func (p *pass) gate(ctx context.Context, t flaggerv1.HookType, rev string) (bool, string) {
+	analysis := p.c.GetAnalysis()
+	if analysis == nil {
+		return t != flaggerv1.RollbackHook, ""
+	}
+	list := hooks.Of(analysis.Webhooks, t)
+	if len(list) == 0 {
+		return t != flaggerv1.RollbackHook, ""
+	}
+	for _, h := range list {
+		if err := p.r.Hooks.Call(ctx, h, p.hookPayload(h, rev)); err != nil {
+			return false, err.Error()
+		}
+	}
+	return true, ""
+}
+
+// runHooks calls every hook of type t; the first failure is the step's failure.
+func (p *pass) runHooks(ctx context.Context, t flaggerv1.HookType) error {
+	analysis := p.c.GetAnalysis()
+	if analysis == nil {
+		return nil
+	}
+	for _, h := range hooks.Of(analysis.Webhooks, t) {
+		if err := p.r.Hooks.Call(ctx, h, p.hookPayload(h, p.c.Status.LastAppliedSpec)); err != nil {
+			return fmt.Errorf("Halt %s.%s advancement %s", p.c.Name, p.c.Namespace, err.Error())
+		}
+	}
+	return nil
+}
+
+// checkMetrics evaluates the analysis metrics. Herald's metric providers come with the
+// Prometheus work; until then a Canary that asks for metrics cannot be judged, and that is a
+// failed check with a clear reason, never a silent pass.
+func (p *pass) checkMetrics(_ context.Context) error {
+	analysis := p.c.GetAnalysis()
+	if analysis == nil || len(analysis.Metrics) == 0 {
+		return nil
+	}
+	return errors.New("metric checks are not available yet in this Herald version: remove spec.analysis.metrics or use webhooks")
+}
+
+func (p *pass) postRollout(ctx context.Context) {
+	analysis := p.c.GetAnalysis()
+	if analysis == nil {
+		return
+	}
+	for _, h := range hooks.Of(analysis.Webhooks, flaggerv1.PostRolloutHook) {
+		if err := p.r.Hooks.Call(ctx, h, p.hookPayload(h, p.c.Status.LastAppliedSpec)); err != nil {
+			p.event(corev1.EventTypeWarning, "Post-rollout hook %s failed: %v", h.Name, err)
+		}
+	}
+}
+
+func (p *pass) payload(rev string) hooks.Payload {
+	return hooks.Payload{Name: p.c.Name, Namespace: p.c.Namespace, Phase: p.c.Status.Phase, Checksum: rev}
+}
+
+// hookPayload is Flagger's payload for hook h: its metadata travels with it.
+func (p *pass) hookPayload(h flaggerv1.CanaryWebhook, rev string) hooks.Payload {
+	pl := p.payload(rev)
+	pl.Metadata = h.Metadata
+	return pl
+}

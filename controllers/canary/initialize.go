@@ -1,0 +1,269 @@
+package canary
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/controllers/workloads"
+)
+
+// apply creates obj or, when it exists, updates it through mutate; owned objects get the Canary
+// as controller owner so they are garbage-collected with it.
+func (p *pass) apply(ctx context.Context, obj client.Object, mutate func() error) error {
+	res, err := controllerutil.CreateOrUpdate(ctx, p.r.Client, obj, func() error {
+		if err := mutate(); err != nil {
+			return err
+		}
+		return controllerutil.SetControllerReference(p.c, obj, p.r.Client.Scheme())
+	})
+	if err != nil {
+		return fmt.Errorf("reconciling %T %s: %w", obj, obj.GetName(), err)
+	}
+	if res != controllerutil.OperationResultNone {
+		p.log.V(1).Info("Reconciled owned object", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName(), "result", res)
+	}
+	return nil
+}
+
+// syncPrimaryConfigs writes the -primary copies of the tracked configs.
+func (p *pass) syncPrimaryConfigs(ctx context.Context, refs []revision.Ref) error {
+	for _, ref := range refs {
+		key := types.NamespacedName{Namespace: p.c.Namespace, Name: ref.Name}
+		switch ref.Kind {
+		case revision.ConfigMap:
+			var cm corev1.ConfigMap
+			if err := p.r.APIReader.Get(ctx, key, &cm); err != nil {
+				return fmt.Errorf("reading configmap %s: %w", ref.Name, err)
+			}
+			desired := workloads.PrimaryConfigMap(&cm)
+			actual := &corev1.ConfigMap{}
+			actual.Name, actual.Namespace = desired.Name, desired.Namespace
+			if err := p.apply(ctx, actual, func() error {
+				actual.Labels, actual.Annotations = desired.Labels, desired.Annotations
+				actual.Data, actual.BinaryData = desired.Data, desired.BinaryData
+				return nil
+			}); err != nil {
+				return err
+			}
+		case revision.Secret:
+			var s corev1.Secret
+			if err := p.r.APIReader.Get(ctx, key, &s); err != nil {
+				return fmt.Errorf("reading secret %s: %w", ref.Name, err)
+			}
+			desired := workloads.PrimarySecret(&s)
+			actual := &corev1.Secret{}
+			actual.Name, actual.Namespace = desired.Name, desired.Namespace
+			if err := p.apply(ctx, actual, func() error {
+				actual.Labels, actual.Annotations = desired.Labels, desired.Annotations
+				actual.Data, actual.Type = desired.Data, desired.Type
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// getPrimary reads the primary Deployment; nil when it does not exist yet.
+func (p *pass) getPrimary(ctx context.Context, t *target) (*appsv1.Deployment, error) {
+	var d appsv1.Deployment
+	err := p.r.Client.Get(ctx, types.NamespacedName{Namespace: p.c.Namespace, Name: workloads.PrimaryName(t.obj.GetName())}, &d)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading primary: %w", err)
+	}
+	return &d, nil
+}
+
+func (p *pass) getPrimaryDaemonSet(ctx context.Context, t *target) (*appsv1.DaemonSet, error) {
+	var d appsv1.DaemonSet
+	err := p.r.Client.Get(ctx, types.NamespacedName{Namespace: p.c.Namespace, Name: workloads.PrimaryName(t.obj.GetName())}, &d)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading primary: %w", err)
+	}
+	return &d, nil
+}
+
+// syncPrimary makes the primary run the target's current template (at initialisation and at
+// promotion). Replicas: the autoscaler's when there is one, else desiredReplicas.
+func (p *pass) syncPrimary(ctx context.Context, t *target, refs []revision.Ref) error {
+	renames := workloads.ConfigRenames(refs)
+	switch src := t.obj.(type) {
+	case *appsv1.Deployment:
+		existing, err := p.getPrimary(ctx, t)
+		if err != nil {
+			return err
+		}
+		var replicas *int32
+		if existing != nil && p.c.Spec.AutoscalerRef != nil {
+			replicas = existing.Spec.Replicas // the primary HPA owns it
+		} else {
+			replicas = desiredReplicas(t, existing)
+		}
+		desired := workloads.PrimaryDeployment(src, existing, t.label, t.value, renames, replicas)
+		actual := &appsv1.Deployment{}
+		actual.Name, actual.Namespace = desired.Name, desired.Namespace
+		return p.apply(ctx, actual, func() error {
+			actual.Labels, actual.Annotations = desired.Labels, desired.Annotations
+			selector := actual.Spec.Selector
+			actual.Spec = desired.Spec
+			if selector != nil { // immutable once created
+				actual.Spec.Selector = selector
+			}
+			return nil
+		})
+	case *appsv1.DaemonSet:
+		existing, err := p.getPrimaryDaemonSet(ctx, t)
+		if err != nil {
+			return err
+		}
+		desired := workloads.PrimaryDaemonSet(src, existing, t.label, t.value, renames)
+		actual := &appsv1.DaemonSet{}
+		actual.Name, actual.Namespace = desired.Name, desired.Namespace
+		return p.apply(ctx, actual, func() error {
+			actual.Labels, actual.Annotations = desired.Labels, desired.Annotations
+			selector := actual.Spec.Selector
+			actual.Spec = desired.Spec
+			if selector != nil {
+				actual.Spec.Selector = selector
+			}
+			return nil
+		})
+	}
+	return fmt.Errorf("unsupported target %T", t.obj)
+}
+
+// syncPrimaryReplicas follows a user's replicas wish (herald.dev/desired-replicas or the
+// target's replicas) on the primary outside promotions, when no autoscaler sizes it.
+func (p *pass) syncPrimaryReplicas(ctx context.Context, t *target) error {
+	if t.kind != "Deployment" || p.c.Spec.AutoscalerRef != nil {
+		return nil
+	}
+	primary, err := p.getPrimary(ctx, t)
+	if err != nil || primary == nil {
+		return err
+	}
+	want := desiredReplicas(t, primary)
+	if primary.Spec.Replicas != nil && *primary.Spec.Replicas == *want {
+		return nil
+	}
+	return p.mergePatch(ctx, primary, fmt.Sprintf(`{"spec":{"replicas":%d}}`, *want))
+}
+
+// syncHPA copies the target's HorizontalPodAutoscaler for the primary.
+func (p *pass) syncHPA(ctx context.Context, t *target) error {
+	ref := p.c.Spec.AutoscalerRef
+	if ref == nil || ref.Kind != "HorizontalPodAutoscaler" {
+		return nil
+	}
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	if err := p.r.Client.Get(ctx, types.NamespacedName{Namespace: p.c.Namespace, Name: ref.Name}, &hpa); err != nil {
+		if apierrors.IsNotFound(err) {
+			return terminalf("autoscalerRef: HorizontalPodAutoscaler %s/%s not found", p.c.Namespace, ref.Name)
+		}
+		return fmt.Errorf("reading hpa: %w", err)
+	}
+	desired := workloads.PrimaryHPA(&hpa, workloads.PrimaryName(t.obj.GetName()), ref.PrimaryScalerReplicas)
+	actual := &autoscalingv2.HorizontalPodAutoscaler{}
+	actual.Name, actual.Namespace = desired.Name, desired.Namespace
+	return p.apply(ctx, actual, func() error {
+		actual.Labels, actual.Annotations, actual.Spec = desired.Labels, desired.Annotations, desired.Spec
+		return nil
+	})
+}
+
+// syncServices keeps the apex, -primary and -canary Services as the Canary describes them.
+// Only the fields Herald sets are compared, so defaults the API server adds never cause an
+// update; the apex Service is taken over if a user created it.
+func (p *pass) syncServices(ctx context.Context, t *target) error {
+	apex, primary, canary := workloads.Services(p.c, t.label, t.value, t.template)
+	for _, desired := range []*corev1.Service{apex, primary, canary} {
+		var actual corev1.Service
+		err := p.r.Client.Get(ctx, client.ObjectKeyFromObject(desired), &actual)
+		if err == nil && serviceUpToDate(&actual, desired) && metav1IsControlledBy(&actual, p.c) {
+			continue
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading service %s: %w", desired.Name, err)
+		}
+		obj := &corev1.Service{}
+		obj.Name, obj.Namespace = desired.Name, desired.Namespace
+		if err := p.apply(ctx, obj, func() error {
+			if obj.Labels == nil {
+				obj.Labels = map[string]string{}
+			}
+			if obj.Annotations == nil {
+				obj.Annotations = map[string]string{}
+			}
+			maps.Copy(obj.Labels, desired.Labels)
+			maps.Copy(obj.Annotations, desired.Annotations)
+			obj.Spec.Selector = desired.Spec.Selector
+			obj.Spec.Ports = mergePorts(obj.Spec.Ports, desired.Spec.Ports)
+			if obj.Spec.Type == "" {
+				obj.Spec.Type = desired.Spec.Type
+			}
+			if obj.CreationTimestamp.IsZero() {
+				obj.Spec.ClusterIP = desired.Spec.ClusterIP
+			}
+			obj.Spec.TrafficDistribution = desired.Spec.TrafficDistribution
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func metav1IsControlledBy(obj client.Object, owner client.Object) bool {
+	ref := metav1.GetControllerOf(obj)
+	return ref != nil && ref.UID == owner.GetUID()
+}
+
+func serviceUpToDate(actual, desired *corev1.Service) bool {
+	for k, v := range desired.Labels {
+		if actual.Labels[k] != v {
+			return false
+		}
+	}
+	for k, v := range desired.Annotations {
+		if actual.Annotations[k] != v {
+			return false
+		}
+	}
+	if !equality.Semantic.DeepEqual(actual.Spec.Selector, desired.Spec.Selector) {
+		return false
+	}
+	return equality.Semantic.DeepEqual(mergePorts(actual.Spec.Ports, desired.Spec.Ports), actual.Spec.Ports)
+}
+
+// mergePorts returns the desired ports, keeping the nodePort the API server assigned.
+func mergePorts(actual, desired []corev1.ServicePort) []corev1.ServicePort {
+	out := make([]corev1.ServicePort, len(desired))
+	for i, d := range desired {
+		out[i] = d
+		for _, a := range actual {
+			if a.Name == d.Name && a.Port == d.Port {
+				out[i].NodePort = a.NodePort
+			}
+		}
+	}
+	return out
+}

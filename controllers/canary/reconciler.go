@@ -1,0 +1,215 @@
+// Package canary is the Canary controller: it initialises a target (primary workload, Services,
+// primary copies of tracked configs), notices new revisions, runs the analysis at the Canary's
+// interval and promotes or rolls back.
+//
+// It is event-driven: watches on Canaries, targets, primaries and tracked configs reconcile at
+// once; only the analysis cadence uses RequeueAfter, computed from the time of the last step
+// (status.lastTransitionTime) so that steps do not drift. All state is in Canary.status, written
+// by one deferred patch per reconcile, so a restarted controller resumes where the last one
+// stopped.
+package canary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/hooks"
+	"github.com/herald-rollouts/herald/controllers/metrics"
+)
+
+// Finalizer lets Herald remove its labels from the target and configs (and, with
+// revertOnDeletion, restore the target) before a Canary goes away.
+const Finalizer = "herald.dev/finalizer"
+
+// targetIndex indexes Canaries by "<kind>/<name>" of their target.
+const targetIndex = "spec.targetRef"
+
+// Options configure the reconciler.
+type Options struct {
+	// SelectorLabels are the labels that identify a workload (-selector-labels).
+	SelectorLabels []string
+	// ConfigTracking includes referenced ConfigMaps and Secrets in revisions.
+	ConfigTracking bool
+	// PodPollInterval is how often pods of a canary that is not ready are checked for crash
+	// loops and image pull errors (pods are not watched: caching every pod would be costly).
+	PodPollInterval time.Duration
+}
+
+// Reconciler reconciles Canaries.
+type Reconciler struct {
+	Client client.Client
+	// APIReader reads what the cache does not hold (configs before they are tracked, pods).
+	APIReader client.Reader
+	Events    events.EventRecorder
+	Metrics   *metrics.Recorder
+	Hooks     *hooks.Caller
+	Options   Options
+	// Now is the clock; tests may pin it.
+	Now func() time.Time
+}
+
+// SetupWithManager registers the controller. metadataCache is the metadata-only cache of
+// tracked configs (see cmd/herald), watched so that a config change starts an analysis.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cache) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.Options.PodPollInterval == 0 {
+		r.Options.PodPollInterval = 2 * time.Second
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &flaggerv1.Canary{}, targetIndex, func(o client.Object) []string {
+		c := o.(*flaggerv1.Canary)
+		return []string{c.Spec.TargetRef.Kind + "/" + c.Spec.TargetRef.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing canaries by target: %w", err)
+	}
+	byTarget := func(kind string) handler.EventHandler {
+		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			var list flaggerv1.CanaryList
+			if err := mgr.GetCache().List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{targetIndex: kind + "/" + o.GetName()}); err != nil {
+				return nil
+			}
+			return requests(list.Items)
+		})
+	}
+	byTrackedConfig := func(kind string) handler.TypedEventHandler[*metav1.PartialObjectMetadata, reconcile.Request] {
+		return handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, o *metav1.PartialObjectMetadata) []reconcile.Request {
+			var list flaggerv1.CanaryList
+			if err := mgr.GetCache().List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+				return nil
+			}
+			var out []flaggerv1.Canary
+			for _, c := range list.Items {
+				if _, ok := c.Status.TrackedConfigs[kind+"/"+o.GetName()]; ok {
+					out = append(out, c)
+				}
+			}
+			return requests(out)
+		})
+	}
+	partial := func(kind string) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind}}
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("canary").
+		For(&flaggerv1.Canary{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate()))).
+		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.DaemonSet{}).
+		Owns(&corev1.Service{}).
+		Watches(&appsv1.Deployment{}, byTarget("Deployment")).
+		Watches(&appsv1.DaemonSet{}, byTarget("DaemonSet"))
+	if metadataCache != nil {
+		b = b.WatchesRawSource(source.Kind(metadataCache, partial("ConfigMap"), byTrackedConfig("configmap"))).
+			WatchesRawSource(source.Kind(metadataCache, partial("Secret"), byTrackedConfig("secret")))
+	}
+	return b.Complete(r)
+}
+
+func requests(canaries []flaggerv1.Canary) []reconcile.Request {
+	out := make([]reconcile.Request, 0, len(canaries))
+	for _, c := range canaries {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
+	}
+	return out
+}
+
+func deletionPredicate() predicate.Funcs {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool { return !o.GetDeletionTimestamp().IsZero() })
+}
+
+// Reconcile orchestrates one pass: fetch, deletion, finalizer, suspend, then the phase work in
+// run; the status is written once, at the end.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
+	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	var c flaggerv1.Canary
+	if err := r.Client.Get(ctx, req.NamespacedName, &c); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("reading canary: %w", err)
+	}
+	if !c.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, &c)
+	}
+	if !controllerutil.ContainsFinalizer(&c, Finalizer) {
+		patch := client.MergeFrom(c.DeepCopy())
+		controllerutil.AddFinalizer(&c, Finalizer)
+		if err := r.Client.Patch(ctx, &c, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+	if c.Spec.Suspend {
+		log.V(1).Info("Canary is suspended")
+		return ctrl.Result{}, nil
+	}
+
+	before := c.DeepCopy()
+	defer func() {
+		if equality.Semantic.DeepEqual(before.Status, c.Status) {
+			return
+		}
+		if perr := r.Client.Status().Patch(ctx, &c, client.MergeFrom(before)); perr != nil {
+			err = errors.Join(err, fmt.Errorf("writing status: %w", perr))
+		}
+		r.Metrics.SetStatus(c.Spec.TargetRef.Name, c.Namespace, c.Status.Phase)
+	}()
+
+	p := &pass{r: r, c: &c, log: log, now: r.Now()}
+	result, err = p.run(ctx)
+	var terminal *terminalError
+	if errors.As(err, &terminal) {
+		// A configuration problem: say so on the Canary and wait for it to change.
+		p.event(corev1.EventTypeWarning, "%s", terminal.Error())
+		r.Metrics.IncReconcileError("config")
+		return ctrl.Result{}, nil
+	}
+	if apierrors.IsConflict(err) {
+		// Another writer got there first (usually our own earlier pass, seen through a stale
+		// cache): try again shortly with fresh objects, without logging an error.
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	}
+	if err != nil {
+		r.Metrics.IncReconcileError("transient")
+	}
+	return result, err
+}
+
+// terminalError is a problem only a change to the Canary or its target can fix.
+type terminalError struct{ msg string }
+
+func (e *terminalError) Error() string { return e.msg }
+
+func terminalf(format string, args ...any) error {
+	return &terminalError{msg: fmt.Sprintf(format, args...)}
+}
+
+// pass is the state of one reconcile of one Canary.
+type pass struct {
+	r   *Reconciler
+	c   *flaggerv1.Canary
+	log logr.Logger
+	now time.Time
+}

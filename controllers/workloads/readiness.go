@@ -1,0 +1,186 @@
+package workloads
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Condition reasons Kubernetes' Deployment controller sets that DeploymentReady reads.
+const (
+	reasonProgressDeadlineExceeded   = "ProgressDeadlineExceeded"
+	reasonMinimumReplicasUnavailable = "MinimumReplicasUnavailable"
+)
+
+// required is the number of available pods a rollout of n updated pods needs at thresholdPercent
+// (clamped to 0..100): int(n*threshold/100), rounded down as Flagger does.
+func required(n int32, thresholdPercent int) int32 {
+	t := min(max(thresholdPercent, 0), 100)
+	return int32(int64(n) * int64(t) / 100)
+}
+
+// DeploymentReady judges a Deployment's rollout.
+//
+// It is not ready while the Deployment controller has not observed the latest generation. Then
+// it is ready when spec.replicas (1 when nil) is 0, or when all replicas are updated, no old
+// replica is left (status.replicas == updatedReplicas) and at least
+// int(updatedReplicas*thresholdPercent/100) are available.
+//
+// A Deployment that is not ready has failed (it cannot become ready without a new revision)
+// when its Progressing condition has reason ProgressDeadlineExceeded (its own
+// spec.progressDeadlineSeconds passed), or when its Available condition has been False with
+// reason MinimumReplicasUnavailable since longer than deadline before now (deadline <= 0
+// disables this check).
+//
+// The reason says why it is not ready, or why it failed; it is empty when ready.
+func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, deadline time.Duration, now time.Time) (ready bool, reason string, failed bool) {
+	if d.Generation > d.Status.ObservedGeneration {
+		return false, fmt.Sprintf("deployment %s: observed generation %d less than desired generation %d",
+			d.Name, d.Status.ObservedGeneration, d.Generation), false
+	}
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	if replicas == 0 {
+		return true, "", false
+	}
+	st := &d.Status
+	var waiting string
+	switch need := required(st.UpdatedReplicas, thresholdPercent); {
+	case st.UpdatedReplicas < replicas:
+		waiting = fmt.Sprintf("deployment %s: waiting for rollout to finish: %d of %d replicas updated",
+			d.Name, st.UpdatedReplicas, replicas)
+	case st.Replicas > st.UpdatedReplicas:
+		waiting = fmt.Sprintf("deployment %s: waiting for rollout to finish: %d old replicas pending termination",
+			d.Name, st.Replicas-st.UpdatedReplicas)
+	case st.AvailableReplicas < need:
+		waiting = fmt.Sprintf("deployment %s: waiting for rollout to finish: %d of %d updated replicas available, %d needed (ready threshold %d%%)",
+			d.Name, st.AvailableReplicas, st.UpdatedReplicas, need, thresholdPercent)
+	default:
+		return true, "", false
+	}
+	for _, c := range st.Conditions {
+		switch {
+		case c.Type == appsv1.DeploymentProgressing && c.Reason == reasonProgressDeadlineExceeded:
+			msg := c.Message
+			if msg == "" {
+				msg = "progress deadline exceeded"
+			}
+			return false, fmt.Sprintf("deployment %s: %s", d.Name, msg), true
+		case deadline > 0 && c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionFalse &&
+			c.Reason == reasonMinimumReplicasUnavailable:
+			since := c.LastUpdateTime.Time
+			if since.IsZero() {
+				since = c.LastTransitionTime.Time
+			}
+			if !since.IsZero() && since.Add(deadline).Before(now) {
+				return false, fmt.Sprintf("deployment %s: minimum replicas unavailable for more than %s: %s",
+					d.Name, deadline, waiting), true
+			}
+		}
+	}
+	return false, waiting, false
+}
+
+// DaemonSetReady judges a DaemonSet's rollout: it is ready when the DaemonSet controller has
+// observed the latest generation, every scheduled pod is updated (updatedNumberScheduled >=
+// desiredNumberScheduled) and at least int(desiredNumberScheduled*thresholdPercent/100) are
+// available. A DaemonSet scheduled on no node is ready.
+//
+// A DaemonSet that is not ready has failed when since (when the caller started waiting, e.g.
+// the Canary's status.lastTransitionTime) plus deadline is before now. A zero since or a
+// deadline <= 0 disables this check.
+func DaemonSetReady(d *appsv1.DaemonSet, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (ready bool, reason string, failed bool) {
+	st := &d.Status
+	var waiting string
+	switch need := required(st.DesiredNumberScheduled, thresholdPercent); {
+	case d.Generation > st.ObservedGeneration:
+		waiting = fmt.Sprintf("daemonset %s: observed generation %d less than desired generation %d",
+			d.Name, st.ObservedGeneration, d.Generation)
+	case st.UpdatedNumberScheduled < st.DesiredNumberScheduled:
+		waiting = fmt.Sprintf("daemonset %s: waiting for rollout to finish: %d of %d pods updated",
+			d.Name, st.UpdatedNumberScheduled, st.DesiredNumberScheduled)
+	case st.NumberAvailable < need:
+		waiting = fmt.Sprintf("daemonset %s: waiting for rollout to finish: %d of %d pods available, %d needed (ready threshold %d%%)",
+			d.Name, st.NumberAvailable, st.DesiredNumberScheduled, need, thresholdPercent)
+	default:
+		return true, "", false
+	}
+	if deadline > 0 && !since.IsZero() && since.Add(deadline).Before(now) {
+		return false, fmt.Sprintf("progress deadline of %s exceeded: %s", deadline, waiting), true
+	}
+	return false, waiting, false
+}
+
+// failingWaitingReasons are the container waiting reasons that mean a pod will not become
+// ready on its own.
+var failingWaitingReasons = map[string]bool{
+	"CrashLoopBackOff":           true,
+	"ImagePullBackOff":           true,
+	"ErrImagePull":               true,
+	"InvalidImageName":           true,
+	"CreateContainerConfigError": true,
+	"CreateContainerError":       true,
+}
+
+// restartLimit is the number of restarts after which a container whose last run failed counts
+// as failing even while it is (briefly) running again.
+const restartLimit = 3
+
+// PodsFailing reports whether one of pods cannot become ready: a container or init container
+// waiting with CrashLoopBackOff, ImagePullBackOff, ErrImagePull, InvalidImageName,
+// CreateContainerConfigError or CreateContainerError, or not ready after restarting at least 3
+// times with a non-zero exit code last time (a container that came up after a few failed starts
+// and is ready is not failing). The reason names the first such pod (by name) and container,
+// e.g. `pod podinfo-7d9f-abc container podinfod: ImagePullBackOff: Back-off pulling image "x"`.
+//
+// Pods being deleted and pods in a terminal phase (Succeeded, or Failed such as evicted pods) are
+// ignored. The caller passes the pods of the revision being judged only (the new ReplicaSet's
+// pod-template-hash, or the DaemonSet's controller-revision-hash), so that crashing pods of an
+// old revision do not fail a fix.
+func PodsFailing(pods []corev1.Pod) (reason string, failing bool) {
+	idx := make([]int, len(pods))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return pods[idx[a]].Name < pods[idx[b]].Name })
+	for _, i := range idx {
+		p := &pods[i]
+		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, statuses := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
+			for _, cs := range statuses {
+				if why, bad := containerFailing(&cs); bad {
+					return fmt.Sprintf("pod %s container %s: %s", p.Name, cs.Name, why), true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+func containerFailing(cs *corev1.ContainerStatus) (string, bool) {
+	if w := cs.State.Waiting; w != nil && failingWaitingReasons[w.Reason] {
+		if msg := strings.TrimSpace(w.Message); msg != "" {
+			return w.Reason + ": " + msg, true
+		}
+		return w.Reason, true
+	}
+	if t := cs.LastTerminationState.Terminated; t != nil && !cs.Ready && cs.RestartCount >= restartLimit && t.ExitCode != 0 {
+		why := fmt.Sprintf("restarted %d times, last exit code %d", cs.RestartCount, t.ExitCode)
+		if t.Reason != "" {
+			why += " (" + t.Reason + ")"
+		}
+		if msg := strings.TrimSpace(t.Message); msg != "" {
+			why += ": " + msg
+		}
+		return why, true
+	}
+	return "", false
+}
