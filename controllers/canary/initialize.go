@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -122,7 +123,7 @@ func (p *pass) syncPrimary(ctx context.Context, t *target, refs []revision.Ref) 
 		actual := &appsv1.Deployment{}
 		actual.Name, actual.Namespace = desired.Name, desired.Namespace
 		return p.apply(ctx, actual, func() error {
-			actual.Labels, actual.Annotations = desired.Labels, desired.Annotations
+			actual.Labels, actual.Annotations = desired.Labels, keepSystemAnnotations(actual.Annotations, desired.Annotations)
 			selector := actual.Spec.Selector
 			actual.Spec = desired.Spec
 			if selector != nil { // immutable once created
@@ -139,7 +140,7 @@ func (p *pass) syncPrimary(ctx context.Context, t *target, refs []revision.Ref) 
 		actual := &appsv1.DaemonSet{}
 		actual.Name, actual.Namespace = desired.Name, desired.Namespace
 		return p.apply(ctx, actual, func() error {
-			actual.Labels, actual.Annotations = desired.Labels, desired.Annotations
+			actual.Labels, actual.Annotations = desired.Labels, keepSystemAnnotations(actual.Annotations, desired.Annotations)
 			selector := actual.Spec.Selector
 			actual.Spec = desired.Spec
 			if selector != nil {
@@ -149,6 +150,23 @@ func (p *pass) syncPrimary(ctx context.Context, t *target, refs []revision.Ref) 
 		})
 	}
 	return fmt.Errorf("unsupported target %T", t.obj)
+}
+
+// keepSystemAnnotations returns desired plus the annotations Kubernetes' own controllers keep
+// on a workload (deployment.kubernetes.io/revision, deprecated.daemonset.template.generation).
+// Dropping them would make the Deployment controller write them back, and since annotation
+// changes bump a Deployment's generation, the two would chase each other forever.
+func keepSystemAnnotations(existing, desired map[string]string) map[string]string {
+	out := maps.Clone(desired)
+	for k, v := range existing {
+		if strings.HasPrefix(k, "deployment.kubernetes.io/") || k == "deprecated.daemonset.template.generation" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // syncPrimaryReplicas follows a user's replicas wish (herald.dev/desired-replicas or the

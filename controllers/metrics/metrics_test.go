@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +65,15 @@ func value(t *testing.T, m prometheus.Metric) float64 {
 	return pb.GetCounter().GetValue()
 }
 
+// reset deletes the series of namespace ns, so that tests can run more than once.
+func reset(ns string) {
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{canaryStatus, canaryWeight, canaryMetricAnalysis, canaryDuration, canarySuccesses, canaryFailures, detectionLatency} {
+		v.DeletePartialMatch(prometheus.Labels{labelNamespace: ns})
+	}
+}
+
 func seriesKeys(m map[string]*dto.Metric) []string {
 	var keys []string
 	for k := range m {
@@ -95,6 +105,7 @@ func TestStatusValue(t *testing.T) {
 }
 
 func TestSetStatus(t *testing.T) {
+	reset("status-test")
 	var r Recorder
 	r.SetStatus("podinfo", "status-test", flaggerv1.CanaryPhaseProgressing)
 	if got := value(t, canaryStatus.WithLabelValues("podinfo", "status-test")); got != 0 {
@@ -114,6 +125,7 @@ func TestSetStatus(t *testing.T) {
 }
 
 func TestSetWeight(t *testing.T) {
+	reset("weight-test")
 	var r Recorder
 	r.SetWeight("podinfo", "weight-test", 80, 20)
 	if got := value(t, canaryWeight.WithLabelValues("podinfo-primary", "weight-test")); got != 80 {
@@ -134,6 +146,7 @@ func TestSetWeight(t *testing.T) {
 }
 
 func TestSetMetric(t *testing.T) {
+	reset("metric-test")
 	var r Recorder
 	r.SetMetric("podinfo", "metric-test", "request-success-rate", 99.5)
 	r.SetMetric("podinfo", "metric-test", "request-duration", 0.25)
@@ -150,6 +163,7 @@ func TestSetMetric(t *testing.T) {
 }
 
 func TestObserveDuration(t *testing.T) {
+	reset("duration-test")
 	var r Recorder
 	r.ObserveDuration("podinfo", "duration-test", 40*time.Millisecond)
 	r.ObserveDuration("podinfo", "duration-test", 2*time.Second)
@@ -168,6 +182,7 @@ func TestObserveDuration(t *testing.T) {
 }
 
 func TestIncSuccessAndFailure(t *testing.T) {
+	reset("runs-test")
 	var r Recorder
 	r.IncSuccess("podinfo", "runs-test", flaggerv1.StrategyCanary, AnalysisCompleted)
 	r.IncSuccess("podinfo", "runs-test", flaggerv1.StrategyCanary, AnalysisCompleted)
@@ -197,6 +212,7 @@ func TestIncSuccessAndFailure(t *testing.T) {
 }
 
 func TestObserveDetection(t *testing.T) {
+	reset("detect-test")
 	var r Recorder
 	r.ObserveDetection("detect-test", 30*time.Millisecond)
 	r.ObserveDetection("detect-test", 2*time.Second)
@@ -228,6 +244,9 @@ func TestIncReconcileError(t *testing.T) {
 }
 
 func TestForget(t *testing.T) {
+	for _, ns := range []string{"forget-test", "forget-test-2"} {
+		reset(ns)
+	}
 	var r Recorder
 	fill := func(target, ns string) {
 		r.SetStatus(target, ns, flaggerv1.CanaryPhaseProgressing)
@@ -286,6 +305,8 @@ func TestForget(t *testing.T) {
 	r.Forget("none", "none", "forget-test")
 }
 
+var registerOnce sync.Once
+
 func TestRegister(t *testing.T) {
 	scheme := runtime.NewScheme()
 	if err := flaggerv1.AddToScheme(scheme); err != nil {
@@ -295,7 +316,7 @@ func TestRegister(t *testing.T) {
 		&flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "register-test"}},
 		&flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "register-test"}},
 	).Build()
-	Register(reader, "istio")
+	registerOnce.Do(func() { Register(reader, "istio") }) // the registry is global
 
 	var r Recorder
 	r.SetStatus("podinfo", "register-test", flaggerv1.CanaryPhaseProgressing)

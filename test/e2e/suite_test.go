@@ -63,6 +63,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 var _ = ReportAfterEach(func(report SpecReport) {
 	if report.Failed() && heraldLog != nil {
 		AddReportEntry("herald log", readFile(heraldLog.Name()))
+		for _, ns := range []string{"ctrl", "hooks", "test"} {
+			out, _ := kubectl("-n", ns, "get", "canaries,deployments,daemonsets,replicasets,pods,services", "-o", "wide")
+			AddReportEntry("objects in "+ns, out)
+		}
 	}
 })
 

@@ -92,37 +92,160 @@ type workloadObject struct {
 	template    *corev1.PodTemplateSpec
 }
 
-// workloadDoc is the part of an apps/v1 Deployment or DaemonSet the handler reads: decoding
-// only these fields skips managedFields, status and the rest of the spec, which the API server
-// has validated already.
-type workloadDoc struct {
-	Metadata struct {
-		Namespace   string            `json:"namespace"`
-		Labels      map[string]string `json:"labels"`
-		Annotations map[string]string `json:"annotations"`
-	} `json:"metadata"`
-	Spec struct {
-		Replicas *int32                 `json:"replicas"` // Deployments only
-		Template corev1.PodTemplateSpec `json:"template"`
-	} `json:"spec"`
-}
-
 // decodeWorkload decodes raw like the API server does (case-sensitive field names) and refuses
-// duplicate fields, on which a patch would be ambiguous.
+// duplicate fields, on which a patch would be ambiguous. It reads metadata.namespace, .labels
+// and .annotations, spec.replicas and spec.template, and gives what strictly decoding raw into
+// a struct with just these fields (sigsjson.UnmarshalStrict with DisallowDuplicateFields) gives;
+// but only the pod template goes through reflection: the rest of the object is validated and
+// skipped in one pass without being built (managedFields, status, the rest of the spec, which
+// the API server has validated already).
 func decodeWorkload(kind string, raw []byte) (*workloadObject, bool) {
 	if len(raw) == 0 || (kind != "Deployment" && kind != "DaemonSet") {
 		return nil, false
 	}
-	var d workloadDoc
-	if !decodeStrict(raw, &d) {
+	d := workloadDecoder{scanner: scanner{data: raw}}
+	d.skipSpace()
+	switch d.peek() {
+	case '{':
+		if !d.object(d.topField) {
+			return nil, false
+		}
+	case 'n':
+		if !d.literal("null") { // a null document decodes into the zero value
+			return nil, false
+		}
+	default:
+		return nil, false // not an object: a type error, or invalid
+	}
+	if d.skipSpace(); d.pos != len(d.data) {
 		return nil, false
 	}
-	obj := &workloadObject{labels: d.Metadata.Labels, annotations: d.Metadata.Annotations,
-		namespace: d.Metadata.Namespace, template: &d.Spec.Template}
+	obj := &workloadObject{labels: d.labels, annotations: d.annotations, namespace: d.namespace,
+		template: &corev1.PodTemplateSpec{}}
+	// The scanner validated the whole document (nesting depth included), so the template's
+	// bytes decode alone as they would in place.
+	if d.template != nil && !decodeStrict(d.template, obj.template) {
+		return nil, false
+	}
 	if kind == "Deployment" {
-		obj.replicas = d.Spec.Replicas
+		obj.replicas = d.replicas
 	}
 	return obj, true
+}
+
+// workloadDecoder is decodeWorkload's state.
+type workloadDecoder struct {
+	scanner
+	seen        uint8 // the fields read so far, for refusing duplicates
+	namespace   string
+	labels      map[string]string
+	annotations map[string]string
+	replicas    *int32
+	template    []byte // the raw spec.template
+}
+
+const (
+	seenMetadata uint8 = 1 << iota
+	seenSpec
+	seenNamespace
+	seenLabels
+	seenAnnotations
+	seenReplicas
+	seenTemplate
+)
+
+// once reports whether a field is read for the first time, and marks it read.
+func (d *workloadDecoder) once(field uint8) bool {
+	if d.seen&field != 0 {
+		return false
+	}
+	d.seen |= field
+	return true
+}
+
+func (d *workloadDecoder) topField(key []byte, escaped bool) bool {
+	switch {
+	case keyIs(key, escaped, "metadata"):
+		return d.once(seenMetadata) && d.structValue(d.metadataField)
+	case keyIs(key, escaped, "spec"):
+		return d.once(seenSpec) && d.structValue(d.specField)
+	}
+	return d.skipValue()
+}
+
+func (d *workloadDecoder) metadataField(key []byte, escaped bool) bool {
+	switch {
+	case keyIs(key, escaped, "namespace"):
+		if !d.once(seenNamespace) {
+			return false
+		}
+		if d.peek() == 'n' { // null leaves a string as it is
+			return d.literal("null")
+		}
+		v, ok := d.stringValue()
+		d.namespace = v
+		return ok
+	case keyIs(key, escaped, "labels"):
+		return d.once(seenLabels) && d.stringMap(&d.labels)
+	case keyIs(key, escaped, "annotations"):
+		return d.once(seenAnnotations) && d.stringMap(&d.annotations)
+	}
+	return d.skipValue()
+}
+
+func (d *workloadDecoder) specField(key []byte, escaped bool) bool {
+	switch {
+	case keyIs(key, escaped, "replicas"):
+		if !d.once(seenReplicas) {
+			return false
+		}
+		if d.peek() == 'n' { // a null pointer
+			return d.literal("null")
+		}
+		n, ok := d.int32Value()
+		d.replicas = &n
+		return ok
+	case keyIs(key, escaped, "template"):
+		if !d.once(seenTemplate) {
+			return false
+		}
+		start := d.pos
+		if !d.skipValue() {
+			return false
+		}
+		d.template = d.data[start:d.pos]
+		return true
+	}
+	return d.skipValue()
+}
+
+// stringMap decodes a map[string]string: null is a nil map, an object a map of its members,
+// whose values are strings or null (""); a repeated key is refused.
+func (d *workloadDecoder) stringMap(m *map[string]string) bool {
+	switch d.peek() {
+	case 'n':
+		return d.literal("null")
+	case '{':
+		*m = map[string]string{}
+		return d.object(func(key []byte, escaped bool) bool {
+			k, ok := decodeString(key, escaped)
+			if !ok {
+				return false
+			}
+			if _, dup := (*m)[k]; dup {
+				return false
+			}
+			v := ""
+			if d.peek() == 'n' {
+				ok = d.literal("null")
+			} else {
+				v, ok = d.stringValue()
+			}
+			(*m)[k] = v
+			return ok
+		})
+	}
+	return false
 }
 
 // idleState is the part of the old Deployment that tells whether it is idle. Of the old
@@ -222,14 +345,8 @@ func (d *idleDecoder) annotation(key []byte, escaped bool) bool {
 		d.idle, d.idleValue = true, ""
 		return d.literal("null")
 	}
-	v, escapedValue, ok := d.str()
-	if !ok {
-		return false
-	}
-	d.idle, d.idleValue = true, string(v)
-	if escapedValue || !utf8.Valid(v) { // decoding replaces invalid UTF-8 with U+FFFD
-		d.idleValue, ok = unquoteString(v)
-	}
+	v, ok := d.stringValue()
+	d.idle, d.idleValue = true, v
 	return ok
 }
 
@@ -241,29 +358,49 @@ func (d *idleDecoder) specField(key []byte, escaped bool) bool {
 		d.hasReplicas = false
 		return d.literal("null")
 	}
-	num, ok := d.number()
-	if !ok {
-		return false // not a number: a type error, or invalid
-	}
-	// As encoding/json stores a number in an int32: an integer in range, no fraction or exponent.
-	n, err := strconv.ParseInt(string(num), 10, 32)
-	if err != nil {
-		return false
-	}
-	d.hasReplicas, d.replicas = true, int32(n)
-	return true
+	n, ok := d.int32Value()
+	d.hasReplicas, d.replicas = true, n
+	return ok
 }
 
 // structValue decodes an object into a struct field with members, does nothing for null, and
 // fails for any other value.
-func (d *idleDecoder) structValue(members func(key []byte, escaped bool) bool) bool {
-	switch d.peek() {
+func (s *scanner) structValue(members func(key []byte, escaped bool) bool) bool {
+	switch s.peek() {
 	case '{':
-		return d.object(members)
+		return s.object(members)
 	case 'n':
-		return d.literal("null")
+		return s.literal("null")
 	}
 	return false
+}
+
+// stringValue decodes a string (and nothing else) as encoding/json does.
+func (s *scanner) stringValue() (string, bool) {
+	v, escaped, ok := s.str()
+	if !ok {
+		return "", false
+	}
+	return decodeString(v, escaped)
+}
+
+// int32Value decodes a number into an int32 as encoding/json does: an integer in range, with
+// no fraction or exponent.
+func (s *scanner) int32Value() (int32, bool) {
+	num, ok := s.number()
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(num), 10, 32)
+	return int32(n), err == nil
+}
+
+// decodeString decodes the raw content of a JSON string.
+func decodeString(content []byte, escaped bool) (string, bool) {
+	if escaped || !utf8.Valid(content) { // decoding replaces invalid UTF-8 with U+FFFD
+		return unquoteString(content)
+	}
+	return string(content), true
 }
 
 // keyIs reports whether a member name (the raw content between its quotes) is name, exactly
@@ -427,6 +564,12 @@ func (s *scanner) str() (content []byte, escaped, ok bool) {
 	}
 	start := s.pos + 1
 	for i := start; i < len(s.data); i++ {
+		for i < len(s.data) && plainStringByte[s.data[i]] {
+			i++
+		}
+		if i == len(s.data) {
+			break
+		}
 		switch c := s.data[i]; {
 		case c == '"':
 			s.pos = i + 1
@@ -458,6 +601,14 @@ func (s *scanner) str() (content []byte, escaped, ok bool) {
 	}
 	return nil, false, false
 }
+
+// plainStringByte: the bytes that stand for themselves inside a JSON string.
+var plainStringByte = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // number reads a number at s.pos.
 func (s *scanner) number() ([]byte, bool) {
