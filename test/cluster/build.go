@@ -41,8 +41,10 @@ const (
 	Prometheus            = "prometheus"
 )
 
-// KwokStagesFile is the file, next to the kwok binary, that holds the Stage
-// documents kwok plays on nodes and pods.
+// KwokStagesFile is the file, next to the kwok binary, that holds kwok's own
+// Stage documents for nodes and pods, as the kwok module ships them. A started
+// cluster writes the file kwok runs with, of the same name, into its state
+// directory: these stages plus the simulated pod failures (SimulateAnnotation).
 const KwokStagesFile = "kwok-stages.yaml"
 
 // ControlPlaneBinaries are the binaries Start needs without Prometheus.

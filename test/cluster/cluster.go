@@ -427,7 +427,10 @@ func (c *Cluster) startKwok(ctx context.Context) error {
 	if err := c.clientKubeconfig(kc, "kwok", "system:masters"); err != nil {
 		return err
 	}
-	stages := filepath.Join(filepath.Dir(c.bins[Kwok]), KwokStagesFile)
+	stages := c.path(KwokStagesFile)
+	if err := writeClusterKwokStages(filepath.Join(filepath.Dir(c.bins[Kwok]), KwokStagesFile), stages); err != nil {
+		return err
+	}
 	return c.withPortRetry(ctx, Kwok, 1, func(ports []int) (*process, error) {
 		return c.launch(Kwok,
 			"--kubeconfig="+kc,

@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
 
@@ -99,6 +100,8 @@ func TestClusterRollsOutDeployment(t *testing.T) {
 		}
 	}
 
+	t.Run("simulated pod failures", func(t *testing.T) { testSimulatedFailures(ctx, t, cs) })
+
 	dir := c.Dir
 	stopStart := time.Now()
 	stopped = true
@@ -163,6 +166,164 @@ func TestClusterWithPrometheus(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("prometheus never scraped itself: %+v", r)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// deployment is a Deployment of one podinfo container with the given pod
+// template annotations.
+func deployment(name string, replicas int32, annotations map[string]string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name:  "podinfod",
+					Image: "ghcr.io/stefanprodan/podinfo:6.7.1",
+				}}},
+			},
+		},
+	}
+}
+
+// testSimulatedFailures checks the kwok stages behind SimulateAnnotation on a
+// running cluster: pods look like a real kubelet's broken pods and stay so,
+// while a Deployment without the annotation still becomes Ready.
+func testSimulatedFailures(ctx context.Context, t *testing.T, cs kubernetes.Interface) {
+	deps := map[string]*appsv1.Deployment{
+		"pull":    deployment("pull", 2, map[string]string{SimulateAnnotation: SimulateImagePullError}),
+		"crash":   deployment("crash", 2, map[string]string{SimulateAnnotation: SimulateCrashLoop}),
+		"healthy": deployment("healthy", 2, map[string]string{SimulateAnnotation: "something-else"}),
+	}
+	for _, d := range deps {
+		if _, err := cs.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	image := deps["pull"].Spec.Template.Spec.Containers[0].Image
+
+	checkPull := func(p *corev1.Pod) string {
+		if p.Status.Phase != corev1.PodPending {
+			return fmt.Sprintf("phase %s", p.Status.Phase)
+		}
+		if len(p.Status.ContainerStatuses) != 1 {
+			return fmt.Sprintf("%d container statuses", len(p.Status.ContainerStatuses))
+		}
+		st := p.Status.ContainerStatuses[0]
+		w := st.State.Waiting
+		if st.Ready || w == nil || w.Reason != "ImagePullBackOff" || w.Message != fmt.Sprintf("Back-off pulling image %q", image) {
+			return fmt.Sprintf("container status %+v", st)
+		}
+		return ""
+	}
+	checkCrash := func(p *corev1.Pod) string {
+		if p.Status.Phase != corev1.PodRunning {
+			return fmt.Sprintf("phase %s", p.Status.Phase)
+		}
+		if len(p.Status.ContainerStatuses) != 1 {
+			return fmt.Sprintf("%d container statuses", len(p.Status.ContainerStatuses))
+		}
+		st := p.Status.ContainerStatuses[0]
+		w, last := st.State.Waiting, st.LastTerminationState.Terminated
+		if st.Ready || w == nil || w.Reason != "CrashLoopBackOff" || st.RestartCount < 3 || last == nil || last.ExitCode != 1 {
+			return fmt.Sprintf("container status %+v", st)
+		}
+		return ""
+	}
+	notReady := func(p *corev1.Pod) string {
+		for _, c := range p.Status.Conditions {
+			if (c.Type == corev1.PodReady || c.Type == corev1.ContainersReady) && c.Status != corev1.ConditionFalse {
+				return fmt.Sprintf("condition %s=%s", c.Type, c.Status)
+			}
+		}
+		return ""
+	}
+	// check polls until every pod of app passes ok (and there are want of
+	// them), or fails the test after the timeout.
+	check := func(app string, want int, ok func(*corev1.Pod) string, timeout time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for {
+			pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := ""
+			if len(pods.Items) != want {
+				bad = fmt.Sprintf("%d pods, want %d", len(pods.Items), want)
+			}
+			for i := range pods.Items {
+				if why := ok(&pods.Items[i]); why != "" && bad == "" {
+					bad = fmt.Sprintf("pod %s: %s", pods.Items[i].Name, why)
+				}
+			}
+			if bad == "" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s", app, bad)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	both := func(a, b func(*corev1.Pod) string) func(*corev1.Pod) string {
+		return func(p *corev1.Pod) string {
+			if why := a(p); why != "" {
+				return why
+			}
+			return b(p)
+		}
+	}
+	ready := func(p *corev1.Pod) string {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.Status.Phase == corev1.PodRunning {
+				return ""
+			}
+		}
+		return fmt.Sprintf("phase %s, not Ready", p.Status.Phase)
+	}
+
+	check("pull", 2, both(checkPull, notReady), 60*time.Second)
+	check("crash", 2, both(checkCrash, notReady), 60*time.Second)
+	check("healthy", 2, ready, 60*time.Second)
+
+	// They stay broken: no other stage makes them ready later.
+	time.Sleep(3 * time.Second)
+	check("pull", 2, both(checkPull, notReady), 0)
+	check("crash", 2, both(checkCrash, notReady), 0)
+	for _, name := range []string{"pull", "crash"} {
+		d, err := cs.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Status.ReadyReplicas != 0 || d.Status.AvailableReplicas != 0 {
+			t.Errorf("%s: readyReplicas %d availableReplicas %d, want 0", name, d.Status.ReadyReplicas, d.Status.AvailableReplicas)
+		}
+	}
+
+	// Like a kubelet, kwok records a Warning event on each broken pod.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		events, err := cs.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, e := range events.Items {
+			if e.InvolvedObject.Kind == "Pod" && e.Type == corev1.EventTypeWarning {
+				seen[e.Reason+": "+e.Message] = true
+			}
+		}
+		if seen["Failed: Error: ImagePullBackOff"] && seen["BackOff: Back-off restarting failed container"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Warning events for the broken pods; saw %v", seen)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

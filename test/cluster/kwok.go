@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	_ "embed"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,11 +15,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 )
 
 // The Stage documents kwok plays, taken at build time from the kwok module
 // itself (kustomize/stage): nodes become Ready and keep their lease renewed;
 // pods become Running and Ready, Jobs' pods complete, deleted pods go away.
+// The build keeps them unchanged in KwokStagesFile; Start composes the file
+// kwok actually reads from them and Herald's simulation stages (kwokStages).
 var kwokStageFiles = []string{
 	"kustomize/stage/node/fast/node-initialize.yaml",
 	"kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -44,6 +50,90 @@ func writeKwokStages(ctx context.Context, outDir string) error {
 		docs = append(docs, strings.TrimSpace(string(b)))
 	}
 	return os.WriteFile(filepath.Join(outDir, KwokStagesFile), []byte(strings.Join(docs, "\n---\n")+"\n"), 0o644)
+}
+
+// Simulated pod failures: a pod whose template carries SimulateAnnotation gets
+// the status a real kubelet reports for a broken pod, and never becomes ready.
+const (
+	SimulateAnnotation = "herald.dev/simulate"
+	// SimulateImagePullError: phase Pending, every container waiting with
+	// reason ImagePullBackOff and message `Back-off pulling image "<image>"`.
+	SimulateImagePullError = "image-pull-error"
+	// SimulateCrashLoop: phase Running, every container not ready, waiting
+	// with reason CrashLoopBackOff, restartCount 3, last state terminated with
+	// exit code 1 (reason Error).
+	SimulateCrashLoop = "crash-loop"
+)
+
+// simulateStages are the Stage documents behind SimulateAnnotation.
+//
+//go:embed kwok-simulate-stages.yaml
+var simulateStages []byte
+
+// simulatedValues are the values of SimulateAnnotation the simulation stages
+// handle; kwok's own pod stages are kept off pods carrying one of them.
+var simulatedValues = []string{SimulateImagePullError, SimulateCrashLoop}
+
+var yamlDocSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
+
+// kwokStages composes the stage file kwok runs with: kwok's own stages
+// (upstream, the build's KwokStagesFile) with every Pod stage that does not
+// delete given one more selector requirement, "SimulateAnnotation is not one of
+// the simulated values", followed by the simulation stages. So a pod is either
+// played by kwok's stages or by Herald's, never both, and which one does not
+// depend on kwok's weighted random choice. Pod deletion still applies to all.
+func kwokStages(upstream []byte) ([]byte, error) {
+	exclude := map[string]any{
+		"key":      fmt.Sprintf(".metadata.annotations[%q]", SimulateAnnotation),
+		"operator": "NotIn",
+		"values":   simulatedValues,
+	}
+	var docs [][]byte
+	for _, doc := range yamlDocSep.Split(string(upstream), -1) {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var stage map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &stage); err != nil {
+			return nil, fmt.Errorf("kwok stages: %w", err)
+		}
+		spec, _ := stage["spec"].(map[string]any)
+		ref, _ := spec["resourceRef"].(map[string]any)
+		next, _ := spec["next"].(map[string]any)
+		deletes, _ := next["delete"].(bool)
+		if stage["kind"] != "Stage" || ref["kind"] != "Pod" || deletes {
+			docs = append(docs, []byte(strings.Trim(doc, "\n")+"\n"))
+			continue
+		}
+		selector, _ := spec["selector"].(map[string]any)
+		if selector == nil {
+			return nil, fmt.Errorf("kwok stages: pod stage %v has no selector", stage["metadata"])
+		}
+		exprs, _ := selector["matchExpressions"].([]any)
+		selector["matchExpressions"] = exprs; _ = exclude
+		b, err := yaml.Marshal(stage)
+		if err != nil {
+			return nil, fmt.Errorf("kwok stages: %w", err)
+		}
+		docs = append(docs, b)
+	}
+	docs = append(docs, bytes.TrimLeft(simulateStages, "\n"))
+	return bytes.Join(docs, []byte("---\n")), nil
+}
+
+// writeClusterKwokStages writes the stage file of a cluster (kwokStages of the
+// build's upstream stages) to path. It is written at every start, so a cached
+// build from before a change of the simulation stages gets them too.
+func writeClusterKwokStages(upstreamPath, path string) error {
+	upstream, err := os.ReadFile(upstreamPath)
+	if err != nil {
+		return fmt.Errorf("kwok stages: %w", err)
+	}
+	b, err := kwokStages(upstream)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 // Fake-node conventions: kwok manages nodes carrying this annotation.
