@@ -209,7 +209,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	reconciler := &canary.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Events:    mgr.GetEventRecorder("herald"),
+		Events:    mgr.GetEventRecorderFor("herald"), //nolint:staticcheck // see canary.Reconciler.Events
 		Metrics:   &metrics.Recorder{},
 		Hooks:     &hooks.Caller{},
 		Options: canary.Options{

@@ -22,7 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -61,7 +61,10 @@ type Reconciler struct {
 	Client client.Client
 	// APIReader reads what the cache does not hold (configs before they are tracked, pods).
 	APIReader client.Reader
-	Events    events.EventRecorder
+	// Events is a core/v1 recorder on purpose: the events.k8s.io recorder folds events with the
+	// same type, reason and action into one series and keeps only the first message, which
+	// would lose Flagger's messages (all reason "Synced"); core/v1 events are keyed by message.
+	Events    record.EventRecorder
 	Metrics   *metrics.Recorder
 	Hooks     *hooks.Caller
 	Options   Options
@@ -144,8 +147,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
 	ctx = ctrl.LoggerInto(ctx, log)
 
+	// The Canary is read from the API server, not the cache: the previous pass's status patch
+	// may not have reached the cache yet, and acting on the older status would repeat a step
+	// (an event, a hook call, a promotion). The workqueue never runs two passes of one Canary
+	// at once, so a fresh read always sees the last pass's result.
 	var c flaggerv1.Canary
-	if err := r.Client.Get(ctx, req.NamespacedName, &c); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, &c); err != nil {
 		if apierrors.IsNotFound(err) {
 			return ctrl.Result{}, nil
 		}

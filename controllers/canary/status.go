@@ -61,7 +61,7 @@ func (p *pass) setPhase(phase flaggerv1.CanaryPhase, message string) {
 // posts it to the Canary's event hooks.
 func (p *pass) event(eventType, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	p.r.Events.Eventf(p.c, nil, eventType, "Synced", "Reconcile", "%s", msg)
+	p.r.Events.Event(p.c, eventType, "Synced", msg)
 	if eventType == corev1.EventTypeWarning {
 		p.log.Info(msg, "eventType", eventType)
 	} else {

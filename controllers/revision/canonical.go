@@ -71,7 +71,8 @@ const (
 	ctxOther objectContext = iota
 	ctxRoot
 	ctxMetadata
-	ctxHeraldKeyed // metadata.labels or metadata.annotations
+	ctxSpec
+	ctxHeraldKeyed // metadata.labels, metadata.annotations or spec.nodeSelector
 )
 
 // canonicaliser holds the buffers of one canonicalisation; they are pooled.
@@ -302,8 +303,15 @@ func sortedUnique(seg []member) bool {
 func childContext(ctx objectContext, key []byte) objectContext {
 	switch ctx {
 	case ctxRoot:
-		if string(key) == "metadata" {
+		switch string(key) {
+		case "metadata":
 			return ctxMetadata
+		case "spec":
+			return ctxSpec
+		}
+	case ctxSpec:
+		if string(key) == "nodeSelector" {
+			return ctxHeraldKeyed
 		}
 	case ctxMetadata:
 		if string(key) == "labels" || string(key) == "annotations" {

@@ -42,6 +42,15 @@ func referenceCanonical(tmpl *corev1.PodTemplateSpec) ([]byte, error) {
 			}
 		}
 	}
+	if spec, ok := generic["spec"].(map[string]any); ok {
+		if m, ok := spec["nodeSelector"].(map[string]any); ok {
+			for k := range m {
+				if strings.HasPrefix(k, Prefix) {
+					delete(m, k)
+				}
+			}
+		}
+	}
 	pruned, _ := referencePrune(generic)
 	if pruned == nil {
 		pruned = map[string]any{}

@@ -23,8 +23,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Prefix is the prefix of every label and annotation Herald writes itself. Keys with it are
-// left out of the hash, or Herald writing its own revision annotation would change the revision.
+// Prefix is the prefix of every label, annotation and node-selector key Herald writes itself.
+// Keys with it are left out of the hash, or Herald writing its own revision annotation (or the
+// node selector that empties an idle DaemonSet) would change the revision.
 const Prefix = "herald.dev/"
 
 // Annotation is the pod-template annotation key under which the workload webhook records the

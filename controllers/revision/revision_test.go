@@ -125,6 +125,15 @@ func TestHeraldMetadataIsIgnored(t *testing.T) {
 	if tmpl.Annotations[Annotation] != "whatever" {
 		t.Fatal("Of modified its input")
 	}
+	// The node selector that empties an idle DaemonSet is Herald's too; others count.
+	tmpl.Spec.NodeSelector = map[string]string{Prefix + "scale-to-zero": "true"}
+	if got := mustOf(t, tmpl, nil); got != want {
+		t.Fatalf("herald.dev/ node selector changed the revision: %q != %q", got, want)
+	}
+	tmpl.Spec.NodeSelector["disktype"] = "ssd"
+	if got := mustOf(t, tmpl, nil); got == want {
+		t.Fatal("a user's node selector did not change the revision")
+	}
 }
 
 func TestAnyChangeGivesANewRevision(t *testing.T) {

@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
@@ -100,7 +102,7 @@ func TestClusterRollsOutDeployment(t *testing.T) {
 		}
 	}
 
-	t.Run("simulated pod failures", func(t *testing.T) { testSimulatedFailures(ctx, t, cs) })
+	t.Run("simulated pod failures", func(t *testing.T) { testSimulatedFailures(ctx, t, cs, c.LogFile(Kwok)) })
 
 	dir := c.Dir
 	stopStart := time.Now()
@@ -193,8 +195,10 @@ func deployment(name string, replicas int32, annotations map[string]string) *app
 
 // testSimulatedFailures checks the kwok stages behind SimulateAnnotation on a
 // running cluster: pods look like a real kubelet's broken pods and stay so,
-// while a Deployment without the annotation still becomes Ready.
-func testSimulatedFailures(ctx context.Context, t *testing.T, cs kubernetes.Interface) {
+// while a Deployment without the annotation still becomes Ready. kwok's log
+// (kwokLog) must show no stage that failed to apply: a broken template, or
+// one of kwok's own stages fighting the simulation.
+func testSimulatedFailures(ctx context.Context, t *testing.T, cs kubernetes.Interface, kwokLog string) {
 	deps := map[string]*appsv1.Deployment{
 		"pull":    deployment("pull", 2, map[string]string{SimulateAnnotation: SimulateImagePullError}),
 		"crash":   deployment("crash", 2, map[string]string{SimulateAnnotation: SimulateCrashLoop}),
@@ -292,10 +296,24 @@ func testSimulatedFailures(ctx context.Context, t *testing.T, cs kubernetes.Inte
 	check("crash", 2, both(checkCrash, notReady), 60*time.Second)
 	check("healthy", 2, ready, 60*time.Second)
 
+	// The annotation on a pod that is already running and ready breaks it too.
+	pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=healthy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := pods.Items[0].Name
+	patch := fmt.Sprintf(`{"metadata":{"labels":{"app":"victim"},"annotations":{%q:%q}}}`, SimulateAnnotation, SimulateCrashLoop)
+	if _, err := cs.CoreV1().Pods("default").Patch(ctx, victim, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	check("victim", 1, both(checkCrash, notReady), 30*time.Second)
+	check("healthy", 2, ready, 60*time.Second) // the ReplicaSet replaced the relabelled pod
+
 	// They stay broken: no other stage makes them ready later.
 	time.Sleep(3 * time.Second)
 	check("pull", 2, both(checkPull, notReady), 0)
 	check("crash", 2, both(checkCrash, notReady), 0)
+	check("victim", 1, both(checkCrash, notReady), 0)
 	for _, name := range []string{"pull", "crash"} {
 		d, err := cs.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -326,5 +344,15 @@ func testSimulatedFailures(ctx context.Context, t *testing.T, cs kubernetes.Inte
 			t.Fatalf("no Warning events for the broken pods; saw %v", seen)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+
+	b, err := os.ReadFile(kwokLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "failed to apply stage") {
+			t.Errorf("kwok: %s", line)
+		}
 	}
 }

@@ -110,7 +110,7 @@ func kwokStages(upstream []byte) ([]byte, error) {
 			return nil, fmt.Errorf("kwok stages: pod stage %v has no selector", stage["metadata"])
 		}
 		exprs, _ := selector["matchExpressions"].([]any)
-		selector["matchExpressions"] = exprs; _ = exclude
+		selector["matchExpressions"] = append(exprs, exclude)
 		b, err := yaml.Marshal(stage)
 		if err != nil {
 			return nil, fmt.Errorf("kwok stages: %w", err)

@@ -210,6 +210,17 @@ var _ = Describe("The Canary controller", func() {
 			"New revision detected! Scaling up promote."+ctrlNS,
 			"Promotion completed! Scaling down promote."+ctrlNS,
 		))
+		// Every step happens once: no event is repeated (the API server would count it up).
+		var list eventsv1.EventList
+		Expect(k8s.List(ctx, &list, client.InNamespace(ctrlNS))).To(Succeed())
+		for _, e := range list.Items {
+			if e.Regarding.Name == "promote" && e.Regarding.Kind == "Canary" {
+				Expect(e.DeprecatedCount).To(BeNumerically("<=", 1), "event repeated: %q", e.Note)
+				if e.Series != nil {
+					Expect(e.Series.Count).To(BeNumerically("<=", 1), "event repeated: %q", e.Note)
+				}
+			}
+		}
 		Expect(scrape(herald.MetricsURL)).To(MatchRegexp(`flagger_canary_successes_total\{analysis_status="completed",deployment_strategy="blue-green",name="promote",namespace="ctrl"\} 1`))
 	})
 
@@ -313,6 +324,8 @@ var _ = Describe("The Canary controller", func() {
 		}
 		Expect(k8s.Create(ctx, c)).To(Succeed())
 		initialized(ctx, "agent")
+		// Emptying the target through a node selector is not a new revision.
+		Consistently(phaseOf(ctx, "agent")).WithTimeout(3 * time.Second).Should(Equal(flaggerv1.CanaryPhaseInitialized))
 		var target appsv1.DaemonSet
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ds), &target)).To(Succeed())
 		Expect(target.Spec.Template.Spec.NodeSelector).To(HaveKeyWithValue("herald.dev/scale-to-zero", "true"))
