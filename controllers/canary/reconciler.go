@@ -64,10 +64,10 @@ type Reconciler struct {
 	// Events is a core/v1 recorder on purpose: the events.k8s.io recorder folds events with the
 	// same type, reason and action into one series and keeps only the first message, which
 	// would lose Flagger's messages (all reason "Synced"); core/v1 events are keyed by message.
-	Events    record.EventRecorder
-	Metrics   *metrics.Recorder
-	Hooks     *hooks.Caller
-	Options   Options
+	Events  record.EventRecorder
+	Metrics *metrics.Recorder
+	Hooks   *hooks.Caller
+	Options Options
 	// Now is the clock; tests may pin it.
 	Now func() time.Time
 }

@@ -190,7 +190,7 @@ var _ = Describe("The Canary controller", func() {
 		initialized(ctx, "promote")
 
 		setImage(ctx, "promote", image2)
-		Eventually(phaseOf(ctx, "promote")).WithTimeout(5 * time.Second).Should(Equal(flaggerv1.CanaryPhaseProgressing), "detected within a second or two of the apply")
+		Eventually(phaseOf(ctx, "promote")).WithTimeout(5*time.Second).Should(Equal(flaggerv1.CanaryPhaseProgressing), "detected within a second or two of the apply")
 		out, err := kubectl("-n", ctrlNS, "wait", "canary/promote", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=90s")
 		Expect(err).NotTo(HaveOccurred(), out)
 		out, err = kubectl("-n", ctrlNS, "wait", "canary/promote", "--for=condition=promoted", "--timeout=10s")
@@ -372,7 +372,7 @@ var _ = Describe("The Canary controller", func() {
 		time.Sleep(2 * time.Second)
 		startHerald(ctx)
 
-		Consistently(func() int { return getCanary(ctx, "resume").Status.Iterations }).WithTimeout(3 * time.Second).
+		Consistently(func() int { return getCanary(ctx, "resume").Status.Iterations }).WithTimeout(3*time.Second).
 			Should(BeNumerically(">=", stopped.Status.Iterations), "the restarted controller does not start over")
 		Eventually(phaseOf(ctx, "resume")).WithTimeout(60 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
 		time.Sleep(2 * time.Second) // let the event broadcaster flush
