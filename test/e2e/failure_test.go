@@ -48,12 +48,12 @@ var _ = Describe("The Canary controller with a broken canary", func() {
 		Expect(primary.Spec.Template.Spec.Containers[0].Image).To(Equal(image1), "the primary keeps the old version")
 		Expect(primary.Spec.Template.Annotations).NotTo(HaveKey(cluster.SimulateAnnotation))
 		Expect(primary.Status.ReadyReplicas).To(Equal(int32(2)), "the primary still serves")
-		// Events are written asynchronously by the event broadcaster. (The "Canary failed!
-		// Scaling down" Warning that follows is not asserted: the events/v1 broadcaster folds it
-		// into the series of this one, same type, reason and action, so its note is lost.)
+		// Events are written asynchronously by the event broadcaster. Both Warnings of the
+		// rollback are there, each with its own message (none folded into the other's series).
 		Eventually(func() string { return strings.Join(eventsFor(ctx, name), "\n") }).WithTimeout(5 * time.Second).Should(And(
 			ContainSubstring(fmt.Sprintf("Canary %s.%s failed: pod %s-", name, ctrlNS, name)),
-			ContainSubstring(reason)))
+			ContainSubstring(reason),
+			ContainSubstring("Canary failed! Scaling down "+name+"."+ctrlNS)))
 	}
 
 	It("fails at once when the canary's pods cannot pull their image", func(ctx SpecContext) {
