@@ -33,7 +33,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC (controller-gen) and webhook configurations (webhooks.Configurations) into config/.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=herald-manager paths=./controllers/... paths=./cmd/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=herald-manager paths=./controllers/... paths=./webhooks/... paths=./cmd/... output:rbac:artifacts:config=config/rbac
 	$(GO) run ./hack/webhook-manifests config/webhook/manifests.yaml
 
 .PHONY: verify-generated

@@ -218,49 +218,50 @@ func (m *Manager) markReady() { m.once.Do(func() { close(m.ready) }) }
 // (that exist) trust caPEM.
 func (m *Manager) inject(ctx context.Context, c client.Client, caPEM []byte) (bool, error) {
 	all := true
+	type target struct {
+		name    string
+		obj     client.Object
+		bundles func() []*[]byte // the caBundle of each webhook in obj
+	}
+	var targets []target
 	for _, name := range m.opts.MutatingWebhooks {
-		var cfg admissionregistrationv1.MutatingWebhookConfiguration
-		if err := c.Get(ctx, client.ObjectKey{Name: name}, &cfg); err != nil {
-			if apierrors.IsNotFound(err) {
-				all = false
-				continue
+		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		targets = append(targets, target{name, cfg, func() []*[]byte {
+			out := make([]*[]byte, len(cfg.Webhooks))
+			for i := range cfg.Webhooks {
+				out[i] = &cfg.Webhooks[i].ClientConfig.CABundle
 			}
-			return false, fmt.Errorf("reading mutating webhook configuration %s: %w", name, err)
-		}
-		patch := client.MergeFrom(cfg.DeepCopy())
-		changed := false
-		for i := range cfg.Webhooks {
-			b := TrustBundle(caPEM, cfg.Webhooks[i].ClientConfig.CABundle, time.Now())
-			if !bytes.Equal(b, cfg.Webhooks[i].ClientConfig.CABundle) {
-				cfg.Webhooks[i].ClientConfig.CABundle, changed = b, true
-			}
-		}
-		if changed {
-			if err := c.Patch(ctx, &cfg, patch); err != nil {
-				return false, fmt.Errorf("injecting CA into %s: %w", name, err)
-			}
-		}
+			return out
+		}})
 	}
 	for _, name := range m.opts.ValidatingWebhooks {
-		var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-		if err := c.Get(ctx, client.ObjectKey{Name: name}, &cfg); err != nil {
+		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		targets = append(targets, target{name, cfg, func() []*[]byte {
+			out := make([]*[]byte, len(cfg.Webhooks))
+			for i := range cfg.Webhooks {
+				out[i] = &cfg.Webhooks[i].ClientConfig.CABundle
+			}
+			return out
+		}})
+	}
+	for _, t := range targets {
+		if err := c.Get(ctx, client.ObjectKey{Name: t.name}, t.obj); err != nil {
 			if apierrors.IsNotFound(err) {
 				all = false
 				continue
 			}
-			return false, fmt.Errorf("reading validating webhook configuration %s: %w", name, err)
+			return false, fmt.Errorf("reading webhook configuration %s: %w", t.name, err)
 		}
-		patch := client.MergeFrom(cfg.DeepCopy())
+		patch := client.MergeFrom(t.obj.DeepCopyObject().(client.Object))
 		changed := false
-		for i := range cfg.Webhooks {
-			b := TrustBundle(caPEM, cfg.Webhooks[i].ClientConfig.CABundle, time.Now())
-			if !bytes.Equal(b, cfg.Webhooks[i].ClientConfig.CABundle) {
-				cfg.Webhooks[i].ClientConfig.CABundle, changed = b, true
+		for _, bundle := range t.bundles() {
+			if b := TrustBundle(caPEM, *bundle, time.Now()); !bytes.Equal(b, *bundle) {
+				*bundle, changed = b, true
 			}
 		}
 		if changed {
-			if err := c.Patch(ctx, &cfg, patch); err != nil {
-				return false, fmt.Errorf("injecting CA into %s: %w", name, err)
+			if err := c.Patch(ctx, t.obj, patch); err != nil {
+				return false, fmt.Errorf("injecting CA into %s: %w", t.name, err)
 			}
 		}
 	}

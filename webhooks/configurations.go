@@ -9,6 +9,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/herald-rollouts/herald/webhooks/meta"
 )
 
 // Names of the two configurations, also given to the certificate manager for CA injection.
@@ -25,13 +27,6 @@ const (
 	CanaryPath         = "/validate-flagger-app-v1beta1-canary"
 	MetricTemplatePath = "/validate-flagger-app-v1beta1-metrictemplate"
 	AlertProviderPath  = "/validate-flagger-app-v1beta1-alertprovider"
-)
-
-// Labels the controller puts on what it manages; the objectSelectors match them so that
-// unmanaged objects never reach Herald.
-const (
-	CanaryLabel  = "herald.dev/canary"
-	TrackedLabel = "herald.dev/tracked"
 )
 
 // Endpoint says how the API server reaches Herald: a Service in the cluster, or a URL.
@@ -97,7 +92,7 @@ func Configurations(e Endpoint, heraldNamespace string) (*admissionregistrationv
 				Name:              "workload.herald.dev",
 				ClientConfig:      e.clientConfig(WorkloadPath),
 				Rules:             rule("apps", "v1", createUpdate, "deployments", "daemonsets"),
-				ObjectSelector:    exists(CanaryLabel),
+				ObjectSelector:    exists(meta.LabelCanary),
 				NamespaceSelector: nsSelector,
 				// The API server calls Herald only when what Herald looks at changed: the pod
 				// template (a new revision) or the replicas (transparent replicas), or on create.
@@ -118,7 +113,7 @@ func Configurations(e Endpoint, heraldNamespace string) (*admissionregistrationv
 				Name:                    "config.herald.dev",
 				ClientConfig:            e.clientConfig(ConfigPath),
 				Rules:                   rule("", "v1", createUpdate, "configmaps", "secrets"),
-				ObjectSelector:          exists(TrackedLabel),
+				ObjectSelector:          exists(meta.LabelTracked),
 				NamespaceSelector:       nsSelector,
 				FailurePolicy:           ignore,
 				SideEffects:             none,

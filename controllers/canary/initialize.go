@@ -80,27 +80,24 @@ func (p *pass) syncPrimaryConfigs(ctx context.Context, refs []revision.Ref) erro
 
 // getPrimary reads the primary Deployment; nil when it does not exist yet.
 func (p *pass) getPrimary(ctx context.Context, t *target) (*appsv1.Deployment, error) {
-	var d appsv1.Deployment
-	err := p.r.Client.Get(ctx, types.NamespacedName{Namespace: p.c.Namespace, Name: workloads.PrimaryName(t.obj.GetName())}, &d)
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading primary: %w", err)
-	}
-	return &d, nil
+	return getOptional(ctx, p, workloads.PrimaryName(t.obj.GetName()), &appsv1.Deployment{})
 }
 
 func (p *pass) getPrimaryDaemonSet(ctx context.Context, t *target) (*appsv1.DaemonSet, error) {
-	var d appsv1.DaemonSet
-	err := p.r.Client.Get(ctx, types.NamespacedName{Namespace: p.c.Namespace, Name: workloads.PrimaryName(t.obj.GetName())}, &d)
+	return getOptional(ctx, p, workloads.PrimaryName(t.obj.GetName()), &appsv1.DaemonSet{})
+}
+
+// getOptional reads name in the Canary's namespace into obj; nil when it does not exist.
+func getOptional[T client.Object](ctx context.Context, p *pass, name string, obj T) (T, error) {
+	var zero T
+	err := p.r.Client.Get(ctx, types.NamespacedName{Namespace: p.c.Namespace, Name: name}, obj)
 	if apierrors.IsNotFound(err) {
-		return nil, nil
+		return zero, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading primary: %w", err)
+		return zero, fmt.Errorf("reading %s: %w", name, err)
 	}
-	return &d, nil
+	return obj, nil
 }
 
 // syncPrimary makes the primary run the target's current template (at initialisation and at

@@ -36,11 +36,8 @@ import (
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
-// The webhook paths are the ones controller-runtime's builder derives from the kinds.
-//
-// +kubebuilder:webhook:path=/validate-flagger-app-v1beta1-canary,mutating=false,failurePolicy=fail,sideEffects=None,groups=flagger.app,resources=canaries,verbs=create;update,versions=v1beta1,name=vcanary.herald.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,timeoutSeconds=3
-// +kubebuilder:webhook:path=/validate-flagger-app-v1beta1-metrictemplate,mutating=false,failurePolicy=fail,sideEffects=None,groups=flagger.app,resources=metrictemplates,verbs=create;update,versions=v1beta1,name=vmetrictemplate.herald.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,timeoutSeconds=3
-// +kubebuilder:webhook:path=/validate-flagger-app-v1beta1-alertprovider,mutating=false,failurePolicy=fail,sideEffects=None,groups=flagger.app,resources=alertproviders,verbs=create;update,versions=v1beta1,name=valertprovider.herald.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,timeoutSeconds=3
+// The webhook paths are the ones controller-runtime's builder derives from the kinds; their
+// registrations (selectors, timeouts, failure policy) are defined in webhooks.Configurations.
 
 // The lookups need read access to the kinds below (for the manager's cache).
 //
