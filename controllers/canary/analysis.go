@@ -44,7 +44,8 @@ func (p *pass) run(ctx context.Context) (ctrl.Result, error) {
 	}
 	p.log = p.log.WithValues("revision", rev)
 
-	if err := p.syncServices(ctx, t); err != nil {
+	initializing := c.Status.Phase == "" || c.Status.Phase == flaggerv1.CanaryPhaseInitializing
+	if err := p.syncServices(ctx, t, !initializing); err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -99,6 +100,10 @@ func (p *pass) initialize(ctx context.Context, t *target, rev string, configs ma
 		p.log.V(1).Info("Waiting for the primary", "reason", reason)
 		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
 	}
+	// The primary serves now: the apex Service may point at it, then the target can go.
+	if err := p.syncServices(ctx, t, true); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := p.scaleToZero(ctx, t, rev); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -113,6 +118,18 @@ func (p *pass) initialize(ctx context.Context, t *target, rev string, configs ma
 // analysed nor the one promoted (a manual rollback to the promoted spec is not a new revision).
 func (p *pass) detect(ctx context.Context, t *target, rev string, configs map[string]string) (ctrl.Result, error) {
 	c := p.c
+	if rev == c.Status.LastPromotedSpec && rev != c.Status.LastAppliedSpec {
+		// Back to the promoted revision (a manual rollback): nothing to analyse, but the target
+		// may run its pods again and a later re-apply of the other revision must count as new.
+		if err := p.scaleToZero(ctx, t, rev); err != nil {
+			return ctrl.Result{}, err
+		}
+		c.Status.LastAppliedSpec, c.Status.TrackedConfigs = rev, configs
+		if c.Status.Phase == flaggerv1.CanaryPhaseWaiting || c.Status.Phase == flaggerv1.CanaryPhaseFailed {
+			p.setPhase(flaggerv1.CanaryPhaseSucceeded, "Back to the promoted revision.")
+		}
+		return ctrl.Result{}, nil
+	}
 	if rev == c.Status.LastPromotedSpec || (rev == c.Status.LastAppliedSpec && c.Status.Phase != flaggerv1.CanaryPhaseWaiting) {
 		// Steady state. A config change that left the revision equal still updates the record.
 		if c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
@@ -189,18 +206,21 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 	if c.Status.Phase == flaggerv1.CanaryPhaseWaitingPromotion {
 		return p.confirmPromotion(ctx, t)
 	}
-	// Step 1 runs the pre-rollout hooks; the following ones the rollout hooks and metrics.
+	// Every step runs the rollout hooks (load tests, acceptance tests); the first runs the
+	// pre-rollout hooks before them, and the metrics are judged from the second step on, once
+	// the canary has had an interval of traffic to measure.
 	var checkErr error
 	if c.Status.Iterations == 0 {
 		if c.Status.FailedChecks == 0 {
 			p.event(corev1.EventTypeNormal, "Starting canary analysis for %s.%s", c.Spec.TargetRef.Name, c.Namespace)
 		}
 		checkErr = p.runHooks(ctx, flaggerv1.PreRolloutHook)
-	} else {
+	}
+	if checkErr == nil {
 		checkErr = p.runHooks(ctx, flaggerv1.RolloutHook)
-		if checkErr == nil {
-			checkErr = p.checkMetrics(ctx)
-		}
+	}
+	if checkErr == nil && c.Status.Iterations > 0 {
+		checkErr = p.checkMetrics(ctx)
 	}
 	if checkErr != nil {
 		c.Status.FailedChecks++
@@ -262,11 +282,18 @@ func (p *pass) promote(ctx context.Context, t *target) (ctrl.Result, error) {
 // promoting waits for the primary's rollout; the primary's watch events bring us back.
 func (p *pass) promoting(ctx context.Context, t *target) (ctrl.Result, error) {
 	c := p.c
+	if rev, err := p.primaryRevision(ctx, t); err != nil || rev != c.Status.LastAppliedSpec {
+		// The primary (or our cache of it) has not taken the promotion yet.
+		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, err
+	}
 	ready, reason, failed, err := p.primaryReady(ctx, t)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if failed {
+		// The primary now runs the failed revision: whatever comes next, including the old
+		// version, must be analysed and promoted again.
+		c.Status.LastPromotedSpec = ""
 		return p.rollback(ctx, t, fmt.Sprintf("Promotion of %s.%s failed: primary %s", c.Name, c.Namespace, reason))
 	}
 	if !ready {
@@ -336,11 +363,31 @@ func (p *pass) scaleUp(ctx context.Context, t *target, primary *appsv1.Deploymen
 	switch t.kind {
 	case "Deployment":
 		n := desiredReplicas(t, primary)
-		return p.mergePatch(ctx, t.obj, fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"replicas":%d}}`, meta.AnnotationIdle, *n))
+		return p.mergePatch(ctx, t.obj, fmt.Sprintf(`{"metadata":{"annotations":{%q:null,%q:null}},"spec":{"replicas":%d}}`, meta.AnnotationIdle, meta.AnnotationDesiredReplicas, *n))
 	case "DaemonSet":
 		return p.mergePatch(ctx, t.obj, fmt.Sprintf(`{"metadata":{"annotations":{%q:null}},"spec":{"template":{"spec":{"nodeSelector":{%q:null}}}}}`, meta.AnnotationIdle, scaleToZeroKey))
 	}
 	return nil
+}
+
+// primaryRevision is the revision the primary's template was last promoted to.
+func (p *pass) primaryRevision(ctx context.Context, t *target) (string, error) {
+	var tmpl *corev1.PodTemplateSpec
+	switch t.kind {
+	case "Deployment":
+		primary, err := p.getPrimary(ctx, t)
+		if err != nil || primary == nil {
+			return "", err
+		}
+		tmpl = &primary.Spec.Template
+	case "DaemonSet":
+		primary, err := p.getPrimaryDaemonSet(ctx, t)
+		if err != nil || primary == nil {
+			return "", err
+		}
+		tmpl = &primary.Spec.Template
+	}
+	return tmpl.Annotations[promotedAnnotation], nil
 }
 
 // primaryReady judges the primary's rollout.

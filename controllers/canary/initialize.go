@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -38,41 +37,37 @@ func (p *pass) apply(ctx context.Context, obj client.Object, mutate func() error
 	return nil
 }
 
-// syncPrimaryConfigs writes the -primary copies of the tracked configs.
+// syncPrimaryConfigs writes the -primary copies of the tracked configs. They are written with
+// server-side apply, which needs no read: the manager's cache holds no application Secrets (and
+// should not hold every ConfigMap either).
 func (p *pass) syncPrimaryConfigs(ctx context.Context, refs []revision.Ref) error {
 	for _, ref := range refs {
 		key := types.NamespacedName{Namespace: p.c.Namespace, Name: ref.Name}
+		var desired client.Object
 		switch ref.Kind {
 		case revision.ConfigMap:
 			var cm corev1.ConfigMap
 			if err := p.r.APIReader.Get(ctx, key, &cm); err != nil {
 				return fmt.Errorf("reading configmap %s: %w", ref.Name, err)
 			}
-			desired := workloads.PrimaryConfigMap(&cm)
-			actual := &corev1.ConfigMap{}
-			actual.Name, actual.Namespace = desired.Name, desired.Namespace
-			if err := p.apply(ctx, actual, func() error {
-				actual.Labels, actual.Annotations = desired.Labels, desired.Annotations
-				actual.Data, actual.BinaryData = desired.Data, desired.BinaryData
-				return nil
-			}); err != nil {
-				return err
-			}
+			desired = workloads.PrimaryConfigMap(&cm)
 		case revision.Secret:
 			var s corev1.Secret
 			if err := p.r.APIReader.Get(ctx, key, &s); err != nil {
 				return fmt.Errorf("reading secret %s: %w", ref.Name, err)
 			}
-			desired := workloads.PrimarySecret(&s)
-			actual := &corev1.Secret{}
-			actual.Name, actual.Namespace = desired.Name, desired.Namespace
-			if err := p.apply(ctx, actual, func() error {
-				actual.Labels, actual.Annotations = desired.Labels, desired.Annotations
-				actual.Data, actual.Type = desired.Data, desired.Type
-				return nil
-			}); err != nil {
-				return err
-			}
+			desired = workloads.PrimarySecret(&s)
+		default:
+			continue
+		}
+		if err := controllerutil.SetControllerReference(p.c, desired, p.r.Client.Scheme()); err != nil {
+			return err
+		}
+		desired.SetResourceVersion("")
+		desired.SetManagedFields(nil)
+		//nolint:staticcheck // typed server-side apply of a built-in kind
+		if err := p.r.Client.Patch(ctx, desired, client.Apply, client.FieldOwner("herald"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("writing %s: %w", desired.GetName(), err)
 		}
 	}
 	return nil
@@ -117,6 +112,7 @@ func (p *pass) syncPrimary(ctx context.Context, t *target, refs []revision.Ref) 
 			replicas = desiredReplicas(t, existing)
 		}
 		desired := workloads.PrimaryDeployment(src, existing, t.label, t.value, renames, replicas)
+		markPromoted(&desired.Spec.Template, p.c.Status.LastAppliedSpec)
 		actual := &appsv1.Deployment{}
 		actual.Name, actual.Namespace = desired.Name, desired.Namespace
 		return p.apply(ctx, actual, func() error {
@@ -134,6 +130,7 @@ func (p *pass) syncPrimary(ctx context.Context, t *target, refs []revision.Ref) 
 			return err
 		}
 		desired := workloads.PrimaryDaemonSet(src, existing, t.label, t.value, renames)
+		markPromoted(&desired.Spec.Template, p.c.Status.LastAppliedSpec)
 		actual := &appsv1.DaemonSet{}
 		actual.Name, actual.Namespace = desired.Name, desired.Namespace
 		return p.apply(ctx, actual, func() error {
@@ -147,6 +144,22 @@ func (p *pass) syncPrimary(ctx context.Context, t *target, refs []revision.Ref) 
 		})
 	}
 	return fmt.Errorf("unsupported target %T", t.obj)
+}
+
+// promotedAnnotation on the primary's pod template names the revision it runs. A change of
+// only a ConfigMap or Secret leaves the template otherwise equal, so without it the primary
+// would not roll and its pods would keep the old configuration; it also lets promoting()
+// tell a primary that has not yet seen the promotion from one that finished it.
+const promotedAnnotation = "herald.dev/promoted-revision"
+
+func markPromoted(tmpl *corev1.PodTemplateSpec, rev string) {
+	if rev == "" {
+		return
+	}
+	if tmpl.Annotations == nil {
+		tmpl.Annotations = map[string]string{}
+	}
+	tmpl.Annotations[promotedAnnotation] = rev
 }
 
 // keepSystemAnnotations returns desired plus the annotations Kubernetes' own controllers keep
@@ -205,15 +218,21 @@ func (p *pass) syncHPA(ctx context.Context, t *target) error {
 	})
 }
 
-// syncServices keeps the apex, -primary and -canary Services as the Canary describes them.
-// Only the fields Herald sets are compared, so defaults the API server adds never cause an
-// update; the apex Service is taken over if a user created it.
-func (p *pass) syncServices(ctx context.Context, t *target) error {
+// syncServices keeps the -primary and -canary Services (and, with apex, the apex Service) as
+// the Canary describes them. Only the fields Herald sets are compared, so defaults the API
+// server adds never cause an update. The apex is synced only once the primary is ready, so a
+// user's existing Service is never pointed at pods that do not serve yet; a Service a user
+// created is taken over but not owned, so deleting the Canary does not delete it.
+func (p *pass) syncServices(ctx context.Context, t *target, withApex bool) error {
 	apex, primary, canary := workloads.Services(p.c, t.label, t.value, t.template)
-	for _, desired := range []*corev1.Service{apex, primary, canary} {
+	services := []*corev1.Service{primary, canary}
+	if withApex {
+		services = append(services, apex)
+	}
+	for _, desired := range services {
 		var actual corev1.Service
 		err := p.r.Client.Get(ctx, client.ObjectKeyFromObject(desired), &actual)
-		if err == nil && serviceUpToDate(&actual, desired) && metav1IsControlledBy(&actual, p.c) {
+		if err == nil && serviceUpToDate(&actual, desired) {
 			continue
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -221,7 +240,12 @@ func (p *pass) syncServices(ctx context.Context, t *target) error {
 		}
 		obj := &corev1.Service{}
 		obj.Name, obj.Namespace = desired.Name, desired.Namespace
-		if err := p.apply(ctx, obj, func() error {
+		if _, err := controllerutil.CreateOrUpdate(ctx, p.r.Client, obj, func() error {
+			if obj.CreationTimestamp.IsZero() {
+				if err := controllerutil.SetControllerReference(p.c, obj, p.r.Client.Scheme()); err != nil {
+					return err
+				}
+			}
 			if obj.Labels == nil {
 				obj.Labels = map[string]string{}
 			}
@@ -241,15 +265,10 @@ func (p *pass) syncServices(ctx context.Context, t *target) error {
 			obj.Spec.TrafficDistribution = desired.Spec.TrafficDistribution
 			return nil
 		}); err != nil {
-			return err
+			return fmt.Errorf("reconciling service %s: %w", desired.Name, err)
 		}
 	}
 	return nil
-}
-
-func metav1IsControlledBy(obj client.Object, owner client.Object) bool {
-	ref := metav1.GetControllerOf(obj)
-	return ref != nil && ref.UID == owner.GetUID()
 }
 
 func serviceUpToDate(actual, desired *corev1.Service) bool {

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -116,6 +117,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("canary").
+		// Hook calls can take up to their timeout; one slow endpoint must not stall every Canary.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		For(&flaggerv1.Canary{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate()))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&appsv1.DaemonSet{}).
@@ -191,7 +194,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		// A configuration problem: say so on the Canary and wait for it to change.
 		p.event(corev1.EventTypeWarning, "%s", terminal.Error())
 		r.Metrics.IncReconcileError("config")
-		return ctrl.Result{}, nil
+		// Not every fix arrives as a watched change (an HPA created later, say): look again
+		// at the analysis interval.
+		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 	}
 	if apierrors.IsConflict(err) {
 		// Another writer got there first (usually our own earlier pass, seen through a stale

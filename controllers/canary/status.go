@@ -71,12 +71,18 @@ func (p *pass) event(eventType, format string, args ...any) {
 	if analysis == nil {
 		return
 	}
+	// Event hooks are notifications: they are posted in the background, so a slow or dead
+	// endpoint never delays the analysis.
 	for _, h := range hooks.Of(analysis.Webhooks, flaggerv1.EventHook) {
-		pl := p.payload(p.c.Status.LastAppliedSpec)
-		pl.Metadata = h.Metadata
-		if err := p.r.Hooks.Event(context.Background(), h, pl, eventType, msg, p.now); err != nil {
-			p.log.Info("Event hook failed", "hook", h.Name, "error", err.Error())
-		}
+		pl := p.hookPayload(h, p.c.Status.LastAppliedSpec)
+		log, caller, now := p.log, p.r.Hooks, p.now
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*h.GetTimeout())
+			defer cancel()
+			if err := caller.Event(ctx, h, pl, eventType, msg, now); err != nil {
+				log.Info("Event hook failed", "hook", h.Name, "error", err.Error())
+			}
+		}()
 	}
 }
 

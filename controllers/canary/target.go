@@ -138,17 +138,17 @@ func trackableSecret(t corev1.SecretType) bool {
 	return false
 }
 
-// desiredReplicas is what the primary should run when no autoscaler sizes it: the wish a user
-// expressed while the target was idle, else the target's own replicas, else the primary's.
+// desiredReplicas is what the primary should run when no autoscaler sizes it: the target's own
+// replicas when it runs, else the wish a user expressed while it was idle, else the primary's.
 func desiredReplicas(t *target, primary *appsv1.Deployment) *int32 {
+	if t.replicas != nil && *t.replicas > 0 {
+		return t.replicas
+	}
 	if v, ok := t.obj.GetAnnotations()[meta.AnnotationDesiredReplicas]; ok {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
 			r := int32(n)
 			return &r
 		}
-	}
-	if t.replicas != nil && *t.replicas > 0 {
-		return t.replicas
 	}
 	if primary != nil && primary.Spec.Replicas != nil {
 		return primary.Spec.Replicas

@@ -278,8 +278,13 @@ var _ = Describe("The Canary controller", func() {
 	It("starts an analysis when a tracked ConfigMap changes and promotes it to the primary's copy", func(ctx SpecContext) {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: ctrlNS}, Data: map[string]string{"color": "blue"}}
 		Expect(k8s.Create(ctx, cm)).To(Succeed())
+		token := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "token", Namespace: ctrlNS}, StringData: map[string]string{"token": "t0"}}
+		Expect(k8s.Create(ctx, token)).To(Succeed())
 		app(ctx, "configured", func(d *appsv1.Deployment) {
-			d.Spec.Template.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}}
+			d.Spec.Template.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{
+				{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}},
+				{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "token"}}},
+			}
 		})
 		blueGreen(ctx, "configured", 1)
 		initialized(ctx, "configured")
@@ -289,6 +294,10 @@ var _ = Describe("The Canary controller", func() {
 		Expect(copy.Data).To(Equal(map[string]string{"color": "blue"}))
 		primary := deploymentIn(ctx, "configured-primary")
 		Expect(primary.Spec.Template.Spec.Containers[0].EnvFrom[0].ConfigMapRef.Name).To(Equal("settings-primary"))
+		Expect(primary.Spec.Template.Spec.Containers[0].EnvFrom[1].SecretRef.Name).To(Equal("token-primary"))
+		var tokenCopy corev1.Secret
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ctrlNS, Name: "token-primary"}, &tokenCopy)).To(Succeed())
+		Expect(tokenCopy.Data).To(HaveKeyWithValue("token", []byte("t0")))
 
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(cm), cm)).To(Succeed())
 		Expect(cm.Labels).To(HaveKeyWithValue(meta.LabelTracked, meta.TrackedValue))
@@ -298,6 +307,10 @@ var _ = Describe("The Canary controller", func() {
 		Eventually(phaseOf(ctx, "configured")).WithTimeout(60 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
 		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ctrlNS, Name: "settings-primary"}, &copy)).To(Succeed())
 		Expect(copy.Data).To(Equal(map[string]string{"color": "green"}))
+		// Only the config changed, yet the primary rolled, so its pods read the new values.
+		promoted := deploymentIn(ctx, "configured-primary")
+		Expect(promoted.Generation).To(BeNumerically(">", primary.Generation))
+		Expect(promoted.Spec.Template.Annotations).To(HaveKeyWithValue("herald.dev/promoted-revision", getCanary(ctx, "configured").Status.LastPromotedSpec))
 	})
 
 	It("manages a DaemonSet target", func(ctx SpecContext) {

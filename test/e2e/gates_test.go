@@ -43,16 +43,19 @@ var _ = Describe("The Canary controller's gates and hooks", func() {
 		Expect(getCanary(ctx, "abort").Status.Iterations).To(BeNumerically("<", 5), "stopped before the analysis ran out")
 		Expect(deploymentIn(ctx, "abort-primary").Spec.Template.Spec.Containers[0].Image).To(Equal(image1))
 
-		events.mu.Lock()
-		defer events.mu.Unlock()
-		var messages []any
-		for _, p := range events.payloads {
-			md, _ := p["metadata"].(map[string]any)
-			messages = append(messages, md["eventMessage"])
-			Expect(md).To(HaveKey("eventType"))
-			Expect(md).To(HaveKey("timestamp"))
-		}
-		Expect(messages).To(ContainElements("New revision detected! Scaling up abort."+ctrlNS, "Canary failed! Scaling down abort."+ctrlNS))
+		// Event hooks are posted in the background.
+		Eventually(func(g Gomega) {
+			events.mu.Lock()
+			defer events.mu.Unlock()
+			var messages []any
+			for _, p := range events.payloads {
+				md, _ := p["metadata"].(map[string]any)
+				messages = append(messages, md["eventMessage"])
+				g.Expect(md).To(HaveKey("eventType"))
+				g.Expect(md).To(HaveKey("timestamp"))
+			}
+			g.Expect(messages).To(ContainElements("New revision detected! Scaling up abort."+ctrlNS, "Canary failed! Scaling down abort."+ctrlNS))
+		}).WithTimeout(10 * time.Second).Should(Succeed())
 	})
 
 	It("does nothing while suspended and resumes when unsuspended", func(ctx SpecContext) {
@@ -93,5 +96,28 @@ var _ = Describe("The Canary controller's gates and hooks", func() {
 			g.Expect(p.Status.ReadyReplicas).To(Equal(int32(3)))
 		}).WithTimeout(30 * time.Second).Should(Succeed())
 		Expect(phaseOf(ctx, "sized")()).To(Equal(flaggerv1.CanaryPhaseInitialized), "replicas are not a new revision")
+	})
+})
+
+var _ = Describe("The Canary controller and manual rollbacks", func() {
+	BeforeEach(func() { createNamespace(ctrlNS) })
+
+	It("leaves Waiting when the target goes back to the promoted revision, and takes the other one as new again", func(ctx SpecContext) {
+		gate := newGate(false)
+		app(ctx, "undo")
+		blueGreen(ctx, "undo", 1, hook("approval", flaggerv1.ConfirmRolloutHook, gate.URL))
+		initialized(ctx, "undo")
+		setImage(ctx, "undo", image2)
+		Eventually(phaseOf(ctx, "undo")).WithTimeout(10 * time.Second).Should(Equal(flaggerv1.CanaryPhaseWaiting))
+
+		setImage(ctx, "undo", image1) // the promoted version
+		Eventually(phaseOf(ctx, "undo")).WithTimeout(10 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
+		Expect(*deploymentIn(ctx, "undo").Spec.Replicas).To(BeZero())
+
+		gate.open.Store(true)
+		setImage(ctx, "undo", image2)
+		Eventually(phaseOf(ctx, "undo")).WithTimeout(10 * time.Second).Should(Equal(flaggerv1.CanaryPhaseProgressing))
+		Eventually(phaseOf(ctx, "undo")).WithTimeout(60 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
+		Expect(deploymentIn(ctx, "undo-primary").Spec.Template.Spec.Containers[0].Image).To(Equal(image2))
 	})
 })

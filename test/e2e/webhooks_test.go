@@ -312,9 +312,8 @@ var _ = Describe("The Canary webhook", func() {
 			Expect(err).NotTo(HaveOccurred())
 			u := &unstructured.Unstructured{}
 			Expect(yaml.Unmarshal(b, &u.Object)).To(Succeed())
-			if u.GetNamespace() == "" {
-				u.SetNamespace("default")
-			}
+			// A namespace of its own: other specs create a real podinfo Canary in "test".
+			u.SetNamespace("corpus")
 			createNamespace(u.GetNamespace())
 			createReferencedTemplates(ctx, u)
 			provider, _, _ := unstructured.NestedString(u.Object, "spec", "provider")
