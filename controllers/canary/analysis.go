@@ -118,24 +118,26 @@ func (p *pass) initialize(ctx context.Context, t *target, rev string, configs ma
 // analysed nor the one promoted (a manual rollback to the promoted spec is not a new revision).
 func (p *pass) detect(ctx context.Context, t *target, rev string, configs map[string]string) (ctrl.Result, error) {
 	c := p.c
-	if rev == c.Status.LastPromotedSpec && rev != c.Status.LastAppliedSpec {
-		// Back to the promoted revision (a manual rollback): nothing to analyse, but the target
-		// may run its pods again and a later re-apply of the other revision must count as new.
+	waitingOrFailed := c.Status.Phase == flaggerv1.CanaryPhaseWaiting || c.Status.Phase == flaggerv1.CanaryPhaseFailed
+	if rev == c.Status.LastPromotedSpec {
+		if rev == c.Status.LastAppliedSpec && !waitingOrFailed {
+			c.Status.TrackedConfigs = configs // steady state
+			return ctrl.Result{}, nil
+		}
+		// Back to the promoted revision (a manual rollback, or an unapproved change undone):
+		// nothing to analyse, but the target may run pods again, and a later re-apply of the
+		// other revision must count as new.
 		if err := p.scaleToZero(ctx, t, rev); err != nil {
 			return ctrl.Result{}, err
 		}
 		c.Status.LastAppliedSpec, c.Status.TrackedConfigs = rev, configs
-		if c.Status.Phase == flaggerv1.CanaryPhaseWaiting || c.Status.Phase == flaggerv1.CanaryPhaseFailed {
+		if waitingOrFailed {
 			p.setPhase(flaggerv1.CanaryPhaseSucceeded, "Back to the promoted revision.")
 		}
 		return ctrl.Result{}, nil
 	}
-	if rev == c.Status.LastPromotedSpec || (rev == c.Status.LastAppliedSpec && c.Status.Phase != flaggerv1.CanaryPhaseWaiting) {
-		// Steady state. A config change that left the revision equal still updates the record.
-		if c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
-			c.Status.TrackedConfigs = configs
-		}
-		return ctrl.Result{}, nil
+	if rev == c.Status.LastAppliedSpec && c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
+		return ctrl.Result{}, nil // a failed revision is retried only with a new template
 	}
 	if ok, msg := p.gate(ctx, flaggerv1.ConfirmRolloutHook, rev); !ok {
 		if c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
