@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -429,14 +430,51 @@ func (p *pass) canaryReady(ctx context.Context, t *target) (ready bool, reason s
 	if ready || failed {
 		return ready, reason, failed, nil
 	}
-	var pods corev1.PodList
-	if err := p.r.APIReader.List(ctx, &pods, client.InNamespace(c.Namespace), client.MatchingLabels{t.label: t.value}); err != nil {
-		return false, "", false, fmt.Errorf("listing canary pods: %w", err)
+	pods, err := p.currentPods(ctx, t)
+	if err != nil {
+		return false, "", false, err
 	}
-	if why, failing := workloads.PodsFailing(pods.Items); failing {
+	if why, failing := workloads.PodsFailing(pods); failing {
 		return false, why, true, nil
 	}
 	return false, reason, false, nil
+}
+
+// currentPods lists the pods of the target's current revision only: pods of an earlier
+// revision that are still terminating or crash-looping must not fail the fix that replaces it.
+// For a Deployment that is the ReplicaSet whose deployment.kubernetes.io/revision matches the
+// Deployment's; for a DaemonSet all its pods (the DaemonSet controller replaces them in place).
+func (p *pass) currentPods(ctx context.Context, t *target) ([]corev1.Pod, error) {
+	selector := client.MatchingLabels{t.label: t.value}
+	var pods corev1.PodList
+	if err := p.r.APIReader.List(ctx, &pods, client.InNamespace(p.c.Namespace), selector); err != nil {
+		return nil, fmt.Errorf("listing canary pods: %w", err)
+	}
+	if t.kind != "Deployment" {
+		return pods.Items, nil
+	}
+	const revisionKey = "deployment.kubernetes.io/revision"
+	want := t.obj.GetAnnotations()[revisionKey]
+	var sets appsv1.ReplicaSetList
+	if err := p.r.APIReader.List(ctx, &sets, client.InNamespace(p.c.Namespace), selector); err != nil {
+		return nil, fmt.Errorf("listing canary replica sets: %w", err)
+	}
+	hash := ""
+	for _, rs := range sets.Items {
+		if metav1.IsControlledBy(&rs, t.obj) && rs.Annotations[revisionKey] == want {
+			hash = rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+		}
+	}
+	if hash == "" {
+		return nil, nil // the Deployment controller has not made the new ReplicaSet yet
+	}
+	var current []corev1.Pod
+	for _, pod := range pods.Items {
+		if pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash {
+			current = append(current, pod)
+		}
+	}
+	return current, nil
 }
 
 // gate runs the hooks of a gate type; it is open when every hook answers with success (or

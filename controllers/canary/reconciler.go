@@ -162,7 +162,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, fmt.Errorf("reading canary: %w", err)
 	}
 	if !c.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.finalize(ctx, &c)
+		return r.finalize(ctx, &c)
 	}
 	if !controllerutil.ContainsFinalizer(&c, Finalizer) {
 		patch := client.MergeFrom(c.DeepCopy())

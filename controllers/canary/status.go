@@ -3,7 +3,9 @@ package canary
 import (
 	"context"
 	"fmt"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +16,7 @@ import (
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/hooks"
 	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/controllers/workloads"
 	"github.com/herald-rollouts/herald/webhooks/meta"
 )
 
@@ -110,9 +113,9 @@ func (p *pass) observeDetection(t *target) {
 // finalize runs when a Canary is deleted: with revertOnDeletion the target gets its replicas
 // back; in every case Herald's labels and annotations leave the target and its configs, so
 // nothing reaches Herald's webhooks any more. Owned objects are garbage-collected.
-func (r *Reconciler) finalize(ctx context.Context, c *flaggerv1.Canary) error {
+func (r *Reconciler) finalize(ctx context.Context, c *flaggerv1.Canary) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(c, Finalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	p := &pass{r: r, c: c, log: ctrl.LoggerFrom(ctx), now: r.Now()}
 	t, err := p.getTarget(ctx)
@@ -120,20 +123,34 @@ func (r *Reconciler) finalize(ctx context.Context, c *flaggerv1.Canary) error {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		if _, terminal := err.(*terminalError); !terminal {
-			return err
+			return ctrl.Result{}, err
 		}
 	default:
 		if err := p.release(ctx, t); err != nil {
-			return err
+			return ctrl.Result{}, err
+		}
+		// With revertOnDeletion the primary goes with the Canary: keep it (and the
+		// finalizer) until the restored target serves, so the release costs no downtime.
+		if d, ok := t.obj.(*appsv1.Deployment); ok && c.Spec.RevertOnDeletion {
+			var fresh appsv1.Deployment
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(d), &fresh); err != nil {
+				return ctrl.Result{}, err
+			}
+			deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
+			ready, _, failed := workloads.DeploymentReady(&fresh, 100, deadline, p.now)
+			restored := fresh.Spec.Replicas == nil || *fresh.Spec.Replicas > 0
+			if restored && !ready && !failed {
+				return ctrl.Result{RequeueAfter: r.Options.PodPollInterval}, nil
+			}
 		}
 	}
 	r.Metrics.Forget(c.Spec.TargetRef.Name, c.Spec.TargetRef.Name, c.Namespace)
 	patch := client.MergeFrom(c.DeepCopy())
 	controllerutil.RemoveFinalizer(c, Finalizer)
 	if err := r.Client.Patch(ctx, c, patch); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("removing finalizer: %w", err)
+		return ctrl.Result{}, fmt.Errorf("removing finalizer: %w", err)
 	}
-	return nil
+	return ctrl.Result{}, nil
 }
 
 // release gives the target back to its owner.
