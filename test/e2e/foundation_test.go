@@ -154,6 +154,28 @@ var _ = Describe("Herald's manager", func() {
 		}
 	})
 
+	It("ships install manifests (config/default) that the API server accepts", func(ctx SpecContext) {
+		root, err := cluster.RepoRoot()
+		Expect(err).NotTo(HaveOccurred())
+		rendered, err := kubectl("kustomize", filepath.Join(root, "config", "default"))
+		Expect(err).NotTo(HaveOccurred(), rendered)
+		// This suite's Herald registered webhook configurations of the same names with a url
+		// clientConfig; renamed, the shipped ones are checked on their own.
+		rendered = strings.ReplaceAll(rendered, "name: herald-mutating", "name: herald-mutating-shipped")
+		rendered = strings.ReplaceAll(rendered, "name: herald-validating", "name: herald-validating-shipped")
+		file := filepath.Join(GinkgoT().TempDir(), "install.yaml")
+		Expect(os.WriteFile(file, []byte(rendered), 0o600)).To(Succeed())
+		out, err := kubectl("apply", "--dry-run=server", "--server-side", "--force-conflicts", "-f", file)
+		Expect(err).NotTo(HaveOccurred(), out)
+		for _, obj := range []string{"deployment.apps/herald", "service/herald-webhook", "poddisruptionbudget.policy/herald",
+			"clusterrole.rbac.authorization.k8s.io/herald-manager", "clusterrolebinding.rbac.authorization.k8s.io/herald-manager",
+			"mutatingwebhookconfiguration.admissionregistration.k8s.io/herald-mutating-shipped",
+			"validatingwebhookconfiguration.admissionregistration.k8s.io/herald-validating-shipped",
+			"customresourcedefinition.apiextensions.k8s.io/canaries.flagger.app"} {
+			Expect(out).To(ContainSubstring(obj))
+		}
+	})
+
 	It("refuses bad flags with a clear message instead of starting", func(ctx SpecContext) {
 		root, err := cluster.RepoRoot()
 		Expect(err).NotTo(HaveOccurred())
