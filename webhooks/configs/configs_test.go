@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"reflect"
+	"github.com/herald-rollouts/herald/webhooks/internal/admissiontest"
 	"strings"
 	"testing"
 
@@ -298,7 +298,7 @@ func FuzzConfigHandler(f *testing.F) {
 			}
 		}
 		if len(resp.Patches) > 0 {
-			sameExceptHerald(t, obj, out, false)
+			admissiontest.SameExceptHerald(t, obj, out, false)
 			req.Object.Raw = out
 			if again := h.Handle(context.Background(), req); len(again.Patches) != 0 {
 				t.Fatalf("not idempotent: %s", mustJSON(t, again.Patches))
@@ -325,42 +325,5 @@ func BenchmarkConfigHandler(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// sameExceptHerald fails unless a and b are equal JSON documents once Herald's annotations
-// and (when replicas is set) spec.replicas are removed from both.
-func sameExceptHerald(t *testing.T, a, b []byte, replicas bool) {
-	t.Helper()
-	norm := func(raw []byte) any {
-		var v any
-		if err := json.Unmarshal(raw, &v); err != nil {
-			t.Fatalf("result is not JSON: %v", err)
-		}
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return v
-		}
-		if md, ok := obj["metadata"].(map[string]any); ok {
-			if ann, ok := md["annotations"].(map[string]any); ok {
-				for k := range ann {
-					if strings.HasPrefix(k, "herald.dev/") {
-						delete(ann, k)
-					}
-				}
-				if len(ann) == 0 {
-					delete(md, "annotations")
-				}
-			} else if md["annotations"] == nil {
-				delete(md, "annotations")
-			}
-		}
-		if spec, ok := obj["spec"].(map[string]any); ok && replicas {
-			delete(spec, "replicas")
-		}
-		return obj
-	}
-	if na, nb := norm(a), norm(b); !reflect.DeepEqual(na, nb) {
-		t.Fatalf("patch changed more than Herald's fields:\n%s\n%s", a, b)
 	}
 }

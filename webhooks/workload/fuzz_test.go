@@ -2,9 +2,7 @@ package workload
 
 import (
 	"context"
-	"encoding/json"
-	"reflect"
-	"strings"
+	"github.com/herald-rollouts/herald/webhooks/internal/admissiontest"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -79,7 +77,7 @@ func FuzzWorkloadHandler(f *testing.F) {
 		if string(out) == string(obj) {
 			return
 		}
-		sameExceptHerald(t, obj, out, true)
+		admissiontest.SameExceptHerald(t, obj, out, true)
 		// The result of a patch is a fixed point: sending it again changes nothing.
 		req.Object.Raw = out
 		if again := h.Handle(context.Background(), req); len(again.Patches) != 0 {
@@ -106,41 +104,4 @@ func FuzzScaleHandler(f *testing.F) {
 			t.Fatal("denied without a message")
 		}
 	})
-}
-
-// sameExceptHerald fails unless a and b are equal JSON documents once Herald's annotations
-// and (when replicas is set) spec.replicas are removed from both.
-func sameExceptHerald(t *testing.T, a, b []byte, replicas bool) {
-	t.Helper()
-	norm := func(raw []byte) any {
-		var v any
-		if err := json.Unmarshal(raw, &v); err != nil {
-			t.Fatalf("result is not JSON: %v", err)
-		}
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return v
-		}
-		if md, ok := obj["metadata"].(map[string]any); ok {
-			if ann, ok := md["annotations"].(map[string]any); ok {
-				for k := range ann {
-					if strings.HasPrefix(k, "herald.dev/") {
-						delete(ann, k)
-					}
-				}
-				if len(ann) == 0 {
-					delete(md, "annotations")
-				}
-			} else if md["annotations"] == nil {
-				delete(md, "annotations")
-			}
-		}
-		if spec, ok := obj["spec"].(map[string]any); ok && replicas {
-			delete(spec, "replicas")
-		}
-		return obj
-	}
-	if na, nb := norm(a), norm(b); !reflect.DeepEqual(na, nb) {
-		t.Fatalf("patch changed more than Herald's fields:\n%s\n%s", a, b)
-	}
 }
