@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"github.com/herald-rollouts/herald/webhooks/internal/admissiontest"
 	"strings"
 	"testing"
 
@@ -17,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/webhooks/internal/admissiontest"
 	"github.com/herald-rollouts/herald/webhooks/meta"
 )
 

@@ -2,7 +2,6 @@ package workload
 
 import (
 	"context"
-	"github.com/herald-rollouts/herald/webhooks/internal/admissiontest"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -12,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/herald-rollouts/herald/webhooks/internal/admissiontest"
 	"github.com/herald-rollouts/herald/webhooks/meta"
 )
 
