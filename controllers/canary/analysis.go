@@ -207,6 +207,15 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 	defer func() { p.r.Metrics.ObserveDuration(c.Spec.TargetRef.Name, c.Namespace, time.Since(start)) }()
 
 	if c.Status.Phase == flaggerv1.CanaryPhaseWaitingPromotion {
+		// While the promotion waits for approval the canary keeps being checked, so one that
+		// degrades meanwhile fails instead of being promoted on approval.
+		if err := p.runHooks(ctx, flaggerv1.RolloutHook); err != nil {
+			return p.failCheck(ctx, t, err)
+		}
+		if err := p.checkMetrics(ctx); err != nil {
+			return p.failCheck(ctx, t, err)
+		}
+		c.Status.LastTransitionTime = p.nowTime()
 		return p.confirmPromotion(ctx, t)
 	}
 	// Every step runs the rollout hooks (load tests, acceptance tests); the first runs the
@@ -226,13 +235,7 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 		checkErr = p.checkMetrics(ctx)
 	}
 	if checkErr != nil {
-		c.Status.FailedChecks++
-		c.Status.LastTransitionTime = p.nowTime()
-		p.event(corev1.EventTypeWarning, "%v", checkErr)
-		if c.Status.FailedChecks >= c.GetAnalysisThreshold() {
-			return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s failed checks threshold reached %d", c.Name, c.Namespace, c.Status.FailedChecks))
-		}
-		return ctrl.Result{RequeueAfter: interval}, nil
+		return p.failCheck(ctx, t, checkErr)
 	}
 
 	c.Status.Iterations++
@@ -246,6 +249,18 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
 	return p.confirmPromotion(ctx, t)
+}
+
+// failCheck counts a failed check and rolls back once the threshold is reached.
+func (p *pass) failCheck(ctx context.Context, t *target, checkErr error) (ctrl.Result, error) {
+	c := p.c
+	c.Status.FailedChecks++
+	c.Status.LastTransitionTime = p.nowTime()
+	p.event(corev1.EventTypeWarning, "%v", checkErr)
+	if c.Status.FailedChecks >= c.GetAnalysisThreshold() {
+		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s failed checks threshold reached %d", c.Name, c.Namespace, c.Status.FailedChecks))
+	}
+	return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 }
 
 // confirmPromotion asks the confirm-promotion gates, then promotes.
@@ -319,8 +334,10 @@ func (p *pass) finalising(ctx context.Context, t *target) (ctrl.Result, error) {
 	if c.SkipAnalysis() {
 		status = "skipped"
 	}
-	p.r.Metrics.IncSuccess(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), status)
-	p.postRollout(ctx)
+	p.afterStatus = append(p.afterStatus, func() {
+		p.r.Metrics.IncSuccess(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), status)
+		p.postRollout(ctx)
+	})
 	return ctrl.Result{}, nil
 }
 
@@ -333,8 +350,10 @@ func (p *pass) rollback(ctx context.Context, t *target, why string) (ctrl.Result
 	}
 	p.setPhase(flaggerv1.CanaryPhaseFailed, "Canary analysis failed, Deployment scaled to zero.")
 	p.event(corev1.EventTypeWarning, "Canary failed! Scaling down %s.%s", t.obj.GetName(), c.Namespace)
-	p.r.Metrics.IncFailure(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), "completed")
-	p.postRollout(ctx)
+	p.afterStatus = append(p.afterStatus, func() {
+		p.r.Metrics.IncFailure(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), "completed")
+		p.postRollout(ctx)
+	})
 	return ctrl.Result{}, nil
 }
 

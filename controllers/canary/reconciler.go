@@ -177,17 +177,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 
 	before := c.DeepCopy()
+	p := &pass{r: r, c: &c, log: log, now: r.Now()}
 	defer func() {
-		if equality.Semantic.DeepEqual(before.Status, c.Status) {
-			return
+		if !equality.Semantic.DeepEqual(before.Status, c.Status) {
+			if perr := r.Client.Status().Patch(ctx, &c, client.MergeFrom(before)); perr != nil {
+				// The step is not recorded, so it will run again: its once-only effects must not.
+				err = errors.Join(err, fmt.Errorf("writing status: %w", perr))
+				return
+			}
+			r.Metrics.SetStatus(c.Spec.TargetRef.Name, c.Namespace, c.Status.Phase)
 		}
-		if perr := r.Client.Status().Patch(ctx, &c, client.MergeFrom(before)); perr != nil {
-			err = errors.Join(err, fmt.Errorf("writing status: %w", perr))
+		for _, f := range p.afterStatus {
+			f()
 		}
-		r.Metrics.SetStatus(c.Spec.TargetRef.Name, c.Namespace, c.Status.Phase)
 	}()
 
-	p := &pass{r: r, c: &c, log: log, now: r.Now()}
 	result, err = p.run(ctx)
 	var terminal *terminalError
 	if errors.As(err, &terminal) {
@@ -224,4 +228,7 @@ type pass struct {
 	c   *flaggerv1.Canary
 	log logr.Logger
 	now time.Time
+	// afterStatus runs once the pass's status is written: effects that must happen once per
+	// step (post-rollout hooks, success and failure counters) wait for the step to be recorded.
+	afterStatus []func()
 }
