@@ -212,7 +212,7 @@ func (c *Cluster) forget(p *process) {
 // process grabbed one of them first.
 func (c *Cluster) withPortRetry(ctx context.Context, name string, nports int, launch func(ports []int) (*process, error), ready func(ctx context.Context, p *process) error) error {
 	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(nports)
+		ports, err := FreePorts(nports)
 		if err != nil {
 			return err
 		}

@@ -79,18 +79,9 @@ func (p *process) stop(grace time.Duration) {
 	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
 }
 
-// freePort asks the kernel for a free loopback port. Another process may take
-// it before it is used; callers retry on "address already in use".
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func freePorts(n int) ([]int, error) {
+// FreePorts returns n distinct loopback ports that were free a moment ago. Another process
+// may take one before it is used; callers retry on "address already in use".
+func FreePorts(n int) ([]int, error) {
 	// Hold all listeners until all are chosen so they differ.
 	var ls []net.Listener
 	defer func() {

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -65,7 +66,7 @@ var _ = Describe("The local control plane", func() {
 		var deploy appsv1.Deployment
 		sample("podinfo-deployment.yaml", &deploy)
 		deploy.Name = "rollout"
-		deploy.Spec.Replicas = ptrTo(int32(3))
+		deploy.Spec.Replicas = ptr.To(int32(3))
 		Expect(k8s.Create(ctx, &deploy)).To(Succeed())
 
 		Eventually(func(g Gomega) {
@@ -177,9 +178,7 @@ var _ = Describe("Herald's manager", func() {
 	})
 
 	It("refuses bad flags with a clear message instead of starting", func(ctx SpecContext) {
-		root, err := cluster.RepoRoot()
-		Expect(err).NotTo(HaveOccurred())
-		cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "herald"), "--kubeconfig", env.Kubeconfig, "--mesh-provider", "linkerd", "--log-level", "loud")
+		cmd := exec.CommandContext(ctx, heraldBinary, "--kubeconfig", env.Kubeconfig, "--mesh-provider", "linkerd", "--log-level", "loud")
 		out, err := cmd.CombinedOutput()
 		Expect(err).To(HaveOccurred())
 		Expect(cmd.ProcessState.ExitCode()).To(Equal(2), string(out))
@@ -187,5 +186,3 @@ var _ = Describe("Herald's manager", func() {
 		Expect(string(out)).To(ContainSubstring(`-log-level`))
 	})
 })
-
-func ptrTo[T any](v T) *T { return &v }

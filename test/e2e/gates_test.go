@@ -6,6 +6,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
@@ -83,7 +84,7 @@ var _ = Describe("The Canary controller's gates and hooks", func() {
 		// A GitOps re-apply of the same template with replicas: 3.
 		d = d.DeepCopy()
 		d.ResourceVersion, d.ManagedFields = "", nil
-		d.Spec.Replicas = ptrTo(int32(3))
+		d.Spec.Replicas = ptr.To(int32(3))
 		out, err := kubectl("apply", "-f", writeManifest(manifestOf(d)))
 		Expect(err).NotTo(HaveOccurred(), out)
 		target := deploymentIn(ctx, "sized")
@@ -95,7 +96,7 @@ var _ = Describe("The Canary controller's gates and hooks", func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ctrlNS, Name: "sized-primary"}, &p)).To(Succeed())
 			g.Expect(p.Status.ReadyReplicas).To(Equal(int32(3)))
 		}).WithTimeout(30 * time.Second).Should(Succeed())
-		Expect(phaseOf(ctx, "sized")()).To(Equal(flaggerv1.CanaryPhaseInitialized), "replicas are not a new revision")
+		Consistently(phaseOf(ctx, "sized")).WithTimeout(3*time.Second).Should(Equal(flaggerv1.CanaryPhaseInitialized), "replicas are not a new revision")
 	})
 })
 

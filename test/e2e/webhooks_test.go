@@ -20,7 +20,9 @@ import (
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +33,7 @@ import (
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/test/harness"
 	"github.com/herald-rollouts/herald/webhooks"
 	"github.com/herald-rollouts/herald/webhooks/meta"
 )
@@ -84,6 +87,17 @@ func markIdle(ctx context.Context, name string) string {
 	Expect(heraldClient().Patch(ctx, d, client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
 	Expect(*getDeployment(ctx, name).Spec.Replicas).To(BeZero(), "the controller scales an idle target to zero")
 	return rev
+}
+
+// grantScale lets Herald's user update deployments/scale in the hooks namespace.
+func grantScale(ctx context.Context) {
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "scale", Namespace: hooksNS},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments/scale"}, Verbs: []string{"get", "update"}}}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "scale", Namespace: hooksNS},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "scale"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: harness.HeraldUser}}}
+	Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, role))).To(Succeed())
+	Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, binding))).To(Succeed())
 }
 
 func podsOf(ctx context.Context, name string) int {
@@ -215,9 +229,14 @@ var _ = Describe("The workload webhook", func() {
 		Expect(out).To(ContainSubstring("--replicas 5"))
 		Expect(*getDeployment(ctx, "idle").Spec.Replicas).To(BeZero())
 
-		By("the controller itself may scale the idle target")
-		patch := []byte(`{"spec":{"replicas":1}}`)
-		Expect(heraldClient().Patch(ctx, getDeployment(ctx, "idle"), client.RawPatch(types.MergePatchType, patch))).To(Succeed())
+		By("the controller itself may scale the idle target, through the same scale subresource")
+		// Herald itself never uses /scale, so its role lacks the verb: granted here for this check
+		// of the webhook's exemption only.
+		grantScale(ctx)
+		scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 1}}
+		Eventually(func() error { // the new binding reaches the authorizer through an informer
+			return heraldClient().SubResource("scale").Update(ctx, getDeployment(ctx, "idle"), client.WithSubResourceBody(scale))
+		}).WithTimeout(5 * time.Second).Should(Succeed())
 		Expect(*getDeployment(ctx, "idle").Spec.Replicas).To(Equal(int32(1)))
 		Expect(heraldClient().Patch(ctx, getDeployment(ctx, "idle"), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":0}}`)))).To(Succeed())
 
@@ -329,7 +348,7 @@ var _ = Describe("The Canary webhook", func() {
 				refused++
 			}
 		}
-		Expect(accepted + refused).To(Equal(21))
+		Expect(accepted).To(Equal(15), "12 without a provider (istio by default), 3 kubernetes")
 		Expect(refused).To(Equal(6), "apisix, gloo, nginx (2), skipper, traefik")
 	})
 

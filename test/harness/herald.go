@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,16 +35,6 @@ func Build(ctx context.Context, pkg string) (string, error) {
 	return out, nil
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Herald is a running manager process.
 type Herald struct {
 	cmd        *exec.Cmd
@@ -59,18 +48,11 @@ type Herald struct {
 // and its webhooks registered on a loopback URL, logs to out, and
 // returns once /readyz answers 200 (or an error with the process's fate if it does not).
 func StartHerald(ctx context.Context, binary, kubeconfig string, out io.Writer, extraArgs ...string) (*Herald, error) {
-	metricsPort, err := FreePort()
+	ports, err := cluster.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	probePort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	webhookPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
+	metricsPort, probePort, webhookPort := ports[0], ports[1], ports[2]
 	certDir, err := os.MkdirTemp("", "herald-certs-")
 	if err != nil {
 		return nil, err
@@ -159,14 +141,4 @@ func (h *Herald) CPUTime() (time.Duration, error) {
 	}
 	const ticksPerSecond = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / ticksPerSecond, nil
-}
-
-// Exited reports whether the process has ended.
-func (h *Herald) Exited() bool {
-	select {
-	case <-h.done:
-		return true
-	default:
-		return false
-	}
 }
