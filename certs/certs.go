@@ -83,8 +83,10 @@ type Manager struct {
 	once   sync.Once
 
 	mu sync.Mutex
-	// trustedSince is when the CA of the pending leaf was first seen in every bundle.
-	trustedSince map[string]time.Time
+	// pendingLeaf is the leaf waiting to be served, and pendingSince when every bundle was
+	// first seen to trust its CA.
+	pendingLeaf  string
+	pendingSince time.Time
 }
 
 // Setup adds cert-controller's rotator and Herald's injector to mgr.
@@ -98,7 +100,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Manager, error) {
 	if err := os.MkdirAll(opts.CertDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating cert dir: %w", err)
 	}
-	m := &Manager{opts: opts, log: mgr.GetLogger().WithName("certs"), ready: make(chan struct{}), trustedSince: map[string]time.Time{}}
+	m := &Manager{opts: opts, log: mgr.GetLogger().WithName("certs"), ready: make(chan struct{})}
 
 	// cert-controller only generates and rotates; Webhooks is empty so that it never writes
 	// a caBundle (see the package comment).
@@ -133,7 +135,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Manager, error) {
 		Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, toSecret, builder.WithPredicates(isOurs(opts.MutatingWebhooks))).
 		Watches(&admissionregistrationv1.ValidatingWebhookConfiguration{}, toSecret, builder.WithPredicates(isOurs(opts.ValidatingWebhooks))).
 		// Every replica serves, so every replica must inject and switch, not only the leader.
-		WithOptions(controllerOptionsNoLeaderElection()).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Complete(reconcile.Func(func(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 			return m.reconcile(ctx, mgr.GetClient())
 		}))
@@ -189,11 +191,10 @@ func (m *Manager) reconcile(ctx context.Context, c client.Client) (reconcile.Res
 	// A replacement waits until its CA has been trusted for SwitchDelay.
 	key := string(leaf.Certificate[0])
 	m.mu.Lock()
-	since, seen := m.trustedSince[key]
-	if !seen {
-		since = time.Now()
-		m.trustedSince = map[string]time.Time{key: since}
+	if m.pendingLeaf != key {
+		m.pendingLeaf, m.pendingSince = key, time.Now()
 	}
+	since := m.pendingSince
 	m.mu.Unlock()
 	if current != nil {
 		if wait := m.opts.SwitchDelay - time.Since(since); wait > 0 {
@@ -334,8 +335,4 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
-}
-
-func controllerOptionsNoLeaderElection() controller.Options {
-	return controller.Options{NeedLeaderElection: ptr.To(false)}
 }

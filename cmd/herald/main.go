@@ -30,10 +30,8 @@ import (
 	"github.com/herald-rollouts/herald/controllers/canary"
 	"github.com/herald-rollouts/herald/controllers/hooks"
 	"github.com/herald-rollouts/herald/controllers/metrics"
+	canaryhook "github.com/herald-rollouts/herald/webhooks/canary"
 )
-
-// Providers Herald routes traffic with; the Canary webhook refuses any other.
-var supportedProviders = []string{"istio", "kubernetes"}
 
 type options struct {
 	metricsAddr             string
@@ -69,8 +67,8 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the namespace Herald runs in).")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&o.logEncoding, "log-encoding", "json", "Log encoding: json or console.")
-	fs.StringVar(&o.selectorLabels, "selector-labels", "app,name,app.kubernetes.io/name", "Comma-separated pod labels that identify a workload, as Flagger's -selector-labels.")
-	fs.StringVar(&o.meshProvider, "mesh-provider", "istio", "Default provider for Canaries without spec.provider ("+strings.Join(supportedProviders, ", ")+").")
+	fs.StringVar(&o.selectorLabels, "selector-labels", strings.Join(canaryhook.DefaultSelectorLabels, ","), "Comma-separated pod labels that identify a workload, as Flagger's -selector-labels.")
+	fs.StringVar(&o.meshProvider, "mesh-provider", canaryhook.ProviderIstio, "Default provider for Canaries without spec.provider ("+strings.Join(canaryhook.SupportedProviders, ", ")+").")
 	fs.StringVar(&o.metricsServer, "metrics-server", "http://prometheus:9090", "Default Prometheus URL for builtin metrics, as Flagger's -metrics-server.")
 	fs.StringVar(&o.namespace, "namespace", "", "Watch only this namespace (default: all).")
 	fs.BoolVar(&o.enableConfigTracking, "enable-config-tracking", true, "Track ConfigMaps and Secrets referenced by targets.")
@@ -94,8 +92,8 @@ func (o *options) bind(fs *flag.FlagSet) {
 
 func (o *options) validate() error {
 	var errs []error
-	if !slices.Contains(supportedProviders, o.meshProvider) {
-		errs = append(errs, fmt.Errorf("-mesh-provider %q is not supported; use one of %s", o.meshProvider, strings.Join(supportedProviders, ", ")))
+	if !slices.Contains(canaryhook.SupportedProviders, o.meshProvider) {
+		errs = append(errs, fmt.Errorf("-mesh-provider %q is not supported; use one of %s", o.meshProvider, strings.Join(canaryhook.SupportedProviders, ", ")))
 	}
 	if len(splitList(o.selectorLabels)) == 0 {
 		errs = append(errs, errors.New("-selector-labels must name at least one label"))

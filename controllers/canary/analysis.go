@@ -15,6 +15,7 @@ import (
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/hooks"
+	"github.com/herald-rollouts/herald/controllers/metrics"
 	"github.com/herald-rollouts/herald/controllers/revision"
 	"github.com/herald-rollouts/herald/controllers/workloads"
 	"github.com/herald-rollouts/herald/webhooks/meta"
@@ -26,7 +27,7 @@ func (p *pass) run(ctx context.Context) (ctrl.Result, error) {
 	t, err := p.getTarget(ctx)
 	if apierrors.IsNotFound(err) {
 		// The watch on the target's kind brings us back when it appears.
-		p.eventOnce(corev1.EventTypeWarning, "TargetNotFound", "%s %s.%s not found, waiting for it", c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name, c.Namespace)
+		p.eventOnce(corev1.EventTypeWarning, "%s %s.%s not found, waiting for it", c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name, c.Namespace)
 		return ctrl.Result{}, nil
 	}
 	if err != nil {
@@ -57,7 +58,7 @@ func (p *pass) run(ctx context.Context) (ctrl.Result, error) {
 		if err := p.syncPrimaryReplicas(ctx, t); err != nil {
 			return ctrl.Result{}, err
 		}
-		return p.detect(ctx, t, rev, configs)
+		return p.detect(ctx, t, rev, configs, refs)
 	case flaggerv1.CanaryPhaseProgressing, flaggerv1.CanaryPhaseWaitingPromotion:
 		if rev != c.Status.LastAppliedSpec {
 			p.event(corev1.EventTypeNormal, "New revision detected! Restarting analysis for %s.%s", c.Spec.TargetRef.Name, c.Namespace)
@@ -117,7 +118,7 @@ func (p *pass) initialize(ctx context.Context, t *target, rev string, configs ma
 
 // detect starts an analysis when the target has a revision that is neither the one last
 // analysed nor the one promoted (a manual rollback to the promoted spec is not a new revision).
-func (p *pass) detect(ctx context.Context, t *target, rev string, configs map[string]string) (ctrl.Result, error) {
+func (p *pass) detect(ctx context.Context, t *target, rev string, configs map[string]string, refs []revision.Ref) (ctrl.Result, error) {
 	c := p.c
 	waitingOrFailed := c.Status.Phase == flaggerv1.CanaryPhaseWaiting || c.Status.Phase == flaggerv1.CanaryPhaseFailed
 	if rev == c.Status.LastPromotedSpec {
@@ -151,7 +152,7 @@ func (p *pass) detect(ctx context.Context, t *target, rev string, configs map[st
 	p.event(corev1.EventTypeNormal, "New revision detected! Scaling up %s.%s", c.Spec.TargetRef.Name, c.Namespace)
 	if c.SkipAnalysis() {
 		p.resetRun(rev, configs)
-		return p.promote(ctx, t)
+		return p.promote(ctx, t, refs)
 	}
 	primary, err := p.getPrimary(ctx, t)
 	if err != nil {
@@ -189,7 +190,7 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 		p.log.V(1).Info("Waiting for the canary", "reason", reason)
 		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
 	}
-	if ok, _ := p.gate(ctx, flaggerv1.RollbackHook, c.Status.LastAppliedSpec); ok && len(hooks.Of(c.GetAnalysis().Webhooks, flaggerv1.RollbackHook)) > 0 {
+	if ok, _ := p.gate(ctx, flaggerv1.RollbackHook, c.Status.LastAppliedSpec); ok {
 		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s manual webhook invoked", c.Name, c.Namespace))
 	}
 	if c.Status.FailedChecks >= c.GetAnalysisThreshold() {
@@ -216,7 +217,7 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 			return p.failCheck(ctx, t, err)
 		}
 		c.Status.LastTransitionTime = p.nowTime()
-		return p.confirmPromotion(ctx, t)
+		return p.confirmPromotion(ctx, t, refs)
 	}
 	// Every step runs the rollout hooks (load tests, acceptance tests); the first runs the
 	// pre-rollout hooks before them, and the metrics are judged from the second step on, once
@@ -248,7 +249,7 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 	if c.Status.Iterations < want {
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
-	return p.confirmPromotion(ctx, t)
+	return p.confirmPromotion(ctx, t, refs)
 }
 
 // failCheck counts a failed check and rolls back once the threshold is reached.
@@ -264,7 +265,7 @@ func (p *pass) failCheck(ctx context.Context, t *target, checkErr error) (ctrl.R
 }
 
 // confirmPromotion asks the confirm-promotion gates, then promotes.
-func (p *pass) confirmPromotion(ctx context.Context, t *target) (ctrl.Result, error) {
+func (p *pass) confirmPromotion(ctx context.Context, t *target, refs []revision.Ref) (ctrl.Result, error) {
 	c := p.c
 	if ok, msg := p.gate(ctx, flaggerv1.ConfirmPromotionHook, c.Status.LastAppliedSpec); !ok {
 		if c.Status.Phase != flaggerv1.CanaryPhaseWaitingPromotion {
@@ -273,17 +274,13 @@ func (p *pass) confirmPromotion(ctx context.Context, t *target) (ctrl.Result, er
 		}
 		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 	}
-	return p.promote(ctx, t)
+	return p.promote(ctx, t, refs)
 }
 
-// promote copies the target's template and configs to the primary.
-func (p *pass) promote(ctx context.Context, t *target) (ctrl.Result, error) {
+// promote copies the target's template and configs (refs, tracked in this pass) to the primary.
+func (p *pass) promote(ctx context.Context, t *target, refs []revision.Ref) (ctrl.Result, error) {
 	c := p.c
 	p.event(corev1.EventTypeNormal, "Copying %s.%s template spec to %s.%s", t.obj.GetName(), c.Namespace, workloads.PrimaryName(t.obj.GetName()), c.Namespace)
-	_, refs, err := p.trackConfigs(ctx, t)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
 	if err := p.syncPrimaryConfigs(ctx, refs); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -330,9 +327,9 @@ func (p *pass) finalising(ctx context.Context, t *target) (ctrl.Result, error) {
 	c.Status.LastPromotedSpec = c.Status.LastAppliedSpec
 	p.setPhase(flaggerv1.CanaryPhaseSucceeded, "Canary analysis completed successfully, promotion finished.")
 	p.event(corev1.EventTypeNormal, "Promotion completed! Scaling down %s.%s", t.obj.GetName(), c.Namespace)
-	status := "completed"
+	status := metrics.AnalysisCompleted
 	if c.SkipAnalysis() {
-		status = "skipped"
+		status = metrics.AnalysisSkipped
 	}
 	p.afterStatus = append(p.afterStatus, func() {
 		p.r.Metrics.IncSuccess(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), status)
@@ -351,7 +348,7 @@ func (p *pass) rollback(ctx context.Context, t *target, why string) (ctrl.Result
 	p.setPhase(flaggerv1.CanaryPhaseFailed, "Canary analysis failed, Deployment scaled to zero.")
 	p.event(corev1.EventTypeWarning, "Canary failed! Scaling down %s.%s", t.obj.GetName(), c.Namespace)
 	p.afterStatus = append(p.afterStatus, func() {
-		p.r.Metrics.IncFailure(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), "completed")
+		p.r.Metrics.IncFailure(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), metrics.AnalysisCompleted)
 		p.postRollout(ctx)
 	})
 	return ctrl.Result{}, nil

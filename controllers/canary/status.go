@@ -57,7 +57,6 @@ func (p *pass) setPhase(phase flaggerv1.CanaryPhase, message string) {
 		Type: flaggerv1.PromotedType, Status: status, Reason: string(phase), Message: message,
 		LastUpdateTime: now, LastTransitionTime: now,
 	})
-	p.r.Metrics.SetStatus(p.c.Spec.TargetRef.Name, p.c.Namespace, phase)
 }
 
 // event records a Kubernetes event with Flagger's reason ("Synced") and message, logs it, and
@@ -91,7 +90,7 @@ func (p *pass) event(eventType, format string, args ...any) {
 
 // eventOnce records a warning only when the Canary's phase would not already say so, so a
 // missing target does not flood events on every watch event.
-func (p *pass) eventOnce(eventType, _ string, format string, args ...any) {
+func (p *pass) eventOnce(eventType, format string, args ...any) {
 	if p.c.Status.Phase == "" {
 		p.event(eventType, format, args...)
 	}

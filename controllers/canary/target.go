@@ -37,13 +37,13 @@ func (p *pass) getTarget(ctx context.Context) (*target, error) {
 	switch ref.Kind {
 	case "Deployment", "":
 		var d appsv1.Deployment
-		if err := p.r.Client.Get(context.Background(), key, &d); err != nil {
+		if err := p.r.Client.Get(ctx, key, &d); err != nil {
 			return nil, err
 		}
 		t = target{obj: &d, kind: "Deployment", template: &d.Spec.Template, selector: d.Spec.Selector, replicas: d.Spec.Replicas}
 	case "DaemonSet":
 		var d appsv1.DaemonSet
-		if err := p.r.Client.Get(context.Background(), key, &d); err != nil {
+		if err := p.r.Client.Get(ctx, key, &d); err != nil {
 			return nil, err
 		}
 		t = target{obj: &d, kind: "DaemonSet", template: &d.Spec.Template, selector: d.Spec.Selector}

@@ -359,11 +359,26 @@ func TestCallDisableTLS(t *testing.T) {
 		})
 	}
 
-	// An explicit InsecureClient is used for disableTLS hooks.
-	c := &Caller{InsecureClient: srv.Client()}
+	// An explicit InsecureClient is used for disableTLS hooks: it must carry the request (a
+	// fallback client would reach the test server too, so count the requests it sends).
+	counting := &countingTransport{base: srv.Client().Transport}
+	c := &Caller{InsecureClient: &http.Client{Transport: counting}}
 	if err := c.Call(context.Background(), flaggerv1.CanaryWebhook{Name: "tls", URL: srv.URL, DisableTLS: true}, payload()); err != nil {
 		t.Errorf("InsecureClient: %v", err)
 	}
+	if n := counting.n.Load(); n != 1 {
+		t.Errorf("InsecureClient sent %d requests, want 1", n)
+	}
+}
+
+type countingTransport struct {
+	base http.RoundTripper
+	n    atomic.Int32
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.base.RoundTrip(r)
 }
 
 func TestEvent(t *testing.T) {

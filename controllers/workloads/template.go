@@ -23,8 +23,6 @@ const (
 	// PrimarySuffix is appended to the target's (or config's, or autoscaler's) name and to the
 	// selector label value for the primary.
 	PrimarySuffix = "-primary"
-	// CanarySuffix is appended to the apex Service name for the canary Service.
-	CanarySuffix = "-canary"
 )
 
 // PrimaryName is the name of the primary copy of an object: name + "-primary".

@@ -34,10 +34,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/webhooks"
 )
 
-// The webhook paths are the ones controller-runtime's builder derives from the kinds; their
-// registrations (selectors, timeouts, failure policy) are defined in webhooks.Configurations.
+// The webhook paths and registrations (selectors, timeouts, failure policy) are defined once,
+// in webhooks.Configurations.
 
 // The lookups need read access to the kinds below (for the manager's cache).
 //
@@ -117,15 +118,18 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		}
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &flaggerv1.Canary{}).
-		WithValidator(NewCanaryValidator(opts)).Complete(); err != nil {
+		WithValidator(NewCanaryValidator(opts)).
+		WithValidatorCustomPath(webhooks.CanaryPath).Complete(); err != nil {
 		return fmt.Errorf("canary webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &flaggerv1.MetricTemplate{}).
-		WithValidator(&MetricTemplateValidator{}).Complete(); err != nil {
+		WithValidator(&MetricTemplateValidator{}).
+		WithValidatorCustomPath(webhooks.MetricTemplatePath).Complete(); err != nil {
 		return fmt.Errorf("metrictemplate webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &flaggerv1.AlertProvider{}).
-		WithValidator(&AlertProviderValidator{}).Complete(); err != nil {
+		WithValidator(&AlertProviderValidator{}).
+		WithValidatorCustomPath(webhooks.AlertProviderPath).Complete(); err != nil {
 		return fmt.Errorf("alertprovider webhook: %w", err)
 	}
 	return nil

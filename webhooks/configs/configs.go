@@ -20,7 +20,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
 
 	"github.com/herald-rollouts/herald/controllers/revision"
 	"github.com/herald-rollouts/herald/webhooks/internal/mutate"
@@ -58,7 +57,7 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	switch req.Kind.Kind {
 	case "ConfigMap":
 		var cm corev1.ConfigMap
-		if !decodeStrict(raw, &cm) {
+		if !mutate.DecodeStrict(raw, &cm) {
 			return admission.Allowed("object not decodable, left unchanged")
 		}
 		labels, annotations = cm.Labels, cm.Annotations
@@ -66,7 +65,7 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	case "Secret":
 		var s corev1.Secret
 		// The decoder's error could quote a fragment of the object: it is never reported.
-		if !decodeStrict(raw, &s) {
+		if !mutate.DecodeStrict(raw, &s) {
 			return admission.Allowed("object not decodable, left unchanged")
 		}
 		labels, annotations = s.Labels, s.Annotations
@@ -100,14 +99,6 @@ func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Res
 	}
 	patch.SetAnnotation(meta.AnnotationChecksum, sum)
 	return patch.Response("checksum " + sum)
-}
-
-// decodeStrict decodes raw like the API server does (case-sensitive field names) and refuses
-// duplicate fields, on which a patch would be ambiguous. Its errors are dropped: they can name
-// Secret keys.
-func decodeStrict(raw []byte, into any) bool {
-	strict, err := sigsjson.UnmarshalStrict(raw, into, sigsjson.DisallowDuplicateFields)
-	return err == nil && len(strict) == 0
 }
 
 // secretData is the Secret's data as the API server stores it: stringData (write-only, normally

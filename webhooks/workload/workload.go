@@ -35,7 +35,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
 
 	"github.com/herald-rollouts/herald/controllers/revision"
 	"github.com/herald-rollouts/herald/webhooks/internal/mutate"
@@ -124,7 +123,7 @@ func decodeWorkload(kind string, raw []byte) (*workloadObject, bool) {
 		template: &corev1.PodTemplateSpec{}}
 	// The scanner validated the whole document (nesting depth included), so the template's
 	// bytes decode alone as they would in place.
-	if d.template != nil && !decodeStrict(d.template, obj.template) {
+	if d.template != nil && !mutate.DecodeStrict(d.template, obj.template) {
 		return nil, false
 	}
 	if kind == "Deployment" {
@@ -647,11 +646,6 @@ func (s *scanner) number() ([]byte, bool) {
 	}
 	s.pos = i
 	return data[start:i], true
-}
-
-func decodeStrict(raw []byte, into any) bool {
-	strict, err := sigsjson.UnmarshalStrict(raw, into, sigsjson.DisallowDuplicateFields)
-	return err == nil && len(strict) == 0
 }
 
 // Handle implements admission.Handler.

@@ -12,6 +12,7 @@
 package mutate
 
 import (
+	sigsjson "sigs.k8s.io/json"
 	"sort"
 	"strings"
 
@@ -138,4 +139,12 @@ func (p *Patch) Response(message string) admission.Response {
 			Result:    &metav1.Status{Message: message},
 		},
 	}
+}
+
+// DecodeStrict decodes raw like the API server does (case-sensitive field names) and refuses
+// duplicate fields, on which a patch would be ambiguous. Its errors are dropped: they can quote
+// a fragment of the object, such as Secret keys.
+func DecodeStrict(raw []byte, into any) bool {
+	strict, err := sigsjson.UnmarshalStrict(raw, into, sigsjson.DisallowDuplicateFields)
+	return err == nil && len(strict) == 0
 }
