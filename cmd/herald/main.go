@@ -17,9 +17,12 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -29,7 +32,9 @@ import (
 	"github.com/herald-rollouts/herald/certs"
 	"github.com/herald-rollouts/herald/controllers/canary"
 	"github.com/herald-rollouts/herald/controllers/hooks"
+	"github.com/herald-rollouts/herald/controllers/metricchecks"
 	"github.com/herald-rollouts/herald/controllers/metrics"
+	"github.com/herald-rollouts/herald/controllers/router"
 	canaryhook "github.com/herald-rollouts/herald/webhooks/canary"
 )
 
@@ -140,6 +145,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(flaggerv1.AddToScheme(scheme))
+	utilruntime.Must(router.AddToScheme(scheme))
 
 	if o.installCRDs {
 		if err := installCRDs(ctx, cfg, log); err != nil {
@@ -204,13 +210,33 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 			return fmt.Errorf("adding webhook readiness check: %w", err)
 		}
 	}
+	// Istio's resources are watched only where the cluster serves them; without them istio
+	// Canaries report a clear error and kubernetes ones work as usual.
+	istio, err := servesIstio(cfg)
+	if err != nil {
+		return err
+	}
+	if !istio {
+		log.Info("The cluster does not serve networking.istio.io/v1: istio Canaries cannot route traffic until Istio's CRDs are installed (restart Herald then)")
+	}
 	reconciler := &canary.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Events:    mgr.GetEventRecorderFor("herald"), //nolint:staticcheck // see canary.Reconciler.Events
 		Metrics:   &metrics.Recorder{},
 		Hooks:     &hooks.Caller{},
+		Routers: func(provider string) router.Router {
+			return router.For(provider, mgr.GetClient())
+		},
+		Checks: &metricchecks.Checker{
+			// Live reads: MetricTemplates change rarely and Secrets must not be cached.
+			Reader:         mgr.GetAPIReader(),
+			DefaultAddress: o.metricsServer,
+			Provider:       o.meshProvider,
+		},
 		Options: canary.Options{
+			MeshProvider:   o.meshProvider,
+			WatchIstio:     istio,
 			SelectorLabels: splitList(o.selectorLabels),
 			ConfigTracking: o.enableConfigTracking,
 		},
@@ -254,4 +280,25 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// servesIstio reports whether the cluster serves Istio's VirtualServices.
+func servesIstio(cfg *rest.Config) (bool, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, fmt.Errorf("creating discovery client: %w", err)
+	}
+	resources, err := dc.ServerResourcesForGroupVersion("networking.istio.io/v1")
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("discovering networking.istio.io/v1: %w", err)
+	}
+	for _, r := range resources.APIResources {
+		if r.Name == "virtualservices" {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -2,7 +2,6 @@ package canary
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -50,6 +49,16 @@ func (p *pass) run(ctx context.Context) (ctrl.Result, error) {
 	if err := p.syncServices(ctx, t, !initializing); err != nil {
 		return ctrl.Result{}, err
 	}
+	p.resolveProvider()
+	if !initializing {
+		// Every pass corrects the routing objects (direct edits are overwritten) and the split.
+		if err := p.reconcileRoutes(ctx); err != nil {
+			return ctrl.Result{}, err
+		}
+		if err := p.keepRoutes(ctx); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 
 	switch c.Status.Phase {
 	case "", flaggerv1.CanaryPhaseInitializing:
@@ -62,6 +71,9 @@ func (p *pass) run(ctx context.Context) (ctrl.Result, error) {
 	case flaggerv1.CanaryPhaseProgressing, flaggerv1.CanaryPhaseWaitingPromotion:
 		if rev != c.Status.LastAppliedSpec {
 			p.event(corev1.EventTypeNormal, "New revision detected! Restarting analysis for %s.%s", c.Spec.TargetRef.Name, c.Namespace)
+			if err := p.route(ctx, 100, 0, false); err != nil {
+				return ctrl.Result{}, err
+			}
 			p.resetRun(rev, configs)
 			return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 		}
@@ -102,8 +114,15 @@ func (p *pass) initialize(ctx context.Context, t *target, rev string, configs ma
 		p.log.V(1).Info("Waiting for the primary", "reason", reason)
 		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
 	}
-	// The primary serves now: the apex Service may point at it, then the target can go.
+	// The primary serves now: the apex Service and the routes may point at it, then the
+	// target can go.
 	if err := p.syncServices(ctx, t, true); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := p.reconcileRoutes(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := p.route(ctx, 100, 0, false); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := p.scaleToZero(ctx, t, rev); err != nil {
@@ -197,9 +216,17 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s failed checks threshold reached %d", c.Name, c.Namespace, c.Status.FailedChecks))
 	}
 
+	if p.shifts() {
+		if _, _, mirrored, err := p.router.GetRoutes(ctx, c); err != nil {
+			return ctrl.Result{}, fmt.Errorf("reading routes: %w", err)
+		} else {
+			p.mirrored = mirrored
+		}
+	}
 	// The first step runs as soon as the canary is ready; later ones one interval apart,
 	// counted from the previous step so that a reconcile in between does not shift them.
-	if c.Status.Iterations > 0 || c.Status.FailedChecks > 0 {
+	first := c.Status.Iterations == 0 && c.Status.CanaryWeight == 0 && !p.mirrored
+	if !first || c.Status.FailedChecks > 0 {
 		if wait := c.Status.LastTransitionTime.Add(interval).Sub(p.now); wait > 0 {
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
@@ -223,7 +250,7 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 	// pre-rollout hooks before them, and the metrics are judged from the second step on, once
 	// the canary has had an interval of traffic to measure.
 	var checkErr error
-	if c.Status.Iterations == 0 {
+	if first {
 		if c.Status.FailedChecks == 0 {
 			p.event(corev1.EventTypeNormal, "Starting canary analysis for %s.%s", c.Spec.TargetRef.Name, c.Namespace)
 		}
@@ -232,24 +259,14 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 	if checkErr == nil {
 		checkErr = p.runHooks(ctx, flaggerv1.RolloutHook)
 	}
-	if checkErr == nil && c.Status.Iterations > 0 {
+	if checkErr == nil && !first {
 		checkErr = p.checkMetrics(ctx)
 	}
 	if checkErr != nil {
 		return p.failCheck(ctx, t, checkErr)
 	}
-
-	c.Status.Iterations++
 	c.Status.LastTransitionTime = p.nowTime()
-	want := c.GetAnalysis().Iterations
-	if want < 1 {
-		want = 1
-	}
-	p.event(corev1.EventTypeNormal, "Advance %s.%s canary iteration %d/%d", c.Name, c.Namespace, c.Status.Iterations, want)
-	if c.Status.Iterations < want {
-		return ctrl.Result{RequeueAfter: interval}, nil
-	}
-	return p.confirmPromotion(ctx, t, refs)
+	return p.step(ctx, t, refs, first)
 }
 
 // failCheck counts a failed check and rolls back once the threshold is reached.
@@ -259,8 +276,10 @@ func (p *pass) failCheck(ctx context.Context, t *target, checkErr error) (ctrl.R
 	c.Status.LastTransitionTime = p.nowTime()
 	p.event(corev1.EventTypeWarning, "%v", checkErr)
 	if c.Status.FailedChecks >= c.GetAnalysisThreshold() {
-		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s failed checks threshold reached %d", c.Name, c.Namespace, c.Status.FailedChecks))
+		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s failed checks threshold reached %d: %v", c.Name, c.Namespace, c.Status.FailedChecks, checkErr))
 	}
+	// The status says why the run is not advancing, not only the events.
+	p.setMessage(fmt.Sprintf("Failed check %d of %d: %v", c.Status.FailedChecks, c.GetAnalysisThreshold(), checkErr))
 	return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 }
 
@@ -273,6 +292,11 @@ func (p *pass) confirmPromotion(ctx context.Context, t *target, refs []revision.
 			p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for promotion approval %s", c.Name, c.Namespace, msg)
 		}
 		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
+	}
+	// A blue/green run on a routing provider gives the canary all traffic for one interval
+	// of checks before the promotion.
+	if p.shifts() && p.strategy() == flaggerv1.StrategyBlueGreen && c.Status.Iterations == p.iterations() {
+		return p.switchToCanary(ctx)
 	}
 	return p.promote(ctx, t, refs)
 }
@@ -314,6 +338,10 @@ func (p *pass) promoting(ctx context.Context, t *target) (ctrl.Result, error) {
 	if !ready {
 		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
 	}
+	done, res, err := p.promotionShift(ctx)
+	if err != nil || !done {
+		return res, err
+	}
 	p.setPhase(flaggerv1.CanaryPhaseFinalising, "Canary analysis completed, routing all traffic to primary.")
 	return p.finalising(ctx, t)
 }
@@ -321,6 +349,9 @@ func (p *pass) promoting(ctx context.Context, t *target) (ctrl.Result, error) {
 // finalising scales the target down and records the promotion.
 func (p *pass) finalising(ctx context.Context, t *target) (ctrl.Result, error) {
 	c := p.c
+	if err := p.route(ctx, 100, 0, false); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := p.scaleToZero(ctx, t, c.Status.LastAppliedSpec); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -342,10 +373,14 @@ func (p *pass) finalising(ctx context.Context, t *target) (ctrl.Result, error) {
 func (p *pass) rollback(ctx context.Context, t *target, why string) (ctrl.Result, error) {
 	c := p.c
 	p.event(corev1.EventTypeWarning, "%s", why)
+	// Users leave the canary before its pods do.
+	if err := p.route(ctx, 100, 0, false); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := p.scaleToZero(ctx, t, c.Status.LastAppliedSpec); err != nil {
 		return ctrl.Result{}, err
 	}
-	p.setPhase(flaggerv1.CanaryPhaseFailed, "Canary analysis failed, Deployment scaled to zero.")
+	p.setPhase(flaggerv1.CanaryPhaseFailed, "Canary analysis failed, Deployment scaled to zero: "+why)
 	p.event(corev1.EventTypeWarning, "Canary failed! Scaling down %s.%s", t.obj.GetName(), c.Namespace)
 	p.afterStatus = append(p.afterStatus, func() {
 		p.r.Metrics.IncFailure(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), metrics.AnalysisCompleted)
@@ -526,15 +561,25 @@ func (p *pass) runHooks(ctx context.Context, t flaggerv1.HookType) error {
 	return nil
 }
 
-// checkMetrics evaluates the analysis metrics. Herald's metric providers come with the
-// Prometheus work; until then a Canary that asks for metrics cannot be judged, and that is a
-// failed check with a clear reason, never a silent pass.
-func (p *pass) checkMetrics(_ context.Context) error {
+// checkMetrics evaluates the analysis metrics; the first failure fails the check (each is
+// logged), and every value is exported as flagger_canary_metric_analysis.
+func (p *pass) checkMetrics(ctx context.Context) error {
 	analysis := p.c.GetAnalysis()
 	if analysis == nil || len(analysis.Metrics) == 0 {
 		return nil
 	}
-	return errors.New("metric checks are not available yet in this Herald version: remove spec.analysis.metrics or use webhooks")
+	var failed error
+	// The checker logs each result with its query.
+	for _, r := range p.r.Checks.Check(ctx, p.c) {
+		if r.Err != nil {
+			if failed == nil {
+				failed = r.Err
+			}
+			continue
+		}
+		p.r.Metrics.SetMetric(p.c.Name, p.c.Namespace, r.Name, r.Value)
+	}
+	return failed
 }
 
 func (p *pass) postRollout(ctx context.Context) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -36,7 +37,9 @@ import (
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/hooks"
+	"github.com/herald-rollouts/herald/controllers/metricchecks"
 	"github.com/herald-rollouts/herald/controllers/metrics"
+	"github.com/herald-rollouts/herald/controllers/router"
 )
 
 // Finalizer lets Herald remove its labels from the target and configs (and, with
@@ -52,6 +55,11 @@ type Options struct {
 	SelectorLabels []string
 	// ConfigTracking includes referenced ConfigMaps and Secrets in revisions.
 	ConfigTracking bool
+	// MeshProvider is the provider of Canaries without spec.provider (-mesh-provider).
+	MeshProvider string
+	// WatchIstio watches the VirtualServices and DestinationRules Herald owns, so that direct
+	// edits are put back at once; only when the cluster serves Istio's CRDs.
+	WatchIstio bool
 	// PodPollInterval is how often pods of a canary that is not ready are checked for crash
 	// loops and image pull errors (pods are not watched: caching every pod would be costly).
 	PodPollInterval time.Duration
@@ -68,6 +76,10 @@ type Reconciler struct {
 	Events  record.EventRecorder
 	Metrics *metrics.Recorder
 	Hooks   *hooks.Caller
+	// Routers returns the router of a provider ("istio", "kubernetes").
+	Routers func(provider string) router.Router
+	// Checks runs the analysis metrics against Prometheus.
+	Checks  *metricchecks.Checker
 	Options Options
 	// Now is the clock; tests may pin it.
 	Now func() time.Time
@@ -125,6 +137,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 		Owns(&corev1.Service{}).
 		Watches(&appsv1.Deployment{}, byTarget("Deployment")).
 		Watches(&appsv1.DaemonSet{}, byTarget("DaemonSet"))
+	if r.Options.WatchIstio {
+		b = b.Owns(&istionetworking.VirtualService{}).Owns(&istionetworking.DestinationRule{})
+	}
 	if metadataCache != nil {
 		b = b.WatchesRawSource(source.Kind(metadataCache, partial("ConfigMap"), byTrackedConfig("configmap"))).
 			WatchesRawSource(source.Kind(metadataCache, partial("Secret"), byTrackedConfig("secret")))
@@ -228,6 +243,11 @@ type pass struct {
 	c   *flaggerv1.Canary
 	log logr.Logger
 	now time.Time
+	// provider and router carry the Canary's traffic (see resolveProvider); mirrored is
+	// whether the canary currently receives a copy of the traffic.
+	provider string
+	router   router.Router
+	mirrored bool
 	// afterStatus runs once the pass's status is written: effects that must happen once per
 	// step (post-rollout hooks, success and failure counters) wait for the step to be recorded.
 	afterStatus []func()

@@ -59,6 +59,15 @@ func (p *pass) setPhase(phase flaggerv1.CanaryPhase, message string) {
 	})
 }
 
+// setMessage updates the Promoted condition's message without a phase change.
+func (p *pass) setMessage(message string) {
+	for i := range p.c.Status.Conditions {
+		if cond := &p.c.Status.Conditions[i]; cond.Type == flaggerv1.PromotedType {
+			cond.Message, cond.LastUpdateTime = message, p.nowTime()
+		}
+	}
+}
+
 // event records a Kubernetes event with Flagger's reason ("Synced") and message, logs it, and
 // posts it to the Canary's event hooks.
 func (p *pass) event(eventType, format string, args ...any) {

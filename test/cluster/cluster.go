@@ -40,6 +40,8 @@ type Options struct {
 	PrometheusTargets []string
 	// PrometheusScrapeInterval defaults to 2s.
 	PrometheusScrapeInterval time.Duration
+	// IstioCRDs also installs Istio's networking CRDs (see IstioCRDs).
+	IstioCRDs bool
 	// StartTimeout bounds the wait for health; default 3 minutes.
 	StartTimeout time.Duration
 	// StopGrace is how long Stop waits after SIGTERM before SIGKILL; default 10s.
@@ -165,6 +167,11 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}
 	if err = c.waitHealthy(ctx); err != nil {
 		return nil, err
+	}
+	if o.IstioCRDs {
+		if err = c.InstallIstioCRDs(ctx); err != nil {
+			return nil, err
+		}
 	}
 	c.progress.printf("cluster healthy: %s (kubeconfig %s)", c.APIServerURL, c.Kubeconfig)
 	return c, nil

@@ -227,7 +227,7 @@ func supervise(ctx context.Context, p paths) error {
 		return err
 	}
 	defer os.Remove(p.pidFile)
-	c, err := cluster.Start(ctx, cluster.Options{Dir: p.state, Out: os.Stdout})
+	c, err := cluster.Start(ctx, cluster.Options{Dir: p.state, Out: os.Stdout, IstioCRDs: true})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,291 @@
+package canary
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/controllers/router"
+)
+
+// Providers Herald routes traffic with.
+const (
+	providerKubernetes = "kubernetes"
+	providerIstio      = "istio"
+)
+
+// defaultStepWeight is the weight step of a canary run without stepWeight or stepWeights.
+// Flagger would add 0 on every step and never reach maxWeight; 10 is its documented example.
+const defaultStepWeight = 10
+
+// kubernetesIterations is the number of blue/green iterations of a kubernetes-provider Canary
+// without iterations: that provider cannot shift weights, so, as in Flagger, a weighted
+// analysis becomes ten blue/green iterations.
+const kubernetesIterations = 10
+
+// resolveProvider picks the Canary's provider (spec.provider, else Herald's -mesh-provider)
+// and its router.
+func (p *pass) resolveProvider() {
+	p.provider = p.c.Spec.Provider
+	if p.provider == "" {
+		p.provider = p.r.Options.MeshProvider
+	}
+	if p.provider == "" {
+		p.provider = providerIstio
+	}
+	if p.r.Routers != nil {
+		p.router = p.r.Routers(p.provider)
+	}
+	if p.router == nil {
+		p.router = router.Kubernetes{}
+	}
+}
+
+// shifts reports whether the provider moves traffic at the apex.
+func (p *pass) shifts() bool { return p.provider != providerKubernetes }
+
+// strategy is the run's strategy as the provider can carry it out.
+func (p *pass) strategy() string {
+	s := p.c.DeploymentStrategy()
+	if !p.shifts() {
+		return flaggerv1.StrategyBlueGreen
+	}
+	return s
+}
+
+// iterations is the number of blue/green or A/B iterations of a run.
+func (p *pass) iterations() int {
+	n := 0
+	if a := p.c.GetAnalysis(); a != nil {
+		n = a.Iterations
+	}
+	if n <= 0 && !p.shifts() {
+		return kubernetesIterations
+	}
+	return max(n, 1)
+}
+
+// reconcileRoutes creates or corrects the routing objects. A provider whose resources the
+// cluster does not serve is a configuration problem, reported on the Canary.
+func (p *pass) reconcileRoutes(ctx context.Context) error {
+	if err := p.router.Reconcile(ctx, p.c); err != nil {
+		if router.IsNotInstalled(err) {
+			return terminalf("%v", err)
+		}
+		return fmt.Errorf("reconciling %s routes: %w", p.provider, err)
+	}
+	return nil
+}
+
+// route sets the traffic split and records it in the status and metrics.
+func (p *pass) route(ctx context.Context, primary, canary int, mirrored bool) error {
+	if !p.shifts() {
+		return nil
+	}
+	if err := p.router.SetRoutes(ctx, p.c, primary, canary, mirrored); err != nil {
+		return fmt.Errorf("routing %d/%d: %w", primary, canary, err)
+	}
+	// An A/B test sends the matching requests, not a share of all of them, to the canary.
+	if p.strategy() != flaggerv1.StrategyABTesting {
+		p.c.Status.CanaryWeight = canary
+	}
+	p.r.Metrics.SetWeight(p.c.Spec.TargetRef.Name, p.c.Namespace, primary, canary)
+	return nil
+}
+
+// wantedRoutes is the split the status says should be in place; ok is false where the status
+// does not determine it (the mirror step of a weighted run, a stepped promotion).
+func (p *pass) wantedRoutes() (primary, canary int, mirrored, ok bool) {
+	s := p.c.Status
+	switch s.Phase {
+	case flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed, flaggerv1.CanaryPhaseWaiting:
+		return 100, 0, false, true
+	case flaggerv1.CanaryPhaseProgressing, flaggerv1.CanaryPhaseWaitingPromotion:
+		switch p.strategy() {
+		case flaggerv1.StrategyCanary:
+			if s.CanaryWeight == 0 {
+				return 0, 0, false, false
+			}
+			return 100 - s.CanaryWeight, s.CanaryWeight, false, true
+		case flaggerv1.StrategyABTesting:
+			if s.Iterations == 0 {
+				return 100, 0, false, true
+			}
+			return 0, 100, false, true
+		case flaggerv1.StrategyBlueGreen:
+			if s.Iterations == 0 {
+				return 100, 0, false, true
+			}
+			if s.Iterations > p.iterations() {
+				return 0, 100, false, true
+			}
+			return 100, 0, p.c.GetAnalysis().Mirror, true
+		}
+	}
+	return 0, 0, false, false
+}
+
+// keepRoutes puts back a split that someone changed by hand: the routing objects are Herald's,
+// and a stray weight would send users to a version nobody is analysing.
+func (p *pass) keepRoutes(ctx context.Context) error {
+	if !p.shifts() {
+		return nil
+	}
+	wp, wc, wm, ok := p.wantedRoutes()
+	if !ok {
+		return nil
+	}
+	gp, gc, gm, err := p.router.GetRoutes(ctx, p.c)
+	if err == nil && gp == wp && gc == wc && gm == wm {
+		return nil
+	}
+	if err == nil {
+		p.log.Info("Routes changed outside Herald, restoring them", "primaryWeight", gp, "canaryWeight", gc, "mirrored", gm, "wantPrimaryWeight", wp, "wantCanaryWeight", wc, "wantMirrored", wm)
+	}
+	return p.route(ctx, wp, wc, wm)
+}
+
+// step advances the run after a successful check, by the strategy.
+func (p *pass) step(ctx context.Context, t *target, refs []revision.Ref, first bool) (ctrl.Result, error) {
+	switch p.strategy() {
+	case flaggerv1.StrategyCanary:
+		return p.stepWeight(ctx, t, refs)
+	case flaggerv1.StrategyABTesting:
+		return p.stepIteration(ctx, t, refs, func() error {
+			if first || p.c.Status.Iterations == 0 {
+				return p.route(ctx, 0, 100, false) // the matching requests go to the canary
+			}
+			return nil
+		})
+	default:
+		return p.stepIteration(ctx, t, refs, func() error {
+			if a := p.c.GetAnalysis(); a != nil && a.Mirror && p.c.Status.Iterations == 0 {
+				return p.route(ctx, 100, 0, true) // the canary sees a copy of the traffic
+			}
+			return nil
+		})
+	}
+}
+
+// stepWeight moves the canary's weight one step up, or, at maxWeight, asks to promote.
+func (p *pass) stepWeight(ctx context.Context, t *target, refs []revision.Ref) (ctrl.Result, error) {
+	c := p.c
+	s := &c.Status
+	interval := c.GetAnalysisInterval()
+	if s.CanaryWeight >= c.GetMaxWeight() {
+		return p.confirmPromotion(ctx, t, refs)
+	}
+	if a := c.GetAnalysis(); a.Mirror && s.CanaryWeight == 0 && !p.mirrored {
+		if err := p.route(ctx, 100, 0, true); err != nil {
+			return ctrl.Result{}, err
+		}
+		s.LastTransitionTime = p.nowTime()
+		p.event(corev1.EventTypeNormal, "Start traffic mirroring to %s.%s", c.Spec.TargetRef.Name, c.Namespace)
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	if ok, msg := p.gate(ctx, flaggerv1.ConfirmTrafficIncreaseHook, s.LastAppliedSpec); !ok {
+		s.LastTransitionTime = p.nowTime()
+		p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for traffic increase approval %s", c.Name, c.Namespace, msg)
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	next := nextWeight(c.GetAnalysis(), s.CanaryWeight, c.GetMaxWeight())
+	if err := p.route(ctx, 100-next, next, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	s.LastTransitionTime = p.nowTime()
+	p.event(corev1.EventTypeNormal, "Advance %s.%s canary weight %d", c.Name, c.Namespace, next)
+	return ctrl.Result{RequeueAfter: interval}, nil
+}
+
+// nextWeight is the canary weight after current: stepWeight up, or the next rung of
+// stepWeights (stepWeight wins when both are set, as in Flagger), capped at maxWeight.
+func nextWeight(a *flaggerv1.CanaryAnalysis, current, maxWeight int) int {
+	if a.StepWeight <= 0 && len(a.StepWeights) > 0 {
+		for _, w := range a.StepWeights {
+			if w > current {
+				return min(w, maxWeight)
+			}
+		}
+		return maxWeight
+	}
+	step := a.StepWeight
+	if step <= 0 {
+		step = defaultStepWeight
+	}
+	return min(current+step, maxWeight)
+}
+
+// stepIteration counts one blue/green or A/B iteration (first applying the strategy's routes),
+// and once all have passed asks to promote.
+func (p *pass) stepIteration(ctx context.Context, t *target, refs []revision.Ref, routes func() error) (ctrl.Result, error) {
+	c := p.c
+	s := &c.Status
+	want := p.iterations()
+	if s.Iterations >= want {
+		return p.confirmPromotion(ctx, t, refs)
+	}
+	if err := routes(); err != nil {
+		return ctrl.Result{}, err
+	}
+	s.Iterations++
+	s.LastTransitionTime = p.nowTime()
+	p.event(corev1.EventTypeNormal, "Advance %s.%s canary iteration %d/%d", c.Name, c.Namespace, s.Iterations, want)
+	if s.Iterations < want {
+		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
+	}
+	return p.confirmPromotion(ctx, t, refs)
+}
+
+// switchToCanary is the last step of a blue/green run on a routing provider: once approved,
+// all traffic goes to the canary for one more interval of checks before the promotion.
+func (p *pass) switchToCanary(ctx context.Context) (ctrl.Result, error) {
+	c := p.c
+	if err := p.route(ctx, 0, 100, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	c.Status.Iterations = p.iterations() + 1
+	c.Status.LastTransitionTime = p.nowTime()
+	if c.Status.Phase != flaggerv1.CanaryPhaseProgressing {
+		p.setPhase(flaggerv1.CanaryPhaseProgressing, "Promotion approved, routing all traffic to the canary.")
+	}
+	p.event(corev1.EventTypeNormal, "Routing all traffic to canary %s.%s", c.Spec.TargetRef.Name, c.Namespace)
+	return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
+}
+
+// promotionShift moves traffic back to the primary once it runs the promoted revision: all at
+// once, or stepWeightPromotion per interval. done reports that the primary has it all.
+func (p *pass) promotionShift(ctx context.Context) (done bool, res ctrl.Result, err error) {
+	c := p.c
+	if !p.shifts() {
+		return true, ctrl.Result{}, nil
+	}
+	step := 0
+	if a := c.GetAnalysis(); a != nil {
+		step = a.StepWeightPromotion
+	}
+	primary, _, _, err := p.router.GetRoutes(ctx, c)
+	if err != nil {
+		return false, ctrl.Result{}, fmt.Errorf("reading routes: %w", err)
+	}
+	if step <= 0 || primary >= 100 {
+		if err := p.route(ctx, 100, 0, false); err != nil {
+			return false, ctrl.Result{}, err
+		}
+		return true, ctrl.Result{}, nil
+	}
+	// One step per interval, counted from the previous step (or the start of the promotion).
+	if wait := c.Status.LastTransitionTime.Add(c.GetAnalysisInterval()).Sub(p.now); wait > 0 {
+		return false, ctrl.Result{RequeueAfter: wait}, nil
+	}
+	next := min(100, primary+step)
+	if err := p.route(ctx, next, 100-next, false); err != nil {
+		return false, ctrl.Result{}, err
+	}
+	c.Status.LastTransitionTime = p.nowTime()
+	p.event(corev1.EventTypeNormal, "Advance %s.%s primary weight %d", c.Name, c.Namespace, next)
+	return next == 100, ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
+}
