@@ -1,0 +1,141 @@
+/*
+Copyright 2026 The Herald Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package metricchecks
+
+import "fmt"
+
+// Names of the builtin metrics.
+const (
+	RequestSuccessRate = "request-success-rate"
+	RequestDuration    = "request-duration"
+)
+
+// Providers whose builtin queries Herald knows.
+const (
+	ProviderIstio      = "istio"
+	ProviderKubernetes = "kubernetes"
+)
+
+// builtin is the query of a builtin metric for one provider.
+type builtin struct {
+	query string
+	// scale converts the query's unit to the metric's: the success rate is a percentage
+	// and the duration is in milliseconds.
+	scale float64
+}
+
+// The Istio queries read the sidecars' telemetry as the destination reports it; Istio's
+// duration histogram is already in milliseconds.
+const istioSuccessRate = `
+sum(
+  rate(
+    istio_requests_total{
+      reporter="destination",
+      destination_workload_namespace="{{ namespace }}",
+      destination_workload=~"{{ target }}",
+      response_code!~"5.*"
+    }[{{ interval }}]
+  )
+)
+/
+sum(
+  rate(
+    istio_requests_total{
+      reporter="destination",
+      destination_workload_namespace="{{ namespace }}",
+      destination_workload=~"{{ target }}"
+    }[{{ interval }}]
+  )
+)
+* 100`
+
+const istioDuration = `
+histogram_quantile(0.99,
+  sum(
+    rate(
+      istio_request_duration_milliseconds_bucket{
+        reporter="destination",
+        destination_workload_namespace="{{ namespace }}",
+        destination_workload=~"{{ target }}"
+      }[{{ interval }}]
+    )
+  ) by (le)
+)`
+
+// Without a mesh there is no proxy telemetry: the kubernetes provider reads the
+// application's own HTTP histogram (http_request_duration_seconds, as podinfo and most Go
+// services expose it), scraped with the pod-name and namespace labels Prometheus's
+// Kubernetes pod discovery usually relabels to. The pod-name pattern matches the
+// ReplicaSet pods of the target (<target>-<hash>-<suffix>), not those of <target>-primary.
+const podPattern = `{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)`
+
+const httpSuccessRate = `
+sum(
+  rate(
+    http_request_duration_seconds_count{
+      kubernetes_namespace="{{ namespace }}",
+      kubernetes_pod_name=~"` + podPattern + `",
+      status!~"5.*"
+    }[{{ interval }}]
+  )
+)
+/
+sum(
+  rate(
+    http_request_duration_seconds_count{
+      kubernetes_namespace="{{ namespace }}",
+      kubernetes_pod_name=~"` + podPattern + `"
+    }[{{ interval }}]
+  )
+)
+* 100`
+
+const httpDuration = `
+histogram_quantile(0.99,
+  sum(
+    rate(
+      http_request_duration_seconds_bucket{
+        kubernetes_namespace="{{ namespace }}",
+        kubernetes_pod_name=~"` + podPattern + `"
+      }[{{ interval }}]
+    )
+  ) by (le)
+)`
+
+var builtins = map[string]map[string]builtin{
+	ProviderIstio: {
+		RequestSuccessRate: {query: istioSuccessRate, scale: 1},
+		RequestDuration:    {query: istioDuration, scale: 1},
+	},
+	ProviderKubernetes: {
+		RequestSuccessRate: {query: httpSuccessRate, scale: 1},
+		// The application's histogram is in seconds.
+		RequestDuration: {query: httpDuration, scale: 1000},
+	},
+}
+
+// IsBuiltin reports whether name is a builtin metric.
+func IsBuiltin(name string) bool {
+	return name == RequestSuccessRate || name == RequestDuration
+}
+
+// BuiltinQuery returns the unrendered query of a builtin metric for a provider.
+func BuiltinQuery(provider, name string) (string, error) {
+	b, err := builtinFor(provider, name)
+	return b.query, err
+}
+
+func builtinFor(provider, name string) (builtin, error) {
+	if !IsBuiltin(name) {
+		return builtin{}, fmt.Errorf("%q is not a builtin metric (builtins: %s, %s)", name, RequestSuccessRate, RequestDuration)
+	}
+	qs, ok := builtins[provider]
+	if !ok {
+		return builtin{}, fmt.Errorf("the builtin metric %s has no query for provider %q (known: %s, %s); use a MetricTemplate", name, provider, ProviderIstio, ProviderKubernetes)
+	}
+	return qs[name], nil
+}
