@@ -21,6 +21,8 @@ const (
 	AlertProviderDiscord = "discord"
 	AlertProviderRocket  = "rocket"
 	AlertProviderGChat   = "gchat"
+	// AlertProviderWebhook is Herald's own type: the alert is POSTed as generic JSON.
+	AlertProviderWebhook = "webhook"
 )
 
 // AlertProvider is a chat service that receives the alerts of Canaries.
@@ -56,14 +58,15 @@ type AlertProviderList struct {
 // +kubebuilder:validation:XValidation:rule="(has(self.address) && size(self.address) > 0) || has(self.secretRef)",message="address or secretRef is required",fieldPath=".address"
 type AlertProviderSpec struct {
 	// Type of the provider.
-	// +kubebuilder:validation:Enum=slack;msteams;discord;rocket;gchat
+	// +kubebuilder:validation:Enum=slack;msteams;discord;rocket;gchat;webhook
 	Type string `json:"type"`
 
 	// Channel the alerts are posted to (default general).
 	// +optional
 	Channel string `json:"channel,omitempty"`
 
-	// Username the alerts are posted as (default flagger).
+	// Username the alerts are posted as (default flagger, as in Flagger, so chat rules
+	// keyed on the sender keep working).
 	// +optional
 	Username string `json:"username,omitempty"`
 

@@ -26,7 +26,7 @@ var SupportedMetricProviders = []string{flaggerv1.MetricProviderPrometheus}
 // SupportedAlertProviders are the AlertProvider types Herald implements.
 var SupportedAlertProviders = []string{
 	flaggerv1.AlertProviderSlack, flaggerv1.AlertProviderMSTeams, flaggerv1.AlertProviderDiscord,
-	flaggerv1.AlertProviderRocket, flaggerv1.AlertProviderGChat,
+	flaggerv1.AlertProviderRocket, flaggerv1.AlertProviderGChat, flaggerv1.AlertProviderWebhook,
 }
 
 // templateFuncs are stand-ins for the functions a MetricTemplate query is rendered with;

@@ -1,0 +1,263 @@
+package alerts
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+)
+
+func counter(t testing.TB, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+func canaryWithAlerts(name string, alerts ...flaggerv1.CanaryAlert) *flaggerv1.Canary {
+	return &flaggerv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "test", Name: name},
+		Spec: flaggerv1.CanarySpec{
+			TargetRef: flaggerv1.LocalObjectReference{Kind: "Deployment", Name: name},
+			Analysis:  &flaggerv1.CanaryAnalysis{Iterations: 3, Alerts: alerts},
+		},
+	}
+}
+
+func ref(name string, sev Severity) flaggerv1.CanaryAlert {
+	return flaggerv1.CanaryAlert{Name: name, Severity: sev, ProviderRef: flaggerv1.CrossNamespaceObjectReference{Name: name}}
+}
+
+func startDispatcher(t *testing.T, s *Sender, o Options) *Dispatcher {
+	d := NewDispatcher(s, logr.Discard(), o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Start(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDispatcherDeliversBySeverityInOrder(t *testing.T) {
+	all := newReceiver(t, 1, http.StatusInternalServerError) // the first alert needs a retry
+	errorsOnly := newReceiver(t, 0, 0)
+	reader := fakeReader(t,
+		provider("test", "all", "webhook", address(all.URL)),
+		provider("test", "errors-only", "webhook", address(errorsOnly.URL)),
+	)
+	sent := counter(t, alertsTotal.WithLabelValues("webhook", ResultSent))
+	d := startDispatcher(t, &Sender{Reader: reader, Backoff: time.Millisecond}, Options{})
+	c := canaryWithAlerts("podinfo", ref("all", ""), ref("errors-only", flaggerv1.SeverityError))
+
+	texts := []string{"start", "waiting", "rollback"}
+	sevs := []Severity{flaggerv1.SeverityInfo, flaggerv1.SeverityWarn, flaggerv1.SeverityError}
+	for i := range texts {
+		if !d.Enqueue(c, Message{Canary: c.Name, Namespace: c.Namespace, Text: texts[i], Severity: sevs[i]}) {
+			t.Fatalf("alert %q dropped", texts[i])
+		}
+	}
+	waitFor(t, "four deliveries", func() bool {
+		return counter(t, alertsTotal.WithLabelValues("webhook", ResultSent))-sent == 4
+	})
+	all.mu.Lock()
+	var got []string
+	for _, b := range all.bodies {
+		got = append(got, fmt.Sprint(b["message"]))
+	}
+	all.mu.Unlock()
+	// The first alert was retried; the others waited for it: one Canary's alerts keep their order.
+	if strings.Join(got, ",") != "start,start,waiting,rollback" {
+		t.Errorf("the alert with severity unset received %v", got)
+	}
+	errorsOnly.mu.Lock()
+	defer errorsOnly.mu.Unlock()
+	if len(errorsOnly.bodies) != 1 || errorsOnly.bodies[0]["message"] != "rollback" || errorsOnly.bodies[0]["severity"] != "error" {
+		t.Errorf("the error-only alert received %v", errorsOnly.bodies)
+	}
+}
+
+func TestDispatcherCountsFailures(t *testing.T) {
+	dead := newReceiver(t, 100, http.StatusBadRequest)
+	reader := fakeReader(t, provider("test", "dead", "rocket", address(dead.URL)))
+	failed := counter(t, alertsTotal.WithLabelValues("rocket", ResultFailed))
+	unresolved := counter(t, alertsTotal.WithLabelValues(ProviderUnresolved, ResultFailed))
+	d := startDispatcher(t, &Sender{Reader: reader, Backoff: time.Millisecond}, Options{})
+	c := canaryWithAlerts("podinfo", ref("dead", ""), ref("missing", ""))
+	d.Enqueue(c, Message{Canary: c.Name, Namespace: c.Namespace, Text: "x", Severity: flaggerv1.SeverityInfo})
+	waitFor(t, "the failures to be counted", func() bool {
+		return counter(t, alertsTotal.WithLabelValues("rocket", ResultFailed))-failed == 1 &&
+			counter(t, alertsTotal.WithLabelValues(ProviderUnresolved, ResultFailed))-unresolved == 1
+	})
+}
+
+func TestEnqueueDropsWhenFull(t *testing.T) {
+	// Not started: nothing drains the queue.
+	d := NewDispatcher(&Sender{}, logr.Discard(), Options{Workers: 1, QueueSize: 2})
+	c := canaryWithAlerts("podinfo")
+	dropped := counter(t, alertsDropped)
+	for i, want := range []bool{true, true, false, false} {
+		if got := d.Enqueue(c, Message{Text: fmt.Sprint(i)}); got != want {
+			t.Errorf("enqueue %d = %t, want %t", i, got, want)
+		}
+	}
+	if n := counter(t, alertsDropped) - dropped; n != 2 {
+		t.Errorf("%v drops counted, want 2", n)
+	}
+	var disabled *Dispatcher
+	if disabled.Enqueue(c, Message{}) {
+		t.Error("a nil dispatcher accepts nothing")
+	}
+}
+
+// The global provider configured by flags (or their environment variables) receives the
+// alerts of a Canary without analysis.alerts.
+func TestGlobalFlagsToDispatcher(t *testing.T) {
+	slack := newReceiver(t, 0, 0)
+	var g GlobalFlags
+	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
+	g.Bind(fs)
+	if err := fs.Parse([]string{"-slack-url", slack.URL + "/hook", "-slack-channel", "deploys"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SLACK_URL": "http://ignored.invalid", "SLACK_TOKEN": "from-env"}
+	global, err := g.Destinations(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(global) != 1 {
+		t.Fatalf("destinations %v", global)
+	}
+	d := startDispatcher(t, &Sender{Reader: fakeReader(t), Global: global}, Options{})
+	c := canaryWithAlerts("podinfo")
+	d.Enqueue(c, Message{Canary: "podinfo", Namespace: "test", Text: "Canary analysis completed successfully, promotion finished.", Severity: flaggerv1.SeverityInfo})
+	waitFor(t, "the global Slack alert", func() bool { return slack.count() == 1 })
+	slack.mu.Lock()
+	defer slack.mu.Unlock()
+	b, req := slack.bodies[0], slack.requests[0]
+	if req.URL.Path != "/hook" {
+		t.Errorf("the flag wins over SLACK_URL: posted to %s", req.URL)
+	}
+	if req.Header.Get("Authorization") != "Bearer from-env" {
+		t.Errorf("SLACK_TOKEN fills in the empty -slack-token: %v", req.Header)
+	}
+	if b["channel"] != "deploys" || b["username"] != "flagger" || b["attachments"] == nil {
+		t.Errorf("body %v", b)
+	}
+}
+
+func TestGlobalFlags(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	parse := func(args ...string) *GlobalFlags {
+		var g GlobalFlags
+		fs := flag.NewFlagSet("herald", flag.ContinueOnError)
+		g.Bind(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return &g
+	}
+	if ds, err := parse().Destinations(noEnv); err != nil || len(ds) != 0 {
+		t.Errorf("no flags: %v, %v", ds, err)
+	}
+	ds, err := parse().Destinations(func(k string) string {
+		return map[string]string{"MSTEAMS_URL": "https://contoso.webhook.office.com/x", "MSTEAMS_PROXY_URL": "http://proxy:3128"}[k]
+	})
+	if err != nil || len(ds) != 1 || ds[0].Type != "msteams" || ds[0].Proxy != "http://proxy:3128" {
+		t.Errorf("MS Teams from the environment: %+v, %v", ds, err)
+	}
+	ds, err = parse("-slack-url", "https://hooks.slack.com/x", "-msteams-url", "https://contoso.webhook.office.com/x").Destinations(noEnv)
+	if err != nil || len(ds) != 2 {
+		t.Errorf("both: %+v, %v", ds, err)
+	}
+	_, err = parse("-slack-url", "hooks.slack.com/services/secret", "-slack-token", "t", "-msteams-proxy-url", "proxy:3128", "-msteams-url", "https://x.example.com").Destinations(noEnv)
+	if err == nil || !strings.Contains(err.Error(), "-slack-url: must be an absolute http or https URL") ||
+		!strings.Contains(err.Error(), "-msteams-proxy-url") {
+		t.Errorf("bad URLs are refused by flag name: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "secret") {
+		t.Errorf("the error leaks the URL: %v", err)
+	}
+	if _, err := parse("-slack-token", "t").Destinations(noEnv); err == nil {
+		t.Error("a token without a URL is refused")
+	}
+}
+
+func TestMetadata(t *testing.T) {
+	c := &flaggerv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "test", Name: "podinfo"},
+		Spec: flaggerv1.CanarySpec{
+			TargetRef:               flaggerv1.LocalObjectReference{Kind: "Deployment", Name: "podinfo"},
+			ProgressDeadlineSeconds: ptr.To(int32(120)),
+			Analysis:                &flaggerv1.CanaryAnalysis{Threshold: 5, StepWeight: 10, MaxWeight: 50},
+		},
+	}
+	got := fmt.Sprint(Metadata(c))
+	want := "[{Target Deployment/podinfo.test} {Failed checks threshold 5} {Progress deadline 120s} {Traffic routing Weight step: 10 max: 50} {Strategy canary}]"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	c.Spec.Analysis = &flaggerv1.CanaryAnalysis{StepWeights: []int{1, 5, 20}}
+	if got := fmt.Sprint(Metadata(c)[3]); got != "{Traffic routing Weight steps: 1,5,20 max: 20}" {
+		t.Errorf("step weights: %s", got)
+	}
+	c.Spec.Analysis = &flaggerv1.CanaryAnalysis{Iterations: 3}
+	if got := fmt.Sprint(Metadata(c)[3:]); got != "[{Traffic routing Blue/Green} {Strategy blue-green}]" {
+		t.Errorf("blue/green: %s", got)
+	}
+}
+
+// Enqueue must stay cheap and never block, even when every queue is full.
+func BenchmarkEnqueueFull(b *testing.B) {
+	d := NewDispatcher(&Sender{}, logr.Discard(), Options{Workers: 1, QueueSize: 1})
+	c := canaryWithAlerts("podinfo", ref("all", ""))
+	m := Message{Canary: "podinfo", Namespace: "test", Text: "x"}
+	d.Enqueue(c, m)
+	b.ReportAllocs()
+	for b.Loop() {
+		d.Enqueue(c, m)
+	}
+}
+
+func BenchmarkEnqueueDrained(b *testing.B) {
+	d := NewDispatcher(&Sender{}, logr.Discard(), Options{Workers: 1, QueueSize: 1024})
+	c := canaryWithAlerts("podinfo", ref("all", ""))
+	m := Message{Canary: "podinfo", Namespace: "test", Text: "x"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // a consumer that takes jobs without sending them
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.queues[0]:
+			}
+		}
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		d.Enqueue(c, m)
+	}
+}
