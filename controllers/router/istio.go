@@ -1,0 +1,407 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"google.golang.org/protobuf/proto"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+)
+
+// Providers this package implements (spec.provider, or the controller's -mesh-provider).
+const (
+	ProviderIstio      = "istio"
+	ProviderKubernetes = "kubernetes"
+)
+
+// For returns the router of a provider: Kubernetes for "kubernetes", Istio (writing through cl)
+// for "istio". The caller resolves an empty spec.provider to its default first. Any other
+// provider gets a router whose every call fails with an error naming it, so a Canary that
+// slipped past admission stalls with a clear message instead of a nil router.
+func For(provider string, cl client.Client) Router {
+	switch provider {
+	case ProviderKubernetes:
+		return Kubernetes{}
+	case ProviderIstio:
+		return &Istio{Client: cl}
+	default:
+		return unsupported{provider: provider}
+	}
+}
+
+type unsupported struct{ provider string }
+
+func (u unsupported) err() error {
+	return fmt.Errorf("provider %q is not supported: Herald routes traffic with %q or %q", u.provider, ProviderIstio, ProviderKubernetes)
+}
+
+func (u unsupported) Reconcile(context.Context, *flaggerv1.Canary) error { return u.err() }
+
+func (u unsupported) SetRoutes(context.Context, *flaggerv1.Canary, int, int, bool) error {
+	return u.err()
+}
+
+func (u unsupported) GetRoutes(context.Context, *flaggerv1.Canary) (int, int, bool, error) {
+	return 0, 0, false, u.err()
+}
+
+// AddToScheme registers Istio's networking.istio.io/v1 types (VirtualService,
+// DestinationRule, ...) in s: the client given to Istio needs them.
+func AddToScheme(s *runtime.Scheme) error {
+	return istionet.AddToScheme(s)
+}
+
+// IsNotInstalled reports whether err says that the cluster does not serve Istio's kinds (its
+// CRDs are not installed).
+func IsNotInstalled(err error) bool {
+	return meta.IsNoMatchError(err)
+}
+
+// notInstalled rewrites a "no match for kind" error into one that says what to do.
+func notInstalled(gvk schema.GroupVersionKind, err error) error {
+	if !IsNotInstalled(err) {
+		return err
+	}
+	return fmt.Errorf("%s %s is not served by this cluster: install Istio's CRDs or use provider kubernetes: %w",
+		gvk.GroupVersion(), gvk.Kind, err)
+}
+
+// ValidateIstio returns every problem that keeps the istio provider from building c's routing
+// objects (durations, enums, one-of fields, regular expressions, features that need HTTP), with
+// the paths of the Canary fields that cause them. The Canary webhook can call it to refuse
+// such a Canary at admission instead of failing later in the controller.
+func ValidateIstio(c *flaggerv1.Canary) field.ErrorList {
+	var cv converter
+	cv.trafficPolicy(servicePath.Child("trafficPolicy"), c.Spec.Service.TrafficPolicy)
+	errs := cv.errs
+	split := StatusSplit(c)
+	if a := c.GetAnalysis(); a != nil && a.Mirror && isTCP(c) {
+		split.Mirrored = true
+	}
+	_, vsErrs := virtualService(c, split)
+	return dedupe(append(errs, vsErrs...))
+}
+
+// Istio is the router of the istio provider. It owns, in the Canary's namespace:
+//
+//   - DestinationRules <apex>-primary and <apex>-canary (host: the Service of the same name,
+//     trafficPolicy: spec.service.trafficPolicy);
+//   - VirtualService <apex>, with hosts spec.service.hosts plus the apex (unless present or
+//     "*"), gateways spec.service.gateways or [mesh] (both empty for a delegate), the labels
+//     and annotations of spec.service.apex, and one weighted HTTP route (or TCP route when
+//     appProtocol is tcp) to <apex>-primary and <apex>-canary with spec.service's match,
+//     rewrite, timeout, retries, corsPolicy and headers. A/B testing, mirroring and session
+//     affinity shape the routes as described in VirtualService, httpRoutes and session.go.
+//
+// Every object gets the Canary as controller owner, and Flux's reconcile and drift-detection
+// opt-out annotations. An object that another controller owns is left alone, with an error.
+type Istio struct {
+	Client client.Client
+}
+
+var _ Router = (*Istio)(nil)
+
+func logger(ctx context.Context, c *flaggerv1.Canary) logr.Logger {
+	return log.FromContext(ctx).WithValues("canary", c.Name, "namespace", c.Namespace)
+}
+
+// Reconcile creates or updates the DestinationRules and the VirtualService. The split in
+// place (weights and mirroring) is kept: it is read from the VirtualService, or from
+// c.status when the VirtualService is missing or has no readable split. Anything else that
+// differs from the Canary, such as a direct edit, is overwritten.
+func (r *Istio) Reconcile(ctx context.Context, c *flaggerv1.Canary) error {
+	primary, canary, err := DestinationRules(c)
+	if err != nil {
+		return err
+	}
+	for _, dr := range []*istionet.DestinationRule{primary, canary} {
+		if err := r.applyDestinationRule(ctx, c, dr); err != nil {
+			return err
+		}
+	}
+	return r.applyVirtualService(ctx, c)
+}
+
+// claim makes c the controller owner of obj, or says which controller already owns it.
+func (r *Istio) claim(c *flaggerv1.Canary, obj client.Object, gvk schema.GroupVersionKind) error {
+	if owner := metav1.GetControllerOf(obj); owner != nil {
+		if owner.UID == c.UID && owner.Kind == flaggerv1.CanaryKind {
+			return nil
+		}
+		return fmt.Errorf("%s %s/%s is controlled by %s %s (uid %s), not by canary %s: Herald does not take over objects "+
+			"another controller manages; delete it, or remove that controller owner reference",
+			gvk.Kind, obj.GetNamespace(), obj.GetName(), owner.Kind, owner.Name, owner.UID, c.Name)
+	}
+	if err := controllerutil.SetControllerReference(c, obj, r.Client.Scheme()); err != nil {
+		return fmt.Errorf("setting canary %s as owner of %s %s/%s: %w", c.Name, gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return nil
+}
+
+// mergeMetadata adds want's labels and annotations to obj and reports whether anything
+// changed. Keys that others set are kept.
+func mergeMetadata(obj metav1.Object, wantLabels, wantAnnotations map[string]string) bool {
+	changed := false
+	merge := func(have map[string]string, want map[string]string, set func(map[string]string)) {
+		for k, v := range want {
+			if cur, ok := have[k]; ok && cur == v {
+				continue
+			}
+			if have == nil {
+				have = map[string]string{}
+			}
+			have[k] = v
+			changed = true
+		}
+		set(have)
+	}
+	merge(obj.GetLabels(), wantLabels, obj.SetLabels)
+	merge(obj.GetAnnotations(), wantAnnotations, obj.SetAnnotations)
+	return changed
+}
+
+func (r *Istio) applyDestinationRule(ctx context.Context, c *flaggerv1.Canary, want *istionet.DestinationRule) error {
+	key := client.ObjectKeyFromObject(want)
+	created := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		have := &istionet.DestinationRule{}
+		err := r.Client.Get(ctx, key, have)
+		if apierrors.IsNotFound(err) {
+			obj := want.DeepCopy()
+			if err := r.claim(c, obj, destinationRuleGVK); err != nil {
+				return err
+			}
+			created = true
+			return r.Client.Create(ctx, obj)
+		}
+		if err != nil {
+			return err
+		}
+		if err := r.claim(c, have, destinationRuleGVK); err != nil {
+			return err
+		}
+		owned := len(have.OwnerReferences)
+		changed := mergeMetadata(have, want.Labels, want.Annotations)
+		if !proto.Equal(&have.Spec, &want.Spec) {
+			want.Spec.DeepCopyInto(&have.Spec)
+			changed = true
+		}
+		if !changed && owned == len(have.OwnerReferences) {
+			return nil
+		}
+		return r.Client.Update(ctx, have)
+	})
+	if err != nil {
+		return fmt.Errorf("reconciling DestinationRule %s for canary %s: %w", key, c.Name, notInstalled(destinationRuleGVK, err))
+	}
+	if created {
+		logger(ctx, c).Info("DestinationRule created", "destinationRule", key.Name)
+	}
+	return nil
+}
+
+func (r *Istio) applyVirtualService(ctx context.Context, c *flaggerv1.Canary) error {
+	apex, _, _ := c.GetServiceNames()
+	key := types.NamespacedName{Namespace: c.Namespace, Name: apex}
+	log := logger(ctx, c)
+	var action string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		action = ""
+		have := &istionet.VirtualService{}
+		err := r.Client.Get(ctx, key, have)
+		if apierrors.IsNotFound(err) {
+			want, err := VirtualService(c, StatusSplit(c))
+			if err != nil {
+				return err
+			}
+			if err := r.claim(c, want, virtualServiceGVK); err != nil {
+				return err
+			}
+			action = "created"
+			return r.Client.Create(ctx, want)
+		}
+		if err != nil {
+			return err
+		}
+		split, err := readSplit(have, c)
+		if err != nil {
+			split = StatusSplit(c)
+			log.Info("VirtualService has no readable split; routing the weights of the Canary status",
+				"virtualService", apex, "reason", err.Error(), "primaryWeight", split.Primary, "canaryWeight", split.Canary)
+		}
+		want, err := VirtualService(c, split)
+		if err != nil {
+			return err
+		}
+		if err := r.claim(c, have, virtualServiceGVK); err != nil {
+			return err
+		}
+		owned := len(have.OwnerReferences)
+		changed := mergeMetadata(have, want.Labels, want.Annotations)
+		if !proto.Equal(&have.Spec, &want.Spec) {
+			want.Spec.DeepCopyInto(&have.Spec)
+			changed = true
+		}
+		if !changed && owned == len(have.OwnerReferences) {
+			return nil
+		}
+		action = "updated"
+		return r.Client.Update(ctx, have)
+	})
+	if err != nil {
+		return fmt.Errorf("reconciling VirtualService %s for canary %s: %w", key, c.Name, notInstalled(virtualServiceGVK, err))
+	}
+	if action != "" {
+		log.Info("VirtualService "+action, "virtualService", apex)
+	}
+	return nil
+}
+
+// SetRoutes routes primaryWeight and canaryWeight percent and turns mirroring on or off: it
+// rewrites the routes of the VirtualService (which Reconcile must have created) from the
+// Canary. With session affinity it first creates or retires the cookies in c.status; the
+// caller writes the status.
+func (r *Istio) SetRoutes(ctx context.Context, c *flaggerv1.Canary, primaryWeight, canaryWeight int, mirrored bool) error {
+	split := Split{Primary: primaryWeight, Canary: canaryWeight, Mirrored: mirrored}
+	if err := split.validate(); err != nil {
+		return fmt.Errorf("routing canary %s/%s: %w", c.Namespace, c.Name, err)
+	}
+	updateSessionCookies(c, canaryWeight)
+	want, err := VirtualService(c, split)
+	if err != nil {
+		return err
+	}
+	key := client.ObjectKeyFromObject(want)
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		have := &istionet.VirtualService{}
+		if err := r.Client.Get(ctx, key, have); err != nil {
+			return err
+		}
+		if proto.Equal(&have.Spec, &want.Spec) {
+			return nil
+		}
+		want.Spec.DeepCopyInto(&have.Spec)
+		return r.Client.Update(ctx, have)
+	})
+	if err != nil {
+		return fmt.Errorf("routing canary %s/%s through VirtualService %s: %w", c.Namespace, c.Name, key.Name, describeGetError(err))
+	}
+	logger(ctx, c).V(1).Info("routes set", "primaryWeight", primaryWeight, "canaryWeight", canaryWeight, "mirrored", mirrored)
+	return nil
+}
+
+// GetRoutes reads the split of the VirtualService: the weights of the route that holds the
+// canary (the session-affinity routes aside), and whether that route mirrors to the canary.
+func (r *Istio) GetRoutes(ctx context.Context, c *flaggerv1.Canary) (primaryWeight, canaryWeight int, mirrored bool, err error) {
+	apex, _, _ := c.GetServiceNames()
+	vs := &istionet.VirtualService{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: apex}, vs); err != nil {
+		return 0, 0, false, fmt.Errorf("reading the routes of canary %s/%s from VirtualService %s: %w", c.Namespace, c.Name, apex, describeGetError(err))
+	}
+	s, err := readSplit(vs, c)
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("reading the routes of canary %s/%s: %w", c.Namespace, c.Name, err)
+	}
+	return s.Primary, s.Canary, s.Mirrored, nil
+}
+
+// describeGetError explains the two expected failures of reading the VirtualService.
+func describeGetError(err error) error {
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("the VirtualService does not exist (the router's Reconcile creates it): %w", err)
+	}
+	return notInstalled(virtualServiceGVK, err)
+}
+
+// sameHost reports whether a destination host names the Service name in namespace ns: by short
+// name, name.namespace, or a fully qualified name.
+func sameHost(host, name, ns string) bool {
+	if host == name {
+		return true
+	}
+	qualified := name + "." + ns
+	return host == qualified || strings.HasPrefix(host, qualified+".svc")
+}
+
+var errNoSplit = errors.New("no route to the canary")
+
+// readSplit finds the split in vs: the first HTTP route (or, with none, TCP route) that has
+// the canary among its destinations, leaving out the session-affinity routes, which pin
+// users and do not carry the split. A route with a single destination sends it everything,
+// whatever its weight says, as Istio does.
+func readSplit(vs *istionet.VirtualService, c *flaggerv1.Canary) (Split, error) {
+	_, primaryName, canaryName := c.GetServiceNames()
+	ns := c.Namespace
+	type dest struct {
+		host   string
+		weight int32
+	}
+	read := func(dests []dest) (Split, bool) {
+		var s Split
+		found := false
+		for _, d := range dests {
+			w := int(d.weight)
+			if len(dests) == 1 && w == 0 {
+				w = 100
+			}
+			switch {
+			case sameHost(d.host, canaryName, ns):
+				s.Canary, found = w, true
+			case sameHost(d.host, primaryName, ns):
+				s.Primary = w
+			}
+		}
+		return s, found
+	}
+	for _, route := range vs.Spec.Http {
+		switch route.Name {
+		case stickyCanaryRoute, stickyPrimaryRoute, expireCookieRoute:
+			continue
+		}
+		dests := make([]dest, 0, len(route.Route))
+		for _, d := range route.Route {
+			if d.Destination != nil {
+				dests = append(dests, dest{d.Destination.Host, d.Weight})
+			}
+		}
+		if s, ok := read(dests); ok {
+			s.Mirrored = route.Mirror != nil && sameHost(route.Mirror.Host, canaryName, ns)
+			return checkSplit(vs, s)
+		}
+	}
+	for _, route := range vs.Spec.Tcp {
+		dests := make([]dest, 0, len(route.Route))
+		for _, d := range route.Route {
+			if d.Destination != nil {
+				dests = append(dests, dest{d.Destination.Host, d.Weight})
+			}
+		}
+		if s, ok := read(dests); ok {
+			return checkSplit(vs, s)
+		}
+	}
+	return Split{}, fmt.Errorf("VirtualService %s/%s: %w %s", vs.Namespace, vs.Name, errNoSplit, canaryName)
+}
+
+func checkSplit(vs *istionet.VirtualService, s Split) (Split, error) {
+	if s.Primary == 0 && s.Canary == 0 {
+		return Split{}, fmt.Errorf("VirtualService %s/%s routes nothing to the primary or the canary: both weights are 0", vs.Namespace, vs.Name)
+	}
+	return s, nil
+}
