@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -57,17 +58,17 @@ func (s *Simulator) read(ctx context.Context) (*snapshot, error) {
 		workloads:   map[string]*workload{},
 	}
 	namespaces := s.namespaces()
-	var firstErr error
+	var errs []error
 	for _, ns := range namespaces {
 		if err := s.readNamespace(ctx, snap, ns); err != nil {
-			s.Log.Error(err, "reading the namespace failed; it gets no traffic this tick", "namespace", ns)
-			if firstErr == nil {
-				firstErr = err
-			}
+			errs = append(errs, err)
 		}
 	}
-	if len(snap.vsByKey) == 0 && firstErr != nil {
-		return nil, firstErr
+	if len(errs) == len(namespaces) {
+		return nil, errors.Join(errs...)
+	}
+	for _, err := range errs {
+		s.Log.Error(err, "reading a namespace failed; it gets no traffic this tick")
 	}
 	// A stable order keeps which VirtualService is served first (and so every picker's
 	// sequence) independent of the API's list order.

@@ -75,6 +75,7 @@ type Simulator struct {
 	requests []request
 	shares   []float64
 	carry    float64 // requests owed from fractions of earlier ticks
+	lastErr  string  // the last tick's read error, reported when it changes
 
 	// mu guards the counters read by Served and ServedClass, and the routing state.
 	mu        sync.Mutex
@@ -216,9 +217,24 @@ func (s *Simulator) tick(ctx context.Context, elapsed time.Duration) {
 	s.carry += rps * elapsed.Seconds()
 	n := int(s.carry)
 	s.carry -= float64(n)
-	if err := s.step(ctx, n); err != nil {
-		s.Log.Error(err, "no traffic this tick")
+	err := s.step(ctx, n)
+	// A cluster that stays unreadable (say, without Istio's CRDs) is reported when the
+	// problem starts or changes, not four times a second.
+	if msg := errorText(err); msg != s.lastErr {
+		s.lastErr = msg
+		if err != nil {
+			s.Log.Error(err, "no traffic until the routing objects can be read")
+		} else {
+			s.Log.Info("routing objects readable again; traffic resumed")
+		}
 	}
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // step re-reads the cluster and sends n requests to every VirtualService.

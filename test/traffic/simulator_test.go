@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"sort"
@@ -16,6 +17,8 @@ import (
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 )
 
 func TestWeightedSplitIsExactAcrossTicks(t *testing.T) {
@@ -455,5 +458,40 @@ func TestServedMetricsParseWithIstioLabels(t *testing.T) {
 	}
 	if _, ok := mfs[SimulatorRequestsTotal]; !ok {
 		t.Errorf("/metrics lacks %s", SimulatorRequestsTotal)
+	}
+}
+
+func TestUnreadableClusterIsReportedOnceAndTrafficResumes(t *testing.T) {
+	var logs []string
+	logger := funcr.New(func(_, args string) { logs = append(logs, args) }, funcr.Options{})
+	broken := true
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).
+		WithObjects(podinfo(nil, &v1alpha3.HTTPRoute{Route: weighted("podinfo-primary", 100)})...).
+		WithInterceptorFuncs(interceptor.Funcs{List: func(ctx context.Context, cl client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if _, isVS := list.(*networkingv1.VirtualServiceList); isVS && broken {
+				return errors.New("no matches for kind VirtualService")
+			}
+			return cl.List(ctx, list, opts...)
+		}}).Build()
+	s := &Simulator{Client: c, Namespaces: []string{ns}, Log: logger}
+	ctx := context.Background()
+
+	err := s.step(ctx, 1)
+	if err == nil || !strings.Contains(err.Error(), `list VirtualServices in namespace "test"`) {
+		t.Fatalf("step error = %v, want one naming the failed list and namespace", err)
+	}
+	for range 3 {
+		s.tick(ctx, time.Second)
+	}
+	if len(logs) != 1 || !strings.Contains(logs[0], "no matches for kind") {
+		t.Fatalf("three failing ticks logged %q, want the error once", logs)
+	}
+	broken = false
+	s.tick(ctx, time.Second)
+	if total, _ := s.Served(ns, "podinfo-primary"); total != DefaultRPS {
+		t.Fatalf("after recovery one second of traffic served %d requests, want %v", total, DefaultRPS)
+	}
+	if len(logs) != 2 || !strings.Contains(logs[1], "resumed") {
+		t.Fatalf("recovery not reported: %q", logs)
 	}
 }
