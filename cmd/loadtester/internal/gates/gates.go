@@ -1,0 +1,172 @@
+/*
+Copyright 2026 The Herald Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+// Package gates keeps the load tester's manual gates: the confirmation gate of each
+// Canary (/gate/check, /gate/open, /gate/close) and its rollback gate (/rollback/...).
+// Gates are closed unless opened, as in Flagger. Unlike Flagger, whose gates live in
+// memory and are lost when the load tester restarts (an approved rollout then waits
+// again, or a requested rollback is forgotten), the state is written to a small JSON
+// file, atomically, before a change is acknowledged.
+package gates
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// FileName is the state file's name in the state directory.
+const FileName = "gates.json"
+
+// fileVersion is the format of the state file.
+const fileVersion = 1
+
+// Kind is a kind of gate.
+type Kind string
+
+const (
+	// Confirm is the gate that /gate/check reports (open: proceed).
+	Confirm Kind = "gate"
+	// Rollback is the gate that /rollback/check reports (open: roll back).
+	Rollback Kind = "rollback"
+)
+
+// Store holds the gates. It is safe for concurrent use.
+type Store struct {
+	path string // empty: memory only
+
+	mu    sync.Mutex
+	state state
+}
+
+// state is the file's content. Only open gates are listed: a gate is closed by default.
+type state struct {
+	Version   int             `json:"version"`
+	Gates     map[string]bool `json:"gates"`
+	Rollbacks map[string]bool `json:"rollbacks"`
+}
+
+func (s *state) set(k Kind) map[string]bool {
+	if k == Rollback {
+		return s.Rollbacks
+	}
+	return s.Gates
+}
+
+func (s *state) clone() state {
+	c := state{Version: fileVersion, Gates: map[string]bool{}, Rollbacks: map[string]bool{}}
+	for k, v := range s.Gates {
+		c.Gates[k] = v
+	}
+	for k, v := range s.Rollbacks {
+		c.Rollbacks[k] = v
+	}
+	return c
+}
+
+// Open returns the store kept in dir, creating dir if needed and reading the gates saved
+// there by an earlier run. With dir "", gates are kept in memory only. A state file that
+// cannot be read is an error rather than a silent reset: an approved rollout would
+// otherwise wait again, or a requested rollback be forgotten.
+func Open(dir string) (*Store, error) {
+	s := &Store{state: state{Version: fileVersion, Gates: map[string]bool{}, Rollbacks: map[string]bool{}}}
+	if dir == "" {
+		return s, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the state directory: %w", err)
+	}
+	s.path = filepath.Join(dir, FileName)
+	b, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the gate state: %w", err)
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("the gate state %s is not valid JSON (fix or remove it): %w", s.path, err)
+	}
+	if st.Version != fileVersion {
+		return nil, fmt.Errorf("the gate state %s has version %d; this load tester reads version %d", s.path, st.Version, fileVersion)
+	}
+	s.state = st.clone()
+	return s, nil
+}
+
+// Path is the state file, "" when the gates are kept in memory only.
+func (s *Store) Path() string { return s.path }
+
+// key names a Canary's gate.
+func key(namespace, name string) string { return namespace + "/" + name }
+
+// IsOpen reports whether the gate of kind k of the Canary namespace/name is open.
+func (s *Store) IsOpen(k Kind, namespace, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state.set(k)[key(namespace, name)]
+}
+
+// Set opens or closes a gate and saves the state before returning. On error the gate is
+// unchanged, in memory as on disk.
+func (s *Store) Set(k Kind, namespace, name string, open bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.state.clone()
+	if open {
+		next.set(k)[key(namespace, name)] = true
+	} else {
+		delete(next.set(k), key(namespace, name))
+	}
+	if s.path != "" {
+		if err := writeAtomic(s.path, next); err != nil {
+			return fmt.Errorf("saving the gate state: %w", err)
+		}
+	}
+	s.state = next
+	return nil
+}
+
+// writeAtomic replaces path with st so that a crash leaves either the old or the new
+// file, never a partial one: write a temporary file in the same directory, flush it,
+// rename it over path, and flush the directory so the rename itself is durable.
+func writeAtomic(path string, st state) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+FileName+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,109 @@
+/*
+Copyright 2026 The Herald Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package gates
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestGatesAreClosedByDefaultAndSurviveAReopen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.IsOpen(Confirm, "test", "podinfo") || s.IsOpen(Rollback, "test", "podinfo") {
+		t.Fatal("a gate is open by default")
+	}
+	if err := s.Set(Confirm, "test", "podinfo", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(Rollback, "test", "other", true); err != nil {
+		t.Fatal(err)
+	}
+	if !s.IsOpen(Confirm, "test", "podinfo") || s.IsOpen(Rollback, "test", "podinfo") || s.IsOpen(Confirm, "prod", "podinfo") {
+		t.Fatal("gates are not independent per kind and Canary")
+	}
+
+	// A restarted load tester reads the same directory.
+	again, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.IsOpen(Confirm, "test", "podinfo") || !again.IsOpen(Rollback, "test", "other") {
+		t.Fatal("open gates were lost over a restart")
+	}
+	if err := again.Set(Confirm, "test", "podinfo", false); err != nil {
+		t.Fatal(err)
+	}
+	third, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.IsOpen(Confirm, "test", "podinfo") {
+		t.Fatal("a closed gate came back open after a restart")
+	}
+	if !third.IsOpen(Rollback, "test", "other") {
+		t.Fatal("closing one gate lost another")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != FileName {
+		t.Errorf("the state directory holds %v, want only %s (no temporary files left)", entries, FileName)
+	}
+}
+
+func TestMemoryOnlyStore(t *testing.T) {
+	s, err := Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(Confirm, "a", "b", true); err != nil || !s.IsOpen(Confirm, "a", "b") || s.Path() != "" {
+		t.Fatalf("memory store: %v", err)
+	}
+}
+
+func TestUnreadableStateIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not valid JSON") {
+		t.Errorf("want an error naming the broken file, got %v", err)
+	}
+	if err := os.WriteFile(path, []byte(`{"version": 9}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "version 9") {
+		t.Errorf("want a version error, got %v", err)
+	}
+}
+
+func TestFailedSaveLeavesTheGateUnchanged(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A non-empty directory where the file should go: the rename fails, even for root.
+	if err := os.MkdirAll(filepath.Join(dir, FileName, "blocker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(Confirm, "test", "podinfo", true); err == nil || !strings.Contains(err.Error(), "saving the gate state") {
+		t.Fatalf("want a save error, got %v", err)
+	}
+	if s.IsOpen(Confirm, "test", "podinfo") {
+		t.Error("the gate opened in memory although it was not saved")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("a failed save left files behind: %v", entries)
+	}
+}

@@ -1,0 +1,102 @@
+/*
+Copyright 2026 The Herald Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+// Package jobs runs the load tester's background work (loads, asynchronous commands) at
+// most once per key at a time: a rollout hook is called at every analysis step, and a
+// load that is still running from the previous step must not be started again.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrStopped is returned by Start once Stop has been called.
+var ErrStopped = errors.New("the load tester is shutting down")
+
+// Registry tracks running jobs by key. The zero value is not usable; call New.
+type Registry struct {
+	base    context.Context
+	cancel  context.CancelFunc
+	timeout time.Duration
+
+	mu      sync.Mutex
+	running map[string]struct{}
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// New returns a Registry whose jobs are each cancelled after timeout (0: never) or when
+// Stop is called.
+func New(timeout time.Duration) *Registry {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Registry{base: ctx, cancel: cancel, timeout: timeout, running: map[string]struct{}{}}
+}
+
+// Start runs job in the background under key unless a job with that key is running. It
+// reports whether job was started. The job's context ends after the registry's timeout
+// or at Stop; the key is free again once job returns.
+func (r *Registry) Start(key string, job func(ctx context.Context)) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return false, ErrStopped
+	}
+	if _, ok := r.running[key]; ok {
+		return false, nil
+	}
+	r.running[key] = struct{}{}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.running, key)
+			r.mu.Unlock()
+		}()
+		ctx, cancel := r.base, context.CancelFunc(func() {})
+		if r.timeout > 0 {
+			ctx, cancel = context.WithTimeout(r.base, r.timeout)
+		}
+		defer cancel()
+		job(ctx)
+	}()
+	return true, nil
+}
+
+// Running reports whether a job with key is running.
+func (r *Registry) Running(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.running[key]
+	return ok
+}
+
+// Len is the number of running jobs.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.running)
+}
+
+// Stop cancels every job, refuses new ones, and waits for the running ones to return or
+// for ctx to end.
+func (r *Registry) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+	r.cancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

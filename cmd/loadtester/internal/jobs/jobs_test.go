@@ -1,0 +1,79 @@
+/*
+Copyright 2026 The Herald Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestStartDeduplicatesWhileRunning(t *testing.T) {
+	r := New(0)
+	release := make(chan struct{})
+	var runs atomic.Int32
+	job := func(context.Context) { runs.Add(1); <-release }
+
+	if ok, err := r.Start("a", job); !ok || err != nil {
+		t.Fatalf("first start: %v %v", ok, err)
+	}
+	if ok, _ := r.Start("a", job); ok {
+		t.Error("a second job with the same key was started while the first runs")
+	}
+	if ok, _ := r.Start("b", job); !ok {
+		t.Error("a job with another key was not started")
+	}
+	if !r.Running("a") || r.Len() != 2 {
+		t.Errorf("running: a=%v len=%d", r.Running("a"), r.Len())
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Len() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.Running("a") {
+		t.Fatal("the key stays taken after the job returned")
+	}
+	done := make(chan struct{})
+	if ok, _ := r.Start("a", func(context.Context) { runs.Add(1); close(done) }); !ok {
+		t.Error("the key is not free once the job is over")
+	}
+	<-done
+	if runs.Load() != 3 {
+		t.Errorf("%d runs, want 3", runs.Load())
+	}
+}
+
+func TestTimeoutAndStopCancelJobs(t *testing.T) {
+	r := New(50 * time.Millisecond)
+	ended := make(chan error, 1)
+	r.Start("slow", func(ctx context.Context) { <-ctx.Done(); ended <- ctx.Err() })
+	select {
+	case err := <-ended:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("want the timeout, got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the job outlived the registry's timeout")
+	}
+
+	r = New(0)
+	r.Start("forever", func(ctx context.Context) { <-ctx.Done() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if r.Len() != 0 {
+		t.Error("a job survived Stop")
+	}
+	if ok, err := r.Start("late", func(context.Context) {}); ok || !errors.Is(err, ErrStopped) {
+		t.Errorf("start after Stop: %v %v", ok, err)
+	}
+}

@@ -1,0 +1,372 @@
+/*
+Copyright 2026 The Herald Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/commands"
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/gates"
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/jobs"
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/metrics"
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/tasks"
+)
+
+// tester is a load tester on loopback, wired as main wires it.
+type tester struct {
+	*httptest.Server
+	jobs *jobs.Registry
+}
+
+type setup struct {
+	stateDir   string
+	allow      []string
+	namespaces string
+}
+
+func start(t *testing.T, s setup) *tester {
+	t.Helper()
+	store, err := gates.Open(s.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow, err := commands.NewAllowList(s.allow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	bg := jobs.New(time.Minute)
+	o := Options{
+		Gates:    store,
+		Tasks:    &tasks.Runner{Allow: allow, Jobs: bg, Timeout: time.Minute, Metrics: m, Log: logr.Discard()},
+		Metrics:  m,
+		Gatherer: reg,
+		Log:      logr.Discard(),
+	}
+	if s.namespaces != "" {
+		o.Namespaces = regexp.MustCompile(`^(?:` + s.namespaces + `)$`)
+	}
+	srv := httptest.NewServer(New(o))
+	t.Cleanup(func() {
+		srv.Close()
+		_ = bg.Stop(t.Context())
+	})
+	return &tester{Server: srv, jobs: bg}
+}
+
+// call POSTs body (a string, or anything else as JSON) to path and returns the status and
+// the response body.
+func (lt *tester) call(t *testing.T, method, path string, body any) (int, string) {
+	t.Helper()
+	var b []byte
+	switch v := body.(type) {
+	case nil:
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	default:
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := http.NewRequest(method, lt.URL+path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+func payload(name, namespace string, metadata map[string]string) map[string]any {
+	return map[string]any{"name": name, "namespace": namespace, "phase": "Progressing", "checksum": "abc", "metadata": metadata}
+}
+
+func (lt *tester) waitIdle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for lt.jobs.Len() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("background work did not end")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// counter is a loopback HTTP target counting the requests it receives.
+func counter(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { n.Add(1) }))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func TestHeyLoadRunsAtItsRateOncePerCanary(t *testing.T) {
+	lt := start(t, setup{})
+	target, received := counter(t)
+	other, otherReceived := counter(t)
+	// 25 req/s per worker × 2 workers for 3 s: 150 requests.
+	hey := map[string]string{"cmd": "hey -z 3s -q 25 -c 2 " + target.URL + "/"}
+
+	code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", hey))
+	if code != http.StatusAccepted || !strings.Contains(body, "load started for test/podinfo") {
+		t.Fatalf("first call: %d %q", code, body)
+	}
+	// The next analysis step calls again while the load runs: no second load.
+	code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", hey))
+	if code != http.StatusAccepted || !strings.Contains(body, "already running") {
+		t.Fatalf("second call: %d %q", code, body)
+	}
+	// The same flags in another order are the same load.
+	reordered := map[string]string{"type": "cmd", "cmd": "hey -c 2 -q 25 -z 3s " + target.URL + "/"}
+	if code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", reordered)); !strings.Contains(body, "already running") {
+		t.Fatalf("reordered call: %d %q", code, body)
+	}
+	// Another Canary gets its own load.
+	if code, body = lt.call(t, http.MethodPost, "/", payload("other", "test",
+		map[string]string{"cmd": "hey -z 1s -q 10 -c 1 " + other.URL + "/"})); code != http.StatusAccepted || !strings.Contains(body, "load started") {
+		t.Fatalf("other canary: %d %q", code, body)
+	}
+	lt.waitIdle(t)
+
+	if got := received.Load(); got < 135 || got > 165 {
+		t.Errorf("the target received %d requests, want 150 ±10%% (one load, not two)", got)
+	}
+	if got := otherReceived.Load(); got < 8 || got > 12 {
+		t.Errorf("the other target received %d requests, want 10 ±2", got)
+	}
+	// Once the load is over, the next call starts a new one.
+	if code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", hey)); !strings.Contains(body, "load started") {
+		t.Errorf("after the load ended: %d %q", code, body)
+	}
+
+	_, m := lt.call(t, http.MethodGet, "/metrics", nil)
+	for _, want := range []string{
+		"herald_loadtester_loads_started_total 3",
+		"herald_loadtester_loads_deduplicated_total 2",
+		`herald_loadtester_http_requests_total{code="202",path="/"} 5`,
+		`herald_loadtester_load_requests_total{code="200"}`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestExplicitLoadTask(t *testing.T) {
+	lt := start(t, setup{})
+	target, received := counter(t)
+	code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{
+		"type": "load", "url": target.URL + "/", "rate": "20", "concurrency": "2", "duration": "1s",
+	}))
+	if code != http.StatusAccepted || !strings.Contains(body, "at 20 req/s with 2 workers for 1s") {
+		t.Fatalf("%d %q", code, body)
+	}
+	lt.waitIdle(t)
+	if got := received.Load(); got < 18 || got > 22 {
+		t.Errorf("received %d requests, want 20 ±10%%", got)
+	}
+	code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "load", "url": target.URL}))
+	if code != http.StatusBadRequest || !strings.Contains(body, "metadata.rate is required") {
+		t.Errorf("missing rate: %d %q", code, body)
+	}
+}
+
+func TestGatesOpenCloseAndSurviveARestart(t *testing.T) {
+	dir := t.TempDir()
+	lt := start(t, setup{stateDir: dir})
+	podinfo := map[string]string{"name": "podinfo", "namespace": "test"}
+
+	expect := func(lt *tester, path string, wantCode int, wantBody string) {
+		t.Helper()
+		code, body := lt.call(t, http.MethodPost, path, podinfo)
+		if code != wantCode || !strings.Contains(body, wantBody) {
+			t.Errorf("%s: %d %q, want %d %q", path, code, body, wantCode, wantBody)
+		}
+	}
+	expect(lt, "/gate/check", http.StatusForbidden, "the gate of test/podinfo is closed; open it with POST /gate/open")
+	expect(lt, "/rollback/check", http.StatusForbidden, "rollback gate of test/podinfo is closed")
+	expect(lt, "/gate/open", http.StatusAccepted, "gate of test/podinfo opened")
+	expect(lt, "/gate/check", http.StatusOK, "Approved")
+	expect(lt, "/rollback/check", http.StatusForbidden, "closed") // independent of the gate
+	if code, _ := lt.call(t, http.MethodPost, "/gate/check", map[string]string{"name": "podinfo", "namespace": "prod"}); code != http.StatusForbidden {
+		t.Error("opening test/podinfo opened prod/podinfo")
+	}
+	expect(lt, "/rollback/open", http.StatusAccepted, "rollback gate of test/podinfo opened")
+	expect(lt, "/rollback/check", http.StatusOK, "Approved")
+
+	// A restarted load tester with the same state directory.
+	lt.Close()
+	restarted := start(t, setup{stateDir: dir})
+	expect(restarted, "/gate/check", http.StatusOK, "Approved")
+	expect(restarted, "/rollback/check", http.StatusOK, "Approved")
+	expect(restarted, "/gate/close", http.StatusAccepted, "gate of test/podinfo closed")
+	expect(restarted, "/rollback/close", http.StatusAccepted, "closed")
+	again := start(t, setup{stateDir: dir})
+	expect(again, "/gate/check", http.StatusForbidden, "closed")
+	expect(again, "/rollback/check", http.StatusForbidden, "closed")
+}
+
+func TestFixedGates(t *testing.T) {
+	lt := start(t, setup{})
+	for _, method := range []string{http.MethodPost, http.MethodGet} {
+		if code, body := lt.call(t, method, "/gate/approve", payload("podinfo", "test", nil)); code != http.StatusOK || strings.TrimSpace(body) != "OK" {
+			t.Errorf("%s /gate/approve: %d %q", method, code, body)
+		}
+		if code, _ := lt.call(t, method, "/gate/halt", nil); code != http.StatusForbidden {
+			t.Errorf("%s /gate/halt: %d", method, code)
+		}
+	}
+}
+
+func TestCommandsOutsideTheAllowListAreRefused(t *testing.T) {
+	lt := start(t, setup{})
+	for _, md := range []map[string]string{
+		{"type": "bash", "cmd": "curl -sd 'test' http://podinfo-canary:9898/token | grep token"},
+		{"cmd": "ghz -z 1m -q 10 -c 2 --insecure podinfo.test:9898"},
+		{"type": "cmd", "cmd": "echo hello | cat"},
+		{"type": "helm", "cmd": "test podinfo --cleanup"},
+		{"type": "kubectl", "cmd": "get pods"},
+	} {
+		code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", md))
+		if code != http.StatusForbidden {
+			t.Errorf("%v: %d %q, want 403", md, code, body)
+			continue
+		}
+		if !strings.Contains(body, "refused") || !strings.Contains(body, "-allow-command") {
+			t.Errorf("%v: the refusal does not say how to allow it: %q", md, body)
+		}
+	}
+	code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "helm", "cmd": "test podinfo"}))
+	if code != http.StatusForbidden || !strings.Contains(body, `"helm test podinfo"`) {
+		t.Errorf("a helm refusal names the full command: %d %q", code, body)
+	}
+	_, m := lt.call(t, http.MethodGet, "/metrics", nil)
+	if !strings.Contains(m, `herald_loadtester_commands_total{result="refused",type="bash"} 1`) {
+		t.Error("refusals are not counted")
+	}
+}
+
+func TestAllowedCommandsRun(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "ran")
+	lt := start(t, setup{allow: []string{`echo (hello|oops; exit 3)`, `touch \S+`}})
+
+	code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo hello"}))
+	if code != http.StatusOK {
+		t.Errorf("allowed bash: %d %q", code, body)
+	}
+	code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test",
+		map[string]string{"type": "bash", "cmd": "echo hello", "returnCmdOutput": "true"}))
+	if code != http.StatusOK || body != "hello\n" {
+		t.Errorf("returnCmdOutput: %d %q", code, body)
+	}
+	code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo oops; exit 3"}))
+	if code != http.StatusInternalServerError || !strings.Contains(body, "exit status 3") || !strings.Contains(body, "oops") {
+		t.Errorf("failing bash: %d %q", code, body)
+	}
+	if code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo hello; id"})); code != http.StatusForbidden {
+		t.Errorf("a command extending an allowed one ran: %d %q", code, body)
+	}
+	// An allowed cmd task runs in the background.
+	code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"cmd": "touch " + marker}))
+	if code != http.StatusAccepted || !strings.Contains(body, "command started") {
+		t.Fatalf("allowed cmd: %d %q", code, body)
+	}
+	lt.waitIdle(t)
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the allowed cmd task did not run: %v", err)
+	}
+}
+
+func TestBadCallsGetClearErrors(t *testing.T) {
+	lt := start(t, setup{namespaces: "test|staging"})
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+		code               int
+		want               string
+	}{
+		{"unknown type", "POST", "/", payload("podinfo", "test", map[string]string{"type": "grpc", "cmd": "x"}), 400,
+			`unknown task type "grpc" in metadata.type; use one of cmd (the default), load, bash`},
+		{"unsupported type", "POST", "/", payload("podinfo", "test", map[string]string{"type": "ngrinder", "server": "x"}), 400,
+			`task type "ngrinder" is not supported`},
+		{"no metadata", "POST", "/", payload("podinfo", "test", nil), 400, "metadata is missing"},
+		{"no cmd", "POST", "/", payload("podinfo", "test", map[string]string{"type": "bash"}), 400, "metadata.cmd is required for a bash task"},
+		{"bad hey flag", "POST", "/", payload("podinfo", "test", map[string]string{"cmd": "hey -z 1m --rps 5 http://x/"}), 400,
+			"flag provided but not defined: -rps"},
+		{"no name", "POST", "/gate/check", map[string]string{"namespace": "test"}, 400, "the payload field name is required"},
+		{"no name nor namespace", "POST", "/", map[string]any{"metadata": map[string]string{"cmd": "x"}}, 400,
+			"the payload fields name and namespace are required"},
+		{"no namespace", "POST", "/gate/open", map[string]string{"name": "podinfo"}, 400, "the payload field namespace is required"},
+		{"not JSON", "POST", "/gate/open", "name=podinfo", 400, "the body is not a hook payload"},
+		{"too large", "POST", "/", bytes.Repeat([]byte("x"), MaxBody+1), 413, "larger than 1048576 bytes"},
+		{"namespace not served", "POST", "/gate/open", map[string]string{"name": "podinfo", "namespace": "prod"}, 403,
+			`namespace "prod" is not served by this load tester`},
+		{"namespace regexp is anchored", "POST", "/gate/open", map[string]string{"name": "podinfo", "namespace": "mytest"}, 403,
+			"not served"},
+		{"GET a gate", "GET", "/gate/check", nil, 405, "takes a POST with a hook payload"},
+		{"unknown path", "POST", "/gate/chek", nil, 404, "no endpoint /gate/chek"},
+	} {
+		code, body := lt.call(t, tc.method, tc.path, tc.body)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, code, body, tc.code, tc.want)
+		}
+	}
+	if code, _ := lt.call(t, "POST", "/gate/open", map[string]string{"name": "podinfo", "namespace": "staging"}); code != http.StatusAccepted {
+		t.Errorf("a served namespace was refused: %d", code)
+	}
+	if code, body := lt.call(t, "GET", "/healthz", nil); code != http.StatusOK || strings.TrimSpace(body) != "OK" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+}
+
+func TestHeyCommandsThatNeedAShell(t *testing.T) {
+	lt := start(t, setup{})
+	code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"cmd": "hey -z 1m http://x/?a=1&b=2"}))
+	if code != http.StatusForbidden || !strings.Contains(body, "quote the URL") {
+		t.Errorf("unquoted &: %d %q", code, body)
+	}
+	code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"cmd": "hey -z 1m -D /etc/hostname http://x/"}))
+	if code != http.StatusForbidden || !strings.Contains(body, "hey -D sends a file of the load tester") {
+		t.Errorf("-D: %d %q", code, body)
+	}
+}
+
+func BenchmarkGateCheck(b *testing.B) {
+	store, _ := gates.Open("")
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	h := New(Options{Gates: store, Tasks: &tasks.Runner{Metrics: m, Log: logr.Discard()}, Metrics: m, Gatherer: reg, Log: logr.Discard()})
+	body := []byte(`{"name":"podinfo","namespace":"test","phase":"Progressing","checksum":"abc"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/gate/check", bytes.NewReader(body))
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+}

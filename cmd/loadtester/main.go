@@ -1,0 +1,208 @@
+/*
+Copyright 2026 The Herald Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+// Command loadtester is the service that Canary analysis hooks call: it generates load
+// (hey command lines run on a built-in generator), keeps manual gates that survive a
+// restart, and runs the commands an operator allows. It answers on Flagger's load
+// tester endpoints, so existing hooks work unchanged.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/commands"
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/gates"
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/jobs"
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/metrics"
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/server"
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/tasks"
+)
+
+type options struct {
+	port            int
+	stateDir        string
+	allowCommands   patternList
+	namespaceRegexp string
+	timeout         time.Duration
+	logLevel        string
+	logEncoding     string
+}
+
+// patternList is a repeatable flag. Values are not split on commas: commas are part of
+// regular expressions such as \d{1,3}.
+type patternList []string
+
+func (p *patternList) String() string { return strings.Join(*p, " ") }
+
+func (p *patternList) Set(v string) error {
+	*p = append(*p, v)
+	return nil
+}
+
+func (o *options) bind(fs *flag.FlagSet) {
+	fs.IntVar(&o.port, "port", 8080, "Port of the HTTP API. 8080 is where Flagger's chart runs its load tester and where its "+
+		"docs send gate calls (curl localhost:8080/gate/open); Flagger's binary default, 9090, is Prometheus's port.")
+	fs.StringVar(&o.stateDir, "state-dir", filepath.Join(os.TempDir(), "herald-loadtester"),
+		"Directory of the gate state ("+gates.FileName+"), kept over restarts; mount a volume here. Empty: gates in memory only.")
+	fs.Var(&o.allowCommands, "allow-command", "Regular expression of a command that cmd, bash, helm and kubectl tasks may run, "+
+		"matched against the whole command line (helm and kubectl tasks: \"helm <cmd>\", \"kubectl <cmd>\"). Repeatable. "+
+		"Default: none, so nobody who can reach the load tester can run commands; hey command lines need no pattern. "+
+		"Prefer exact commands: a pattern such as 'curl .*' also matches 'curl x; rm -rf /'.")
+	fs.StringVar(&o.namespaceRegexp, "namespace-regexp", "", "Serve only payloads whose namespace matches this regular "+
+		"expression (the whole namespace); others get 403. Default: all.")
+	fs.DurationVar(&o.timeout, "timeout", time.Hour, "Longest run of a task: loads and commands are stopped after it.")
+	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
+	fs.StringVar(&o.logEncoding, "log-encoding", "json", "Log encoding: json or console.")
+}
+
+// config is what the options turn into.
+type config struct {
+	allow      *commands.AllowList
+	namespaces *regexp.Regexp
+	level      zapcore.Level
+}
+
+func (o *options) validate() (config, error) {
+	var c config
+	var errs []error
+	if o.port < 1 || o.port > 65535 {
+		errs = append(errs, fmt.Errorf("-port %d is not a TCP port", o.port))
+	}
+	allow, err := commands.NewAllowList(o.allowCommands)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("-allow-command: %w", err))
+	}
+	c.allow = allow
+	if o.namespaceRegexp != "" {
+		c.namespaces, err = regexp.Compile(`^(?:` + o.namespaceRegexp + `)$`)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("-namespace-regexp: %w", err))
+		}
+	}
+	if o.timeout <= 0 {
+		errs = append(errs, fmt.Errorf("-timeout %s must be positive", o.timeout))
+	}
+	if c.level, err = zapcore.ParseLevel(o.logLevel); err != nil {
+		errs = append(errs, fmt.Errorf("-log-level: %w", err))
+	}
+	if o.logEncoding != "json" && o.logEncoding != "console" {
+		errs = append(errs, fmt.Errorf("-log-encoding %q: use json or console", o.logEncoding))
+	}
+	return c, errors.Join(errs...)
+}
+
+func main() {
+	var o options
+	o.bind(flag.CommandLine)
+	flag.Parse()
+	c, err := o.validate()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log := newLogger(c.level, o.logEncoding)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, c, log); err != nil {
+		log.Error(err, "load tester stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, c config, log logr.Logger) error {
+	store, err := gates.Open(o.stateDir)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	background := jobs.New(o.timeout)
+	handler := server.New(server.Options{
+		Gates:      store,
+		Tasks:      &tasks.Runner{Allow: c.allow, Jobs: background, Timeout: o.timeout, Metrics: m, Log: log},
+		Metrics:    m,
+		Gatherer:   reg,
+		Namespaces: c.namespaces,
+		Log:        log,
+	})
+
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(o.port))
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	// Calls inherit this context, so that a shutdown also stops the commands of blocking
+	// tasks instead of waiting for them up to -timeout.
+	calls, cancelCalls := context.WithCancel(context.Background())
+	defer cancelCalls()
+	srv := &http.Server{
+		Handler:           handler,
+		BaseContext:       func(net.Listener) context.Context { return calls },
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No write timeout: bash, helm and kubectl tasks answer when their command ends.
+	}
+	if store.Path() == "" {
+		log.Info("gates are kept in memory only (-state-dir is empty): they are lost on restart")
+	}
+	log.Info("load tester listening", "address", l.Addr().String(), "gateState", store.Path(),
+		"allowedCommandPatterns", c.allow.Len(), "namespaceRegexp", o.namespaceRegexp, "timeout", o.timeout.String())
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: stopping loads and commands")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cancelCalls()
+	jobsErr := background.Stop(shutdownCtx)
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting the HTTP server down: %w", err)
+	}
+	if jobsErr != nil {
+		return fmt.Errorf("waiting for loads and commands to stop: %w", jobsErr)
+	}
+	return nil
+}
+
+// newLogger builds the zap logger behind logr, JSON by default as log pipelines expect.
+func newLogger(level zapcore.Level, encoding string) logr.Logger {
+	cfg := zap.NewProductionConfig()
+	if encoding == "console" {
+		cfg = zap.NewDevelopmentConfig()
+	}
+	cfg.Level = zap.NewAtomicLevelAt(level)
+	cfg.DisableStacktrace = level > zapcore.DebugLevel
+	cfg.EncoderConfig.TimeKey = "ts"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	z, err := cfg.Build()
+	if err != nil {
+		panic(fmt.Sprintf("building logger: %v", err)) // only on an invalid static config
+	}
+	return zapr.NewLogger(z)
+}

@@ -1,0 +1,54 @@
+/*
+Copyright 2026 The Herald Authors.
+
+Licensed under the Apache License, Version 2.0.
+*/
+
+package main
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+)
+
+func parseFlags(t *testing.T, args ...string) (options, error) {
+	t.Helper()
+	var o options
+	fs := flag.NewFlagSet("loadtester", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	_, err := o.validate()
+	return o, err
+}
+
+func TestFlagsDefaultsAndRepeatedAllowCommand(t *testing.T) {
+	o, err := parseFlags(t, "-allow-command", `helm test \S+`, "-allow-command", `curl -s http://x/\d{1,3}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.port != 8080 || len(o.allowCommands) != 2 || o.allowCommands[1] != `curl -s http://x/\d{1,3}` {
+		t.Errorf("options: %+v", o)
+	}
+	o, err = parseFlags(t)
+	if err != nil || len(o.allowCommands) != 0 {
+		t.Errorf("by default no command is allowed: %+v %v", o.allowCommands, err)
+	}
+}
+
+func TestBadFlagsAreReportedTogether(t *testing.T) {
+	_, err := parseFlags(t, "-port", "0", "-allow-command", "(", "-namespace-regexp", "[", "-timeout", "0s",
+		"-log-level", "loud", "-log-encoding", "xml")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"-port 0", "-allow-command", "-namespace-regexp", "-timeout", "-log-level", "-log-encoding"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not name %s: %v", want, err)
+		}
+	}
+}
