@@ -30,6 +30,7 @@ import (
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/certs"
+	"github.com/herald-rollouts/herald/controllers/alerts"
 	"github.com/herald-rollouts/herald/controllers/canary"
 	"github.com/herald-rollouts/herald/controllers/hooks"
 	"github.com/herald-rollouts/herald/controllers/metricchecks"
@@ -62,6 +63,9 @@ type options struct {
 	certDir            string
 	podNamespace       string
 	controllerUsername string
+
+	// globalAlerts are Flagger's -slack-* and -msteams-* flags.
+	globalAlerts alerts.GlobalFlags
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -93,6 +97,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.certDir, "cert-dir", filepath.Join(os.TempDir(), "herald-webhook-certs"), "Directory for the serving certificate files.")
 	fs.StringVar(&o.podNamespace, "pod-namespace", podNamespace, "Herald's own namespace (env POD_NAMESPACE).")
 	fs.StringVar(&o.controllerUsername, "controller-username", "", "User name of Herald's own writes, let through to idle targets (default system:serviceaccount:<pod-namespace>:herald).")
+	o.globalAlerts.Bind(fs)
 }
 
 func (o *options) validate() error {
@@ -113,6 +118,9 @@ func (o *options) validate() error {
 		if _, err := o.webhookDNSName(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if _, err := o.globalAlerts.Destinations(os.Getenv); err != nil {
+		errs = append(errs, err)
 	}
 	if o.controllerUsername == "" {
 		o.controllerUsername = "system:serviceaccount:" + o.podNamespace + ":herald"
@@ -219,6 +227,12 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	if !istio {
 		log.Info("The cluster does not serve networking.istio.io/v1: istio Canaries cannot route traffic until Istio's CRDs are installed (restart Herald then)")
 	}
+	// Alerts go out from their own workers: a slow chat service never holds a reconcile.
+	globalAlerts, _ := o.globalAlerts.Destinations(os.Getenv) // checked in options.validate
+	alertDispatcher := alerts.NewDispatcher(&alerts.Sender{Reader: mgr.GetAPIReader(), Global: globalAlerts}, log.WithName("alerts"), alerts.Options{})
+	if err := mgr.Add(alertDispatcher); err != nil {
+		return fmt.Errorf("adding the alert dispatcher: %w", err)
+	}
 	reconciler := &canary.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -234,6 +248,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 			DefaultAddress: o.metricsServer,
 			Provider:       o.meshProvider,
 		},
+		Alerts: alertDispatcher,
 		Options: canary.Options{
 			MeshProvider:   o.meshProvider,
 			WatchIstio:     istio,

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/alerts"
 	"github.com/herald-rollouts/herald/controllers/hooks"
 	"github.com/herald-rollouts/herald/controllers/metricchecks"
 	"github.com/herald-rollouts/herald/controllers/metrics"
@@ -79,7 +80,9 @@ type Reconciler struct {
 	// Routers returns the router of a provider ("istio", "kubernetes").
 	Routers func(provider string) router.Router
 	// Checks runs the analysis metrics against Prometheus.
-	Checks  *metricchecks.Checker
+	Checks *metricchecks.Checker
+	// Alerts sends phase changes to the Canary's AlertProviders; nil disables alerts.
+	Alerts  *alerts.Dispatcher
 	Options Options
 	// Now is the clock; tests may pin it.
 	Now func() time.Time

@@ -25,6 +25,7 @@ func (p *pass) nowTime() metav1.Time { return metav1.NewTime(p.now) }
 // setPhase moves the Canary to phase and keeps the Promoted condition as Flagger does: True
 // when Initialized or Succeeded, False when Failed, Unknown otherwise; its reason is the phase.
 func (p *pass) setPhase(phase flaggerv1.CanaryPhase, message string) {
+	p.queueAlert(phase, message) // before the change: it needs the phase being left
 	s := &p.c.Status
 	if s.Phase != phase {
 		s.LastTransitionTime = p.nowTime()
