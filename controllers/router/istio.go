@@ -138,20 +138,21 @@ func (r *Istio) Reconcile(ctx context.Context, c *flaggerv1.Canary) error {
 	return r.applyVirtualService(ctx, c)
 }
 
-// claim makes c the controller owner of obj, or says which controller already owns it.
-func (r *Istio) claim(c *flaggerv1.Canary, obj client.Object, gvk schema.GroupVersionKind) error {
+// claim makes c the controller owner of obj, or says which controller already owns it. It
+// reports whether it added the owner reference.
+func (r *Istio) claim(c *flaggerv1.Canary, obj client.Object, gvk schema.GroupVersionKind) (bool, error) {
 	if owner := metav1.GetControllerOf(obj); owner != nil {
 		if owner.UID == c.UID && owner.Kind == flaggerv1.CanaryKind {
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("%s %s/%s is controlled by %s %s (uid %s), not by canary %s: Herald does not take over objects "+
+		return false, fmt.Errorf("%s %s/%s is controlled by %s %s (uid %s), not by canary %s: Herald does not take over objects "+
 			"another controller manages; delete it, or remove that controller owner reference",
 			gvk.Kind, obj.GetNamespace(), obj.GetName(), owner.Kind, owner.Name, owner.UID, c.Name)
 	}
 	if err := controllerutil.SetControllerReference(c, obj, r.Client.Scheme()); err != nil {
-		return fmt.Errorf("setting canary %s as owner of %s %s/%s: %w", c.Name, gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+		return false, fmt.Errorf("setting canary %s as owner of %s %s/%s: %w", c.Name, gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
 	}
-	return nil
+	return true, nil
 }
 
 // mergeMetadata adds want's labels and annotations to obj and reports whether anything
@@ -176,61 +177,61 @@ func mergeMetadata(obj metav1.Object, wantLabels, wantAnnotations map[string]str
 	return changed
 }
 
-func (r *Istio) applyDestinationRule(ctx context.Context, c *flaggerv1.Canary, want *istionet.DestinationRule) error {
-	key := client.ObjectKeyFromObject(want)
-	created := false
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		have := &istionet.DestinationRule{}
-		err := r.Client.Get(ctx, key, have)
-		if apierrors.IsNotFound(err) {
-			obj := want.DeepCopy()
-			if err := r.claim(c, obj, destinationRuleGVK); err != nil {
-				return err
-			}
-			created = true
-			return r.Client.Create(ctx, obj)
-		}
-		if err != nil {
-			return err
-		}
-		if err := r.claim(c, have, destinationRuleGVK); err != nil {
-			return err
-		}
-		owned := len(have.OwnerReferences)
-		changed := mergeMetadata(have, want.Labels, want.Annotations)
-		if !proto.Equal(&have.Spec, &want.Spec) {
-			want.Spec.DeepCopyInto(&have.Spec)
-			changed = true
-		}
-		if !changed && owned == len(have.OwnerReferences) {
-			return nil
-		}
-		return r.Client.Update(ctx, have)
-	})
+// converge brings the object in the cluster (have, with spec haveSpec) to want: c as its
+// controller owner, want's labels and annotations, want's spec. It reports whether have
+// changed and must be written.
+func (r *Istio) converge(c *flaggerv1.Canary, have, want client.Object, gvk schema.GroupVersionKind, haveSpec, wantSpec proto.Message) (bool, error) {
+	claimed, err := r.claim(c, have, gvk)
 	if err != nil {
-		return fmt.Errorf("reconciling DestinationRule %s for canary %s: %w", key, c.Name, notInstalled(destinationRuleGVK, err))
+		return false, err
 	}
-	if created {
-		logger(ctx, c).Info("DestinationRule created", "destinationRule", key.Name)
+	changed := mergeMetadata(have, want.GetLabels(), want.GetAnnotations())
+	if !proto.Equal(haveSpec, wantSpec) {
+		proto.Reset(haveSpec)
+		proto.Merge(haveSpec, wantSpec)
+		changed = true
 	}
-	return nil
+	return claimed || changed, nil
 }
 
-func (r *Istio) applyVirtualService(ctx context.Context, c *flaggerv1.Canary) error {
-	apex, _, _ := c.GetServiceNames()
-	key := types.NamespacedName{Namespace: c.Namespace, Name: apex}
-	log := logger(ctx, c)
+// kind describes one kind of routing object for apply.
+type kind struct {
+	gvk schema.GroupVersionKind
+	// empty returns a new, empty object of the kind.
+	empty func() client.Object
+	// spec returns the spec of an object of the kind.
+	spec func(client.Object) proto.Message
+}
+
+var (
+	destinationRuleKind = kind{
+		gvk:   destinationRuleGVK,
+		empty: func() client.Object { return &istionet.DestinationRule{} },
+		spec:  func(o client.Object) proto.Message { return &o.(*istionet.DestinationRule).Spec },
+	}
+	virtualServiceKind = kind{
+		gvk:   virtualServiceGVK,
+		empty: func() client.Object { return &istionet.VirtualService{} },
+		spec:  func(o client.Object) proto.Message { return &o.(*istionet.VirtualService).Spec },
+	}
+)
+
+// apply creates the object name of kind k from build, or converges the existing one onto
+// what build returns for it (build gets nil when there is none).
+func (r *Istio) apply(ctx context.Context, c *flaggerv1.Canary, k kind, name string,
+	build func(existing client.Object) (client.Object, error)) error {
+	key := client.ObjectKey{Namespace: c.Namespace, Name: name}
 	var action string
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		action = ""
-		have := &istionet.VirtualService{}
+		have := k.empty() // fresh on every attempt: decoding into a used object merges maps
 		err := r.Client.Get(ctx, key, have)
 		if apierrors.IsNotFound(err) {
-			want, err := VirtualService(c, StatusSplit(c))
+			want, err := build(nil)
 			if err != nil {
 				return err
 			}
-			if err := r.claim(c, want, virtualServiceGVK); err != nil {
+			if _, err := r.claim(c, want, k.gvk); err != nil {
 				return err
 			}
 			action = "created"
@@ -239,38 +240,47 @@ func (r *Istio) applyVirtualService(ctx context.Context, c *flaggerv1.Canary) er
 		if err != nil {
 			return err
 		}
-		split, err := readSplit(have, c)
-		if err != nil {
-			split = StatusSplit(c)
-			log.Info("VirtualService has no readable split; routing the weights of the Canary status",
-				"virtualService", apex, "reason", err.Error(), "primaryWeight", split.Primary, "canaryWeight", split.Canary)
-		}
-		want, err := VirtualService(c, split)
+		want, err := build(have)
 		if err != nil {
 			return err
 		}
-		if err := r.claim(c, have, virtualServiceGVK); err != nil {
+		changed, err := r.converge(c, have, want, k.gvk, k.spec(have), k.spec(want))
+		if err != nil || !changed {
 			return err
-		}
-		owned := len(have.OwnerReferences)
-		changed := mergeMetadata(have, want.Labels, want.Annotations)
-		if !proto.Equal(&have.Spec, &want.Spec) {
-			want.Spec.DeepCopyInto(&have.Spec)
-			changed = true
-		}
-		if !changed && owned == len(have.OwnerReferences) {
-			return nil
 		}
 		action = "updated"
 		return r.Client.Update(ctx, have)
 	})
 	if err != nil {
-		return fmt.Errorf("reconciling VirtualService %s for canary %s: %w", key, c.Name, notInstalled(virtualServiceGVK, err))
+		return fmt.Errorf("reconciling %s %s for canary %s: %w", k.gvk.Kind, key, c.Name, notInstalled(k.gvk, err))
 	}
 	if action != "" {
-		log.Info("VirtualService "+action, "virtualService", apex)
+		logger(ctx, c).Info(k.gvk.Kind+" "+action, "name", name)
 	}
 	return nil
+}
+
+func (r *Istio) applyDestinationRule(ctx context.Context, c *flaggerv1.Canary, want *istionet.DestinationRule) error {
+	return r.apply(ctx, c, destinationRuleKind, want.Name, func(client.Object) (client.Object, error) {
+		return want.DeepCopy(), nil
+	})
+}
+
+func (r *Istio) applyVirtualService(ctx context.Context, c *flaggerv1.Canary) error {
+	apex, _, _ := c.GetServiceNames()
+	return r.apply(ctx, c, virtualServiceKind, apex, func(existing client.Object) (client.Object, error) {
+		split := StatusSplit(c)
+		if existing != nil {
+			s, err := readSplit(existing.(*istionet.VirtualService), c)
+			if err == nil {
+				split = s
+			} else {
+				logger(ctx, c).Info("VirtualService has no readable split; routing the weights of the Canary status",
+					"name", apex, "reason", err.Error(), "primaryWeight", split.Primary, "canaryWeight", split.Canary)
+			}
+		}
+		return VirtualService(c, split)
+	})
 }
 
 // SetRoutes routes primaryWeight and canaryWeight percent and turns mirroring on or off: it
