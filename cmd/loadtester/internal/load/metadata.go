@@ -67,49 +67,23 @@ func FromMetadata(md map[string]string) (Spec, error) {
 	if s.URL == "" {
 		errs = append(errs, errors.New("metadata.url is required"))
 	}
-	if v, ok := md["rate"]; !ok || v == "" {
+	if md["rate"] == "" {
 		errs = append(errs, errors.New("metadata.rate is required: requests per second across all workers"))
-	} else if r, err := strconv.ParseFloat(v, 64); err != nil || r <= 0 {
-		errs = append(errs, fmt.Errorf("metadata.rate %q must be a number of requests per second above 0", v))
 	} else {
-		s.Rate = r
+		errs = append(errs, read(md, "rate", &s.Rate, parseFloat, func(r float64) bool { return r > 0 },
+			"a number of requests per second above 0"))
 	}
-	if v, ok := md["concurrency"]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("metadata.concurrency %q must be a whole number", v))
-		}
-		s.Concurrency = n
-	}
-	if v, ok := md["requests"]; ok {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			errs = append(errs, fmt.Errorf("metadata.requests %q must be a whole number above 0", v))
-		}
-		s.Requests = n
-	}
-	if v, ok := md["duration"]; ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("metadata.duration %q must be a positive Go duration such as 1m or 30s", v))
-		}
-		s.Duration = d
-	} else if s.Requests == 0 {
+	errs = append(errs,
+		read(md, "concurrency", &s.Concurrency, strconv.Atoi, func(int) bool { return true }, "a whole number"),
+		read(md, "requests", &s.Requests, strconv.Atoi, func(n int) bool { return n > 0 }, "a whole number above 0"),
+		read(md, "duration", &s.Duration, time.ParseDuration, func(d time.Duration) bool { return d > 0 },
+			"a positive Go duration such as 1m or 30s"),
+		read(md, "requestTimeout", &s.RequestTimeout, time.ParseDuration, func(d time.Duration) bool { return d >= 0 },
+			"a Go duration such as 10s, or 0 for none"),
+		read(md, "disableKeepAlive", &s.DisableKeepAlives, strconv.ParseBool, func(bool) bool { return true }, "true or false"),
+	)
+	if _, ok := md["duration"]; !ok && s.Requests == 0 {
 		s.Duration = DefaultDuration
-	}
-	if v, ok := md["requestTimeout"]; ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("metadata.requestTimeout %q must be a Go duration such as 10s, or 0 for none", v))
-		}
-		s.RequestTimeout = d
-	}
-	if v, ok := md["disableKeepAlive"]; ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("metadata.disableKeepAlive %q must be true or false", v))
-		}
-		s.DisableKeepAlives = b
 	}
 	for i, line := range strings.Split(md["headers"], "\n") {
 		line = strings.TrimSpace(line)
@@ -132,7 +106,7 @@ func FromMetadata(md map[string]string) (Spec, error) {
 	if b := md["body"]; b != "" {
 		s.Body = []byte(b)
 	}
-	if len(errs) == 0 {
+	if errors.Join(errs...) == nil {
 		if err := s.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("metadata: %w", err))
 		}
@@ -142,3 +116,20 @@ func FromMetadata(md map[string]string) (Spec, error) {
 	}
 	return s, nil
 }
+
+// read sets *dst from md[key] when the key is present. A value that does not parse, or
+// is not valid, is an error that names the key and says what was wanted.
+func read[T any](md map[string]string, key string, dst *T, parse func(string) (T, error), valid func(T) bool, want string) error {
+	v, ok := md[key]
+	if !ok {
+		return nil
+	}
+	x, err := parse(v)
+	if err != nil || !valid(x) {
+		return fmt.Errorf("metadata.%s %q must be %s", key, v, want)
+	}
+	*dst = x
+	return nil
+}
+
+func parseFloat(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
