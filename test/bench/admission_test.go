@@ -34,9 +34,16 @@ const (
 
 // startHerald brings up a control plane and Herald with its webhooks registered.
 func startHerald(b *testing.B) (client.Client, *harness.Herald) {
+	c, h, _ := startHeraldWith(b, cluster.Options{})
+	return c, h
+}
+
+// startHeraldWith starts the control plane with o, then Herald with extra flags, and returns
+// an admin client, Herald and the cluster.
+func startHeraldWith(b *testing.B, o cluster.Options, flags ...string) (client.Client, *harness.Herald, *cluster.Cluster) {
 	b.Helper()
 	ctx := context.Background()
-	env, err := cluster.Start(ctx, cluster.Options{})
+	env, err := cluster.Start(ctx, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,7 +68,7 @@ func startHerald(b *testing.B) (client.Client, *harness.Herald) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	extra := []string{"--log-level=error"}
+	extra := append([]string{"--log-level=error"}, flags...)
 	if addr := os.Getenv("HERALD_PPROF"); addr != "" {
 		extra = append(extra, "--pprof-bind-address="+addr) // profile Herald during a run
 	}
@@ -73,7 +80,7 @@ func startHerald(b *testing.B) (client.Client, *harness.Herald) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		b.Fatal(err)
 	}
-	return c, h
+	return c, h, env
 }
 
 // deployment is paused, so template updates create no ReplicaSets: the measurement is the

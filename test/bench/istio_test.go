@@ -1,0 +1,138 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/router"
+	"github.com/herald-rollouts/herald/test/cluster"
+	"github.com/herald-rollouts/herald/test/traffic"
+)
+
+// BenchmarkIstioCanary measures a weighted Istio canary (interval 10s, stepWeight 10,
+// maxWeight 50, builtin success-rate and duration metrics judged by a real Prometheus
+// scraping the traffic simulator): apply-to-Succeeded of good versions against the ideal of
+// 5 × interval (five weight steps), and apply-to-Failed of bad versions (50% errors) against
+// threshold × interval (threshold 2).
+func BenchmarkIstioCanary(b *testing.B) {
+	const good, bad = 3, 2
+	c, _, env := startHeraldWith(b, cluster.Options{WithPrometheus: true, PrometheusScrapeInterval: time.Second, IstioCRDs: true})
+	_ = flaggerv1.AddToScheme(c.Scheme())
+	_ = router.AddToScheme(c.Scheme())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sim := &traffic.Simulator{Client: c, Namespaces: []string{namespace}}
+	simURL, err := sim.Start(ctx, "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := env.SetPrometheusTargets(strings.TrimPrefix(simURL, "http://")); err != nil {
+		b.Fatal(err)
+	}
+	labels := map[string]string{"app": "weighted"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "weighted", Namespace: namespace, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(2)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/stefanprodan/podinfo:6.0.0"}}},
+			},
+		},
+	}
+	if err := c.Create(ctx, d); err != nil {
+		b.Fatal(err)
+	}
+	canary := &flaggerv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Name: "weighted", Namespace: namespace},
+		Spec: flaggerv1.CanarySpec{
+			Provider:      "istio",
+			// Herald starts before the benchmark knows Prometheus's address: the Canary names it.
+			MetricsServer: env.PrometheusURL,
+			TargetRef:     flaggerv1.LocalObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "weighted"},
+			Service:       flaggerv1.CanaryService{Port: 9898},
+			Analysis: &flaggerv1.CanaryAnalysis{Interval: "10s", Threshold: 2, StepWeight: 10, MaxWeight: 50, Metrics: []flaggerv1.CanaryMetric{
+				{Name: "request-success-rate", Interval: "30s", ThresholdRange: &flaggerv1.CanaryThresholdRange{Min: ptr.To(99.0)}},
+				{Name: "request-duration", Interval: "30s", ThresholdRange: &flaggerv1.CanaryThresholdRange{Max: ptr.To(500.0)}},
+			}},
+		},
+	}
+	if err := c.Create(ctx, canary); err != nil {
+		b.Fatal(err)
+	}
+	phase := func() flaggerv1.CanaryPhase {
+		var got flaggerv1.Canary
+		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "weighted"}, &got); err != nil {
+			return ""
+		}
+		return got.Status.Phase
+	}
+	waitFor := func(want flaggerv1.CanaryPhase, timeout time.Duration) error {
+		deadline := time.Now().Add(timeout)
+		for time.Now().Before(deadline) {
+			if phase() == want {
+				return nil
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return fmt.Errorf("canary not %s after %s (phase %q)", want, timeout, phase())
+	}
+	if err := waitFor(flaggerv1.CanaryPhaseInitialized, 60*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	release := func(i int, errorRate string) time.Time {
+		patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:%q}},"spec":{"containers":[{"name":"app","image":"ghcr.io/stefanprodan/podinfo:6.1.%d"}]}}}}`,
+			traffic.ErrorRateAnnotation, errorRate, i)
+		start := time.Now()
+		if err := c.Patch(ctx, d, client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
+			b.Fatal(err)
+		}
+		// The previous run's phase is still there until Herald notices the new revision.
+		if err := waitFor(flaggerv1.CanaryPhaseProgressing, 30*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		return start
+	}
+	var promoted, failed []time.Duration
+	n := 0
+	for range b.N {
+		// Good versions first: a bad one's errors stay in the metric window for 30 s.
+		for range good {
+			n++
+			start := release(n, "0")
+			if err := waitFor(flaggerv1.CanaryPhaseSucceeded, 3*time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			promoted = append(promoted, time.Since(start))
+		}
+		for range bad {
+			n++
+			start := release(n, "0.5")
+			if err := waitFor(flaggerv1.CanaryPhaseFailed, 3*time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			failed = append(failed, time.Since(start))
+		}
+	}
+	sort.Slice(promoted, func(i, j int) bool { return promoted[i] < promoted[j] })
+	sort.Slice(failed, func(i, j int) bool { return failed[i] < failed[j] })
+	b.ReportMetric(quantile(promoted, 0.5).Seconds(), "to-succeeded-p50-s")
+	b.ReportMetric(promoted[len(promoted)-1].Seconds(), "to-succeeded-max-s")
+	b.ReportMetric(50, "ideal-succeeded-s")
+	b.ReportMetric(quantile(failed, 0.5).Seconds(), "to-failed-p50-s")
+	b.ReportMetric(failed[len(failed)-1].Seconds(), "to-failed-max-s")
+	b.ReportMetric(20, "threshold-x-interval-s")
+}
