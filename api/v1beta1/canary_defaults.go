@@ -168,3 +168,13 @@ func (s *SessionAffinity) GetMaxAge() int {
 	}
 	return s.MaxAge
 }
+
+// Providers (spec.provider, and Herald's -mesh-provider) that Herald routes traffic with.
+const (
+	ProviderIstio      = "istio"
+	ProviderKubernetes = "kubernetes"
+)
+
+// SupportedProviders are the values of spec.provider that Herald implements; the Canary
+// webhook refuses others by name.
+var SupportedProviders = []string{ProviderIstio, ProviderKubernetes}

@@ -77,7 +77,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&o.logEncoding, "log-encoding", "json", "Log encoding: json or console.")
 	fs.StringVar(&o.selectorLabels, "selector-labels", strings.Join(canaryhook.DefaultSelectorLabels, ","), "Comma-separated pod labels that identify a workload, as Flagger's -selector-labels.")
-	fs.StringVar(&o.meshProvider, "mesh-provider", canaryhook.ProviderIstio, "Default provider for Canaries without spec.provider ("+strings.Join(canaryhook.SupportedProviders, ", ")+").")
+	fs.StringVar(&o.meshProvider, "mesh-provider", flaggerv1.ProviderIstio, "Default provider for Canaries without spec.provider ("+strings.Join(flaggerv1.SupportedProviders, ", ")+").")
 	fs.StringVar(&o.metricsServer, "metrics-server", "http://prometheus:9090", "Default Prometheus URL for builtin metrics, as Flagger's -metrics-server.")
 	fs.StringVar(&o.namespace, "namespace", "", "Watch only this namespace (default: all).")
 	fs.BoolVar(&o.enableConfigTracking, "enable-config-tracking", true, "Track ConfigMaps and Secrets referenced by targets.")
@@ -102,8 +102,8 @@ func (o *options) bind(fs *flag.FlagSet) {
 
 func (o *options) validate() error {
 	var errs []error
-	if !slices.Contains(canaryhook.SupportedProviders, o.meshProvider) {
-		errs = append(errs, fmt.Errorf("-mesh-provider %q is not supported; use one of %s", o.meshProvider, strings.Join(canaryhook.SupportedProviders, ", ")))
+	if !slices.Contains(flaggerv1.SupportedProviders, o.meshProvider) {
+		errs = append(errs, fmt.Errorf("-mesh-provider %q is not supported; use one of %s", o.meshProvider, strings.Join(flaggerv1.SupportedProviders, ", ")))
 	}
 	if len(splitList(o.selectorLabels)) == 0 {
 		errs = append(errs, errors.New("-selector-labels must name at least one label"))

@@ -12,12 +12,6 @@ import (
 	"github.com/herald-rollouts/herald/controllers/router"
 )
 
-// Providers Herald routes traffic with.
-const (
-	providerKubernetes = "kubernetes"
-	providerIstio      = "istio"
-)
-
 // defaultStepWeight is the weight step of a canary run without stepWeight or stepWeights.
 // Flagger would add 0 on every step and never reach maxWeight; 10 is its documented example.
 const defaultStepWeight = 10
@@ -35,7 +29,7 @@ func (p *pass) resolveProvider() {
 		p.provider = p.r.Options.MeshProvider
 	}
 	if p.provider == "" {
-		p.provider = providerIstio
+		p.provider = flaggerv1.ProviderIstio
 	}
 	if p.r.Routers != nil {
 		p.router = p.r.Routers(p.provider)
@@ -46,7 +40,7 @@ func (p *pass) resolveProvider() {
 }
 
 // shifts reports whether the provider moves traffic at the apex.
-func (p *pass) shifts() bool { return p.provider != providerKubernetes }
+func (p *pass) shifts() bool { return p.provider != flaggerv1.ProviderKubernetes }
 
 // strategy is the run's strategy as the provider can carry it out.
 func (p *pass) strategy() string {

@@ -6,18 +6,16 @@ Licensed under the Apache License, Version 2.0.
 
 package metricchecks
 
-import "fmt"
+import (
+	"fmt"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+)
 
 // Names of the builtin metrics.
 const (
 	RequestSuccessRate = "request-success-rate"
 	RequestDuration    = "request-duration"
-)
-
-// Providers whose builtin queries Herald knows.
-const (
-	ProviderIstio      = "istio"
-	ProviderKubernetes = "kubernetes"
 )
 
 // builtin is the query of a builtin metric for one provider.
@@ -107,11 +105,11 @@ histogram_quantile(0.99,
 )`
 
 var builtins = map[string]map[string]builtin{
-	ProviderIstio: {
+	flaggerv1.ProviderIstio: {
 		RequestSuccessRate: {query: istioSuccessRate, scale: 1},
 		RequestDuration:    {query: istioDuration, scale: 1},
 	},
-	ProviderKubernetes: {
+	flaggerv1.ProviderKubernetes: {
 		RequestSuccessRate: {query: httpSuccessRate, scale: 1},
 		// The application's histogram is in seconds.
 		RequestDuration: {query: httpDuration, scale: 1000},
@@ -135,7 +133,7 @@ func builtinFor(provider, name string) (builtin, error) {
 	}
 	qs, ok := builtins[provider]
 	if !ok {
-		return builtin{}, fmt.Errorf("the builtin metric %s has no query for provider %q (known: %s, %s); use a MetricTemplate", name, provider, ProviderIstio, ProviderKubernetes)
+		return builtin{}, fmt.Errorf("the builtin metric %s has no query for provider %q (known: %s, %s); use a MetricTemplate", name, provider, flaggerv1.ProviderIstio, flaggerv1.ProviderKubernetes)
 	}
 	return qs[name], nil
 }

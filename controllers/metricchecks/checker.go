@@ -135,7 +135,7 @@ func (k *Checker) provider(c *flaggerv1.Canary) string {
 	case k.Provider != "":
 		return k.Provider
 	default:
-		return ProviderIstio
+		return flaggerv1.ProviderIstio
 	}
 }
 

@@ -254,7 +254,7 @@ func TestBuiltinIstio(t *testing.T) {
 		flaggerv1.CanaryMetric{Name: RequestSuccessRate, ThresholdRange: &flaggerv1.CanaryThresholdRange{Min: ptr.To(99.0)}},
 		flaggerv1.CanaryMetric{Name: RequestDuration, Interval: "30s", ThresholdRange: &flaggerv1.CanaryThresholdRange{Max: ptr.To(500.0)}},
 	)
-	res := (&Checker{DefaultAddress: p.URL, Provider: ProviderIstio}).Check(context.Background(), c)
+	res := (&Checker{DefaultAddress: p.URL, Provider: flaggerv1.ProviderIstio}).Check(context.Background(), c)
 	if len(res) != 2 || res[0].Name != RequestSuccessRate || res[1].Name != RequestDuration {
 		t.Fatalf("results %+v are not in spec order", res)
 	}
@@ -301,7 +301,7 @@ func TestBuiltinKubernetes(t *testing.T) {
 		flaggerv1.CanaryMetric{Name: RequestSuccessRate, Threshold: 99},
 		flaggerv1.CanaryMetric{Name: RequestDuration, Threshold: 500},
 	)
-	res := (&Checker{DefaultAddress: p.URL, Provider: ProviderKubernetes}).Check(context.Background(), c)
+	res := (&Checker{DefaultAddress: p.URL, Provider: flaggerv1.ProviderKubernetes}).Check(context.Background(), c)
 	if res[0].Err != nil || res[0].Value != 99.5 {
 		t.Fatalf("success rate = %v, %v", res[0].Value, res[0].Err)
 	}
@@ -322,8 +322,8 @@ func TestBuiltinKubernetes(t *testing.T) {
 func TestBuiltinProviderFromSpec(t *testing.T) {
 	p := newFakeProm(t, constant(one("100")))
 	c := canary(flaggerv1.CanaryMetric{Name: RequestSuccessRate, Threshold: 99})
-	c.Spec.Provider = ProviderIstio
-	r := checkOneMetric(t, &Checker{DefaultAddress: p.URL, Provider: ProviderKubernetes}, c)
+	c.Spec.Provider = flaggerv1.ProviderIstio
+	r := checkOneMetric(t, &Checker{DefaultAddress: p.URL, Provider: flaggerv1.ProviderKubernetes}, c)
 	if r.Err != nil || !strings.Contains(r.Query, "istio_requests_total") {
 		t.Fatalf("spec.provider istio did not win over the default: %q, %v", r.Query, r.Err)
 	}
@@ -337,7 +337,7 @@ func TestBuiltinProviderFromSpec(t *testing.T) {
 
 func TestBuiltinNoValues(t *testing.T) {
 	p := newFakeProm(t, constant(vector()))
-	r := checkOneMetric(t, &Checker{DefaultAddress: p.URL, Provider: ProviderIstio},
+	r := checkOneMetric(t, &Checker{DefaultAddress: p.URL, Provider: flaggerv1.ProviderIstio},
 		canary(flaggerv1.CanaryMetric{Name: RequestSuccessRate, Threshold: 99}))
 	wantFailure(t, r, ErrNoValues)
 	if got, want := r.Err.Error(), "Halt advancement no values found for istio metric request-success-rate probably podinfo.test is not receiving traffic"; got != want {

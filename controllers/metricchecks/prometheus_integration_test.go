@@ -178,7 +178,7 @@ func TestAgainstPrometheus(t *testing.T) {
 	}
 
 	t.Run("istio builtins", func(t *testing.T) {
-		k := &Checker{DefaultAddress: promURL, Provider: ProviderIstio}
+		k := &Checker{DefaultAddress: promURL, Provider: flaggerv1.ProviderIstio}
 		res := k.Check(ctx, canary(
 			flaggerv1.CanaryMetric{Name: RequestSuccessRate, ThresholdRange: min(99)},
 			flaggerv1.CanaryMetric{Name: RequestDuration, ThresholdRange: max(500)},
@@ -195,7 +195,7 @@ func TestAgainstPrometheus(t *testing.T) {
 	})
 
 	t.Run("kubernetes builtins read the canary's pods only", func(t *testing.T) {
-		k := &Checker{DefaultAddress: promURL, Provider: ProviderKubernetes}
+		k := &Checker{DefaultAddress: promURL, Provider: flaggerv1.ProviderKubernetes}
 		res := k.Check(ctx, canary(
 			flaggerv1.CanaryMetric{Name: RequestSuccessRate, Threshold: 97},
 			flaggerv1.CanaryMetric{Name: RequestDuration, Threshold: 500},

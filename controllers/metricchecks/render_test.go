@@ -138,7 +138,7 @@ func TestModelForOverrides(t *testing.T) {
 }
 
 func BenchmarkRender(b *testing.B) {
-	q, _ := BuiltinQuery(ProviderIstio, RequestSuccessRate)
+	q, _ := BuiltinQuery(flaggerv1.ProviderIstio, RequestSuccessRate)
 	m := fullModel()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -24,21 +24,15 @@ import (
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
-// Providers this package implements (spec.provider, or the controller's -mesh-provider).
-const (
-	ProviderIstio      = "istio"
-	ProviderKubernetes = "kubernetes"
-)
-
 // For returns the router of a provider: Kubernetes for "kubernetes", Istio (writing through cl)
 // for "istio". The caller resolves an empty spec.provider to its default first. Any other
 // provider gets a router whose every call fails with an error naming it, so a Canary that
 // slipped past admission stalls with a clear message instead of a nil router.
 func For(provider string, cl client.Client) Router {
 	switch provider {
-	case ProviderKubernetes:
+	case flaggerv1.ProviderKubernetes:
 		return Kubernetes{}
-	case ProviderIstio:
+	case flaggerv1.ProviderIstio:
 		return &Istio{Client: cl}
 	default:
 		return unsupported{provider: provider}
@@ -48,7 +42,7 @@ func For(provider string, cl client.Client) Router {
 type unsupported struct{ provider string }
 
 func (u unsupported) err() error {
-	return fmt.Errorf("provider %q is not supported: Herald routes traffic with %q or %q", u.provider, ProviderIstio, ProviderKubernetes)
+	return fmt.Errorf("provider %q is not supported: Herald routes traffic with %q or %q", u.provider, flaggerv1.ProviderIstio, flaggerv1.ProviderKubernetes)
 }
 
 func (u unsupported) Reconcile(context.Context, *flaggerv1.Canary) error { return u.err() }

@@ -59,7 +59,7 @@ func BenchmarkIstioCanary(b *testing.B) {
 	canary := &flaggerv1.Canary{
 		ObjectMeta: metav1.ObjectMeta{Name: "weighted", Namespace: namespace},
 		Spec: flaggerv1.CanarySpec{
-			Provider:      "istio",
+			Provider: "istio",
 			// Herald starts before the benchmark knows Prometheus's address: the Canary names it.
 			MetricsServer: env.PrometheusURL,
 			TargetRef:     flaggerv1.LocalObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "weighted"},

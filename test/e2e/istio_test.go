@@ -228,7 +228,7 @@ var _ = Describe("Istio canaries judged by Prometheus", func() {
 		behave(ctx, "abtest", 0, "20ms")
 		Eventually(func() bool {
 			return len(virtualService(ctx, "abtest").Spec.GetHttp()) == 2 && splitOf(virtualService(ctx, "abtest"), "abtest").Canary == 100
-		}).WithTimeout(30 * time.Second).Should(BeTrue(), "a matched route to the canary ahead of the default route")
+		}).WithTimeout(30*time.Second).Should(BeTrue(), "a matched route to the canary ahead of the default route")
 		Eventually(func() int64 { return sim.ServedClass(ctrlNS, "abtest", "insider", "abtest") }).WithTimeout(15 * time.Second).Should(BeNumerically(">", 20))
 		Eventually(phaseOf(ctx, "abtest")).WithTimeout(90 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
 		Expect(sim.ServedClass(ctrlNS, "abtest", "plain", "abtest")).To(BeZero(), "requests without the header never reached the canary")

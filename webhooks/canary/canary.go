@@ -45,16 +45,6 @@ import (
 // +kubebuilder:rbac:groups=apps,resources=deployments;daemonsets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=flagger.app,resources=metrictemplates;alertproviders,verbs=get;list;watch
 
-// Providers Herald implements.
-const (
-	ProviderIstio      = "istio"
-	ProviderKubernetes = "kubernetes"
-)
-
-// SupportedProviders are the values of spec.provider (and of the controller's
-// --mesh-provider) that Herald implements.
-var SupportedProviders = []string{ProviderIstio, ProviderKubernetes}
-
 // DefaultSelectorLabels are the pod labels that identify a workload when
 // Options.SelectorLabels is empty (Flagger's -selector-labels default).
 var DefaultSelectorLabels = []string{"app", "name", "app.kubernetes.io/name"}
@@ -85,7 +75,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.DefaultProvider == "" {
-		o.DefaultProvider = ProviderIstio
+		o.DefaultProvider = flaggerv1.ProviderIstio
 	}
 	if len(o.SelectorLabels) == 0 {
 		o.SelectorLabels = DefaultSelectorLabels

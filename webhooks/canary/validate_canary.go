@@ -156,17 +156,17 @@ func (k *check) checkProvider(spec *field.Path) {
 	p := spec.Child("provider")
 	prov := k.c.Spec.Provider
 	switch {
-	case slices.Contains(SupportedProviders, prov):
+	case slices.Contains(flaggerv1.SupportedProviders, prov):
 		k.provider = prov
 	case prov != "":
-		k.err(field.NotSupported(p, prov, SupportedProviders))
-	case slices.Contains(SupportedProviders, k.opts.DefaultProvider):
+		k.err(field.NotSupported(p, prov, flaggerv1.SupportedProviders))
+	case slices.Contains(flaggerv1.SupportedProviders, k.opts.DefaultProvider):
 		k.provider = k.opts.DefaultProvider
 	default:
 		k.err(&field.Error{
 			Type: field.ErrorTypeNotSupported, Field: p.String(), BadValue: k.opts.DefaultProvider,
 			Detail: fmt.Sprintf("supported values: %s; the Canary sets no provider, so the controller's "+
-				"default (flag --mesh-provider=%s) applies: set spec.provider", quoted(SupportedProviders), k.opts.DefaultProvider),
+				"default (flag --mesh-provider=%s) applies: set spec.provider", quoted(flaggerv1.SupportedProviders), k.opts.DefaultProvider),
 		})
 	}
 	if k.provider == "" {
@@ -379,7 +379,7 @@ func (k *check) checkStrategy(p *field.Path, a *flaggerv1.CanaryAnalysis, skip b
 	if a.Iterations < 0 {
 		k.err(field.Invalid(p.Child("iterations"), a.Iterations, "must not be negative"))
 	}
-	if k.provider == ProviderKubernetes {
+	if k.provider == flaggerv1.ProviderKubernetes {
 		trafficFields := []string{}
 		if a.StepWeight != 0 {
 			trafficFields = append(trafficFields, "stepWeight")
@@ -418,7 +418,7 @@ func (k *check) checkStrategy(p *field.Path, a *flaggerv1.CanaryAnalysis, skip b
 			k.err(field.Invalid(p.Child("threshold"), a.Threshold, "must be at least 1"))
 		}
 	}
-	if a.Iterations == 0 && a.StepWeight == 0 && len(a.StepWeights) == 0 && k.provider != ProviderKubernetes {
+	if a.Iterations == 0 && a.StepWeight == 0 && len(a.StepWeights) == 0 && k.provider != flaggerv1.ProviderKubernetes {
 		k.err(field.Required(p.Child("stepWeight"),
 			"without iterations the canary strategy shifts traffic step by step: set stepWeight or stepWeights "+
 				"(or iterations, for blue/green or A/B testing)"))
@@ -434,7 +434,7 @@ func (k *check) checkSessionAffinity(p *field.Path, s *flaggerv1.SessionAffinity
 	if s == nil {
 		return
 	}
-	if k.provider == ProviderKubernetes {
+	if k.provider == flaggerv1.ProviderKubernetes {
 		k.err(field.Forbidden(p, "provider kubernetes has no traffic router to pin users with cookies: use provider istio"))
 	}
 	if s.CookieName == "" {
