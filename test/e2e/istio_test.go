@@ -18,12 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
-)
-
-// Behaviour annotations of the traffic simulator (test/traffic): they make a version good or bad.
-const (
-	errorRateAnnotation = "traffic.herald.test/error-rate"
-	latencyAnnotation   = "traffic.herald.test/latency"
+	"github.com/herald-rollouts/herald/test/traffic"
 )
 
 // istioCanary is a Canary on the istio provider with the builtin metrics of the seeds.
@@ -54,7 +49,7 @@ func istioCanary(ctx context.Context, name string, analysis flaggerv1.CanaryAnal
 // behave gives the target a new revision that the simulator serves with this error rate and
 // latency.
 func behave(ctx context.Context, name string, errorRate float64, latency string) {
-	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:"%g",%q:%q}}}}}`, errorRateAnnotation, errorRate, latencyAnnotation, latency)
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{%q:"%g",%q:%q}}}}}`, traffic.ErrorRateAnnotation, errorRate, traffic.LatencyAnnotation, latency)
 	Expect(k8s.Patch(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ctrlNS}}, client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
 }
 
@@ -176,7 +171,7 @@ var _ = Describe("Istio canaries judged by Prometheus", func() {
 		Expect(rec.seen()).To(Equal([]int32{0, 10, 20, 30, 0}), "the canary weight steps 10, 20, 30, then back to the primary")
 		Expect(splitOf(virtualService(ctx, "weighted"), "weighted")).To(Equal(split{Primary: 100, Canary: 0}))
 		Expect(deploymentIn(ctx, "weighted").Spec.Replicas).To(HaveValue(BeEquivalentTo(0)))
-		Expect(deploymentIn(ctx, "weighted-primary").Spec.Template.Annotations).To(HaveKeyWithValue(errorRateAnnotation, "0"))
+		Expect(deploymentIn(ctx, "weighted-primary").Spec.Template.Annotations).To(HaveKeyWithValue(traffic.ErrorRateAnnotation, "0"))
 		notes := eventsFor(ctx, "weighted")
 		for _, w := range []int{10, 20, 30} {
 			Expect(notes).To(ContainElement(fmt.Sprintf("Advance weighted.%s canary weight %d", ctrlNS, w)))
@@ -209,7 +204,7 @@ var _ = Describe("Istio canaries judged by Prometheus", func() {
 		Expect(rec.seen()).To(Equal([]int32{0, 10, 0}), "the canary got 10%, then nothing")
 		Expect(splitOf(virtualService(ctx, "faulty"), "faulty")).To(Equal(split{Primary: 100, Canary: 0}))
 		Eventually(func() *int32 { return deploymentIn(ctx, "faulty").Spec.Replicas }).Should(HaveValue(BeEquivalentTo(0)))
-		Expect(deploymentIn(ctx, "faulty-primary").Spec.Template.Annotations).NotTo(HaveKey(errorRateAnnotation))
+		Expect(deploymentIn(ctx, "faulty-primary").Spec.Template.Annotations).NotTo(HaveKey(traffic.ErrorRateAnnotation))
 		notes := eventsFor(ctx, "faulty")
 		Expect(notes).To(ContainElement(MatchRegexp(`request-success-rate 5\d(\.\d+)? < 99`)))
 		Expect(notes).To(ContainElement(ContainSubstring("failed checks threshold reached 2")))
