@@ -148,6 +148,21 @@ func TestRules(t *testing.T) {
 			metricTemplate("test", "error-rate"), alertProvider("test", "slack"),
 		}},
 
+		// routing that the istio router could not build
+		{name: "istio load balancer unknown", mutate: func(c *flaggerv1.Canary) {
+			c.Spec.Service.TrafficPolicy = &flaggerv1.TrafficPolicy{LoadBalancer: &flaggerv1.LoadBalancerSettings{Simple: "FASTEST"}}
+		}, errs: []string{"spec.service.trafficPolicy.loadBalancer.simple"}, errText: []string{`"FASTEST"`}},
+		{name: "istio tcp with a/b match", mutate: func(c *flaggerv1.Canary) {
+			c.Spec.Service.AppProtocol = "tcp"
+			c.Spec.Analysis.StepWeight, c.Spec.Analysis.MaxWeight, c.Spec.Analysis.Iterations = 0, 0, 10
+			c.Spec.Analysis.Match = []flaggerv1.HTTPMatchRequest{{Headers: map[string]flaggerv1.StringMatch{"x-canary": {Exact: "insider"}}}}
+		}, errs: []string{"spec.analysis.match"}},
+		{name: "kubernetes ignores istio routing", mutate: func(c *flaggerv1.Canary) {
+			c.Spec.Provider = "kubernetes"
+			bg(c)
+			c.Spec.Service.TrafficPolicy = &flaggerv1.TrafficPolicy{LoadBalancer: &flaggerv1.LoadBalancerSettings{Simple: "FASTEST"}}
+		}},
+
 		// 3. analysis
 		{name: "no analysis", mutate: func(c *flaggerv1.Canary) { c.Spec.Analysis = nil },
 			errs: []string{"spec.analysis"}, errText: []string{"spec.analysis: Required value"}},

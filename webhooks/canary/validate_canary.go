@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/router"
 )
 
 // Builtin metric names.
@@ -279,6 +280,15 @@ func (k *check) checkService(p *field.Path) {
 	}
 	k.duration(p.Child("timeout"), s.Timeout)
 	k.duration(p.Child("backendTimeout"), s.BackendTimeout)
+	if k.provider == flaggerv1.ProviderIstio {
+		// What the istio router could not turn into a VirtualService is refused here, at
+		// apply time, rather than failing every reconcile later.
+		for _, e := range router.ValidateIstio(k.c) {
+			if !slices.ContainsFunc(k.errs, func(have *field.Error) bool { return have.Field == e.Field }) {
+				k.err(e)
+			}
+		}
+	}
 }
 
 // duration checks a duration field and returns its value; ok is false when it is unset or
