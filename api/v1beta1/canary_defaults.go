@@ -178,3 +178,15 @@ const (
 // SupportedProviders are the values of spec.provider that Herald implements; the Canary
 // webhook refuses others by name.
 var SupportedProviders = []string{ProviderIstio, ProviderKubernetes}
+
+// GetProvider returns spec.provider, or defaultProvider (the controller's -mesh-provider)
+// when unset, or istio when both are empty, as Flagger.
+func (c *Canary) GetProvider(defaultProvider string) string {
+	switch {
+	case c.Spec.Provider != "":
+		return c.Spec.Provider
+	case defaultProvider != "":
+		return defaultProvider
+	}
+	return ProviderIstio
+}

@@ -239,9 +239,6 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 		Events:    mgr.GetEventRecorderFor("herald"), //nolint:staticcheck // see canary.Reconciler.Events
 		Metrics:   &metrics.Recorder{},
 		Hooks:     &hooks.Caller{},
-		Routers: func(provider string) router.Router {
-			return router.For(provider, mgr.GetClient())
-		},
 		Checks: &metricchecks.Checker{
 			// Live reads: MetricTemplates change rarely and Secrets must not be cached.
 			Reader:         mgr.GetAPIReader(),

@@ -2,6 +2,7 @@ package canary
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/hooks"
+	"github.com/herald-rollouts/herald/controllers/metricchecks"
 	"github.com/herald-rollouts/herald/controllers/metrics"
 	"github.com/herald-rollouts/herald/controllers/revision"
 	"github.com/herald-rollouts/herald/controllers/workloads"
@@ -49,7 +51,9 @@ func (p *pass) run(ctx context.Context) (ctrl.Result, error) {
 	if err := p.syncServices(ctx, t, !initializing); err != nil {
 		return ctrl.Result{}, err
 	}
-	p.resolveProvider()
+	if err := p.resolveProvider(); err != nil {
+		return ctrl.Result{}, err
+	}
 	if !initializing {
 		// Every pass corrects the routing objects (direct edits are overwritten) and the split.
 		if err := p.reconcileRoutes(ctx); err != nil {
@@ -75,6 +79,10 @@ func (p *pass) run(ctx context.Context) (ctrl.Result, error) {
 				return ctrl.Result{}, err
 			}
 			p.resetRun(rev, configs)
+			if c.Status.Phase != flaggerv1.CanaryPhaseProgressing {
+				// An approval asked for the previous revision does not carry over.
+				p.setPhase(flaggerv1.CanaryPhaseProgressing, "New revision detected, restarting the canary analysis.")
+			}
 			return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 		}
 		return p.analyse(ctx, t, refs)
@@ -163,7 +171,7 @@ func (p *pass) detect(ctx context.Context, t *target, rev string, configs map[st
 	if ok, msg := p.gate(ctx, flaggerv1.ConfirmRolloutHook, rev); !ok {
 		if c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
 			p.setPhase(flaggerv1.CanaryPhaseWaiting, "Waiting for approval.")
-			p.event(corev1.EventTypeNormal, "Halt advancement %s.%s waiting for approval %s", c.Name, c.Namespace, msg)
+			p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for approval %s", c.Name, c.Namespace, msg)
 		}
 		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 	}
@@ -208,6 +216,14 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 	if !ready {
 		p.log.V(1).Info("Waiting for the canary", "reason", reason)
 		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+	}
+	if c.SkipAnalysis() {
+		// Set on a run in progress (Flagger's way to push a stuck release through), or the
+		// analysis was removed: promote now.
+		if err := p.route(ctx, 100, 0, false); err != nil {
+			return ctrl.Result{}, err
+		}
+		return p.promote(ctx, t, refs)
 	}
 	if ok, _ := p.gate(ctx, flaggerv1.RollbackHook, c.Status.LastAppliedSpec); ok {
 		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s manual webhook invoked", c.Name, c.Namespace))
@@ -265,8 +281,9 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 	if checkErr != nil {
 		return p.failCheck(ctx, t, checkErr)
 	}
-	c.Status.LastTransitionTime = p.nowTime()
-	return p.step(ctx, t, refs, first)
+	// Each step records its own time once its writes are done: a step that fails to write is
+	// retried soon, not an interval later.
+	return p.step(ctx, t, refs)
 }
 
 // failCheck counts a failed check and rolls back once the threshold is reached.
@@ -286,11 +303,15 @@ func (p *pass) failCheck(ctx context.Context, t *target, checkErr error) (ctrl.R
 // confirmPromotion asks the confirm-promotion gates, then promotes.
 func (p *pass) confirmPromotion(ctx context.Context, t *target, refs []revision.Ref) (ctrl.Result, error) {
 	c := p.c
-	if ok, msg := p.gate(ctx, flaggerv1.ConfirmPromotionHook, c.Status.LastAppliedSpec); !ok {
+	// A blue/green run past its iterations was approved before traffic moved to the canary:
+	// the gate is asked once per run.
+	approved := p.shifts() && p.strategy() == flaggerv1.StrategyBlueGreen && c.Status.Iterations > p.iterations()
+	if ok, msg := p.gate(ctx, flaggerv1.ConfirmPromotionHook, c.Status.LastAppliedSpec); !approved && !ok {
 		if c.Status.Phase != flaggerv1.CanaryPhaseWaitingPromotion {
 			p.setPhase(flaggerv1.CanaryPhaseWaitingPromotion, "Waiting for approval.")
 			p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for promotion approval %s", c.Name, c.Namespace, msg)
 		}
+		c.Status.LastTransitionTime = p.nowTime()
 		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 	}
 	// A blue/green run on a routing provider gives the canary all traffic for one interval
@@ -333,7 +354,7 @@ func (p *pass) promoting(ctx context.Context, t *target) (ctrl.Result, error) {
 		// The primary now runs the failed revision: whatever comes next, including the old
 		// version, must be analysed and promoted again.
 		c.Status.LastPromotedSpec = ""
-		return p.rollback(ctx, t, fmt.Sprintf("Promotion of %s.%s failed: primary %s", c.Name, c.Namespace, reason))
+		return p.failedPromotion(ctx, t, fmt.Sprintf("Promotion of %s.%s failed: primary %s", c.Name, c.Namespace, reason))
 	}
 	if !ready {
 		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
@@ -382,6 +403,28 @@ func (p *pass) rollback(ctx context.Context, t *target, why string) (ctrl.Result
 	}
 	p.setPhase(flaggerv1.CanaryPhaseFailed, "Canary analysis failed, Deployment scaled to zero: "+why)
 	p.event(corev1.EventTypeWarning, "Canary failed! Scaling down %s.%s", t.obj.GetName(), c.Namespace)
+	p.afterStatus = append(p.afterStatus, func() {
+		p.r.Metrics.IncFailure(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), metrics.AnalysisCompleted)
+		p.postRollout(ctx)
+	})
+	return ctrl.Result{}, nil
+}
+
+// failedPromotion ends a run whose primary could not roll out the promoted revision. Where
+// traffic can move, it goes to the canary, which runs the same revision and is ready, and the
+// canary keeps its pods; otherwise this is a rollback.
+func (p *pass) failedPromotion(ctx context.Context, t *target, why string) (ctrl.Result, error) {
+	c := p.c
+	if !p.shifts() {
+		return p.rollback(ctx, t, why)
+	}
+	p.event(corev1.EventTypeWarning, "%s", why)
+	if err := p.route(ctx, 0, 100, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	p.setPhase(flaggerv1.CanaryPhaseFailed, "Promotion failed, all traffic routed to the canary: "+why)
+	c.Status.CanaryWeight = 100
+	p.event(corev1.EventTypeWarning, "Canary promotion failed! All traffic routed to %s.%s", t.obj.GetName(), c.Namespace)
 	p.afterStatus = append(p.afterStatus, func() {
 		p.r.Metrics.IncFailure(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), metrics.AnalysisCompleted)
 		p.postRollout(ctx)
@@ -540,11 +583,15 @@ func (p *pass) gate(ctx context.Context, t flaggerv1.HookType, rev string) (bool
 		return t != flaggerv1.RollbackHook, ""
 	}
 	for _, h := range list {
-		if err := p.r.Hooks.Call(ctx, h, p.hookPayload(h, rev)); err != nil {
+		err := p.r.Hooks.Call(ctx, h, p.hookPayload(h, rev))
+		switch {
+		case t == flaggerv1.RollbackHook && err == nil:
+			return true, h.Name // one hook asking for a rollback is enough
+		case t != flaggerv1.RollbackHook && err != nil:
 			return false, err.Error()
 		}
 	}
-	return true, ""
+	return t != flaggerv1.RollbackHook, ""
 }
 
 // runHooks calls every hook of type t; the first failure is the step's failure.
@@ -571,13 +618,18 @@ func (p *pass) checkMetrics(ctx context.Context) error {
 	var failed error
 	// The checker logs each result with its query.
 	for _, r := range p.r.Checks.Check(ctx, p.c) {
-		if r.Err != nil {
-			if failed == nil {
-				failed = r.Err
+		if r.Err == nil || errors.Is(r.Err, metricchecks.ErrOutOfRange) {
+			// Flagger's series: by target, durations in seconds; a value out of range is
+			// exported too, it is the one that explains a rollback.
+			v := r.Value
+			if r.Name == metricchecks.RequestDuration {
+				v /= 1000
 			}
-			continue
+			p.r.Metrics.SetMetric(p.c.Spec.TargetRef.Name, p.c.Namespace, r.Name, v)
 		}
-		p.r.Metrics.SetMetric(p.c.Name, p.c.Namespace, r.Name, r.Value)
+		if r.Err != nil && failed == nil {
+			failed = r.Err
+		}
 	}
 	return failed
 }

@@ -77,8 +77,6 @@ type Reconciler struct {
 	Events  record.EventRecorder
 	Metrics *metrics.Recorder
 	Hooks   *hooks.Caller
-	// Routers returns the router of a provider ("istio", "kubernetes").
-	Routers func(provider string) router.Router
 	// Checks runs the analysis metrics against Prometheus.
 	Checks *metricchecks.Checker
 	// Alerts sends phase changes to the Canary's AlertProviders; nil disables alerts.
@@ -203,8 +201,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 				err = errors.Join(err, fmt.Errorf("writing status: %w", perr))
 				return
 			}
-			r.Metrics.SetStatus(c.Spec.TargetRef.Name, c.Namespace, c.Status.Phase)
 		}
+		// Every pass, not only on a change: after a restart or a fail-over the series must be
+		// there for idle Canaries too.
+		r.Metrics.SetStatus(c.Spec.TargetRef.Name, c.Namespace, c.Status.Phase)
 		for _, f := range p.afterStatus {
 			f()
 		}

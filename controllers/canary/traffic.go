@@ -3,6 +3,8 @@ package canary
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,21 +24,15 @@ const defaultStepWeight = 10
 const kubernetesIterations = 10
 
 // resolveProvider picks the Canary's provider (spec.provider, else Herald's -mesh-provider)
-// and its router.
-func (p *pass) resolveProvider() {
-	p.provider = p.c.Spec.Provider
-	if p.provider == "" {
-		p.provider = p.r.Options.MeshProvider
+// and its router. A provider Herald does not implement (the Canary webhook refuses them, but
+// it may have been bypassed) is a configuration error.
+func (p *pass) resolveProvider() error {
+	p.provider = p.c.GetProvider(p.r.Options.MeshProvider)
+	if !slices.Contains(flaggerv1.SupportedProviders, p.provider) {
+		return terminalf("spec.provider: %q is not supported: use one of %s", p.provider, strings.Join(flaggerv1.SupportedProviders, ", "))
 	}
-	if p.provider == "" {
-		p.provider = flaggerv1.ProviderIstio
-	}
-	if p.r.Routers != nil {
-		p.router = p.r.Routers(p.provider)
-	}
-	if p.router == nil {
-		p.router = router.Kubernetes{}
-	}
+	p.router = router.For(p.provider, p.r.Client)
+	return nil
 }
 
 // shifts reports whether the provider moves traffic at the apex.
@@ -144,13 +140,13 @@ func (p *pass) keepRoutes(ctx context.Context) error {
 }
 
 // step advances the run after a successful check, by the strategy.
-func (p *pass) step(ctx context.Context, t *target, refs []revision.Ref, first bool) (ctrl.Result, error) {
+func (p *pass) step(ctx context.Context, t *target, refs []revision.Ref) (ctrl.Result, error) {
 	switch p.strategy() {
 	case flaggerv1.StrategyCanary:
 		return p.stepWeight(ctx, t, refs)
 	case flaggerv1.StrategyABTesting:
 		return p.stepIteration(ctx, t, refs, func() error {
-			if first || p.c.Status.Iterations == 0 {
+			if p.c.Status.Iterations == 0 {
 				return p.route(ctx, 0, 100, false) // the matching requests go to the canary
 			}
 			return nil
@@ -228,10 +224,9 @@ func (p *pass) stepIteration(ctx context.Context, t *target, refs []revision.Ref
 	s.Iterations++
 	s.LastTransitionTime = p.nowTime()
 	p.event(corev1.EventTypeNormal, "Advance %s.%s canary iteration %d/%d", c.Name, c.Namespace, s.Iterations, want)
-	if s.Iterations < want {
-		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
-	}
-	return p.confirmPromotion(ctx, t, refs)
+	// The promotion is asked for on the next step, after one more check: a run of N
+	// iterations has N metric checks, the first step having none.
+	return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 }
 
 // switchToCanary is the last step of a blue/green run on a routing provider: once approved,

@@ -21,7 +21,8 @@ func TestNextWeight(t *testing.T) {
 		{"ladder from zero", flaggerv1.CanaryAnalysis{StepWeights: []int{1, 5, 25, 60}}, 0, 60, 1},
 		{"ladder next rung", flaggerv1.CanaryAnalysis{StepWeights: []int{1, 5, 25, 60}}, 5, 60, 25},
 		{"ladder between rungs", flaggerv1.CanaryAnalysis{StepWeights: []int{1, 5, 25, 60}}, 7, 60, 25},
-		{"stepWeight wins over the ladder", flaggerv1.CanaryAnalysis{StepWeight: 15, StepWeights: []int{1, 5}}, 0, 100, 15},
+		// maxWeight is the ladder's top (GetMaxWeight), the step is stepWeight, as Flagger.
+		{"stepWeight wins over the ladder", flaggerv1.CanaryAnalysis{StepWeight: 2, StepWeights: []int{1, 5}}, 0, 5, 2},
 	}
 	for _, tc := range cases {
 		if got := nextWeight(&tc.a, tc.current, tc.maxW); got != tc.expected {

@@ -8,6 +8,7 @@ package metricchecks
 
 import (
 	"fmt"
+	"slices"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
@@ -118,8 +119,11 @@ var builtins = map[string]map[string]builtin{
 
 // IsBuiltin reports whether name is a builtin metric.
 func IsBuiltin(name string) bool {
-	return name == RequestSuccessRate || name == RequestDuration
+	return slices.Contains(BuiltinNames, name)
 }
+
+// BuiltinNames are the names of the builtin metrics.
+var BuiltinNames = []string{RequestSuccessRate, RequestDuration}
 
 // BuiltinQuery returns the unrendered query of a builtin metric for a provider.
 func BuiltinQuery(provider, name string) (string, error) {

@@ -129,14 +129,7 @@ func logResult(logger logr.Logger, r Result) {
 }
 
 func (k *Checker) provider(c *flaggerv1.Canary) string {
-	switch {
-	case c.Spec.Provider != "":
-		return c.Spec.Provider
-	case k.Provider != "":
-		return k.Provider
-	default:
-		return flaggerv1.ProviderIstio
-	}
+	return c.GetProvider(k.Provider)
 }
 
 // canaryAddress is where builtin and inline metrics are queried.

@@ -241,7 +241,14 @@ var _ = Describe("Istio canaries judged by Prometheus", func() {
 		behave(ctx, "mirrored", 0, "20ms")
 		Eventually(func() split { return splitOf(virtualService(ctx, "mirrored"), "mirrored") }).WithTimeout(30 * time.Second).
 			Should(Equal(split{Primary: 100, Canary: 0, Mirror: "mirrored-canary", MirrorPercent: 50}))
+		// While the split is 100/0 the canary's requests can only be mirrored copies: none
+		// is routed to it.
+		routedToCanary := func() int64 {
+			return sim.ServedClass(ctrlNS, "mirrored", "plain", "mirrored") + sim.ServedClass(ctrlNS, "mirrored", "insider", "mirrored")
+		}
 		Eventually(func() int64 { n, _ := sim.Served(ctrlNS, "mirrored"); return n }).WithTimeout(15 * time.Second).Should(BeNumerically(">", 20))
+		Expect(splitOf(virtualService(ctx, "mirrored"), "mirrored").Canary).To(BeZero(), "still mirroring")
+		Expect(routedToCanary()).To(BeZero(), "the canary has seen only mirrored copies")
 		Eventually(phaseOf(ctx, "mirrored")).WithTimeout(90 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
 		Expect(canaryEvent(ctx, "mirrored", "Routing all traffic to canary")()).To(BeTrue())
 		primaryAfter, _ := sim.Served(ctrlNS, "mirrored-primary")

@@ -24,19 +24,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/metricchecks"
 	"github.com/herald-rollouts/herald/controllers/router"
 )
 
-// Builtin metric names.
-const (
-	MetricRequestSuccessRate = "request-success-rate"
-	MetricRequestDuration    = "request-duration"
-)
-
 var (
-	builtinMetrics = []string{MetricRequestSuccessRate, MetricRequestDuration}
-	targetKinds    = []string{"Deployment", "DaemonSet"}
-	hookTypes      = []flaggerv1.HookType{
+	targetKinds = []string{"Deployment", "DaemonSet"}
+	hookTypes   = []flaggerv1.HookType{
 		"", flaggerv1.ConfirmRolloutHook, flaggerv1.PreRolloutHook, flaggerv1.RolloutHook,
 		flaggerv1.ConfirmTrafficIncreaseHook, flaggerv1.ConfirmPromotionHook,
 		flaggerv1.PostRolloutHook, flaggerv1.RollbackHook, flaggerv1.EventHook,
@@ -461,7 +455,7 @@ func (k *check) checkMetrics(p *field.Path, metrics []flaggerv1.CanaryMetric, in
 	for i := range metrics {
 		m := &metrics[i]
 		mp := p.Index(i)
-		builtin := slices.Contains(builtinMetrics, m.Name)
+		builtin := metricchecks.IsBuiltin(m.Name)
 		if m.Name == "" {
 			k.err(field.Required(mp.Child("name"), ""))
 		}
@@ -499,7 +493,7 @@ func (k *check) checkMetrics(p *field.Path, metrics []flaggerv1.CanaryMetric, in
 		case m.Query != "":
 		case m.Name != "":
 			k.err(field.Invalid(mp.Child("name"), m.Name, fmt.Sprintf(
-				"is not a builtin metric (%s): set templateRef to a MetricTemplate", quoted(builtinMetrics))))
+				"is not a builtin metric (%s): set templateRef to a MetricTemplate", quoted(metricchecks.BuiltinNames))))
 		}
 	}
 }
