@@ -92,8 +92,11 @@ func (p *pass) route(ctx context.Context, primary, canary int, mirrored bool) er
 func (p *pass) wantedRoutes() (primary, canary int, mirrored, ok bool) {
 	s := p.c.Status
 	switch s.Phase {
-	case flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed, flaggerv1.CanaryPhaseWaiting:
+	case flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseWaiting:
 		return 100, 0, false, true
+	case flaggerv1.CanaryPhaseFailed:
+		// All on the primary, except after a failed promotion (see failedPromotion).
+		return 100 - s.CanaryWeight, s.CanaryWeight, false, true
 	case flaggerv1.CanaryPhaseProgressing, flaggerv1.CanaryPhaseWaitingPromotion:
 		switch p.strategy() {
 		case flaggerv1.StrategyCanary:

@@ -53,6 +53,8 @@ func TestWantedRoutes(t *testing.T) {
 		{"a/b testing", p("istio", &flaggerv1.CanaryAnalysis{Iterations: 3, Match: []flaggerv1.HTTPMatchRequest{{Name: "x"}}}, flaggerv1.CanaryStatus{Phase: flaggerv1.CanaryPhaseProgressing, Iterations: 1}), want{0, 100, false, true}},
 		{"blue/green mirroring", p("istio", &flaggerv1.CanaryAnalysis{Iterations: 3, Mirror: true}, flaggerv1.CanaryStatus{Phase: flaggerv1.CanaryPhaseProgressing, Iterations: 2}), want{100, 0, true, true}},
 		{"blue/green switched", p("istio", &flaggerv1.CanaryAnalysis{Iterations: 3}, flaggerv1.CanaryStatus{Phase: flaggerv1.CanaryPhaseProgressing, Iterations: 4}), want{0, 100, false, true}},
+		{"rolled back", p("istio", &flaggerv1.CanaryAnalysis{StepWeight: 10}, flaggerv1.CanaryStatus{Phase: flaggerv1.CanaryPhaseFailed}), want{100, 0, false, true}},
+		{"failed promotion stays on the canary", p("istio", &flaggerv1.CanaryAnalysis{StepWeight: 10}, flaggerv1.CanaryStatus{Phase: flaggerv1.CanaryPhaseFailed, CanaryWeight: 100}), want{0, 100, false, true}},
 		{"promoting is not judged", p("istio", &flaggerv1.CanaryAnalysis{StepWeight: 10}, flaggerv1.CanaryStatus{Phase: flaggerv1.CanaryPhasePromoting, CanaryWeight: 50}), want{0, 0, false, false}},
 	}
 	for _, tc := range cases {
