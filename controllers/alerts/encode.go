@@ -12,23 +12,17 @@ import (
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
-// Encoder turns a message into the JSON body a provider type expects. One per type, in
+// encoder turns a message into the JSON body a provider type expects. One per type, in
 // encoders; each is a plain function of its inputs so that golden tests pin the shapes.
-type Encoder func(m Message, d Destination) ([]byte, error)
+type encoder func(m Message, d Destination) ([]byte, error)
 
-var encoders = map[string]Encoder{
+var encoders = map[string]encoder{
 	flaggerv1.AlertProviderSlack:   encodeSlack,
 	flaggerv1.AlertProviderMSTeams: encodeMSTeams,
 	flaggerv1.AlertProviderDiscord: encodeDiscord,
 	flaggerv1.AlertProviderRocket:  encodeRocket,
 	flaggerv1.AlertProviderGChat:   encodeGChat,
 	flaggerv1.AlertProviderWebhook: encodeWebhook,
-}
-
-// EncoderFor returns the encoder of a provider type, false for an unknown type.
-func EncoderFor(providerType string) (Encoder, bool) {
-	e, ok := encoders[providerType]
-	return e, ok
 }
 
 // One colour per severity across providers: Slack's own "good", "warning" and "danger".

@@ -50,7 +50,7 @@ func TestEncodersGolden(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.golden, func(t *testing.T) {
-			encode, ok := EncoderFor(tc.dest.Type)
+			encode, ok := encoders[tc.dest.Type]
 			if !ok {
 				t.Fatalf("no encoder for %q", tc.dest.Type)
 			}
@@ -91,7 +91,7 @@ func TestEncodersColourBySeverity(t *testing.T) {
 	}
 	for typ, bySeverity := range want {
 		for sev, fragment := range bySeverity {
-			encode, _ := EncoderFor(typ)
+			encode := encoders[typ]
 			got, err := encode(sample(sev), Destination{Type: typ, Address: "https://example.com/x"})
 			if err != nil {
 				t.Fatal(err)
