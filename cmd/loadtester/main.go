@@ -44,6 +44,7 @@ type options struct {
 	port            int
 	stateDir        string
 	allowCommands   patternList
+	allowShell      patternList
 	namespaceRegexp string
 	timeout         time.Duration
 	logLevel        string
@@ -66,10 +67,14 @@ func (o *options) bind(fs *flag.FlagSet) {
 		"docs send gate calls (curl localhost:8080/gate/open); Flagger's binary default, 9090, is Prometheus's port.")
 	fs.StringVar(&o.stateDir, "state-dir", filepath.Join(os.TempDir(), "herald-loadtester"),
 		"Directory of the gate state ("+gates.FileName+"), kept over restarts; mount a volume here. Empty: gates in memory only.")
-	fs.Var(&o.allowCommands, "allow-command", "Regular expression of a command that cmd, bash, helm and kubectl tasks may run, "+
-		"matched against the whole command line (helm and kubectl tasks: \"helm <cmd>\", \"kubectl <cmd>\"). Repeatable. "+
-		"Default: none, so nobody who can reach the load tester can run commands; hey command lines need no pattern. "+
-		"Prefer exact commands: a pattern such as 'curl .*' also matches 'curl x; rm -rf /'.")
+	fs.Var(&o.allowCommands, "allow-command", "Regular expression of a command that cmd, bash, helm and kubectl tasks may run "+
+		"without a shell, matched against the whole command as plain words (helm and kubectl tasks: \"helm <cmd>\", "+
+		"\"kubectl <cmd>\"; a word with spaces or special characters is single-quoted). Repeatable. Default: none, so nobody "+
+		"who can reach the load tester can run commands; hey command lines need no pattern. A command line that needs a "+
+		"shell (; | & $ ` < > ( ) globs...) never matches these.")
+	fs.Var(&o.allowShell, "allow-shell-command", "Regular expression of a command line that cmd and bash tasks may run "+
+		"with a shell (sh -c, bash -c), matched against the text as sent. Repeatable. Default: none. Only exact lines are "+
+		"safe: a pattern such as 'curl \\S+' also matches 'curl x;rm${IFS}-rf${IFS}/'.")
 	fs.StringVar(&o.namespaceRegexp, "namespace-regexp", "", "Serve only payloads whose namespace matches this regular "+
 		"expression (the whole namespace); others get 403. Default: all.")
 	fs.DurationVar(&o.timeout, "timeout", time.Hour, "Longest run of a task: loads and commands are stopped after it.")
@@ -79,7 +84,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 
 // config is what the options turn into.
 type config struct {
-	allow      *commands.AllowList
+	rules      commands.Rules
 	namespaces *regexp.Regexp
 	level      zapcore.Level
 }
@@ -90,11 +95,13 @@ func (o *options) validate() (config, error) {
 	if o.port < 1 || o.port > 65535 {
 		errs = append(errs, fmt.Errorf("-port %d is not a TCP port", o.port))
 	}
-	allow, err := commands.NewAllowList(o.allowCommands)
-	if err != nil {
+	var err error
+	if c.rules.Commands, err = commands.NewAllowList(o.allowCommands); err != nil {
 		errs = append(errs, fmt.Errorf("-allow-command: %w", err))
 	}
-	c.allow = allow
+	if c.rules.ShellCommands, err = commands.NewAllowList(o.allowShell); err != nil {
+		errs = append(errs, fmt.Errorf("-allow-shell-command: %w", err))
+	}
 	if o.namespaceRegexp != "" {
 		c.namespaces, err = regexp.Compile(`^(?:` + o.namespaceRegexp + `)$`)
 		if err != nil {
@@ -141,7 +148,7 @@ func run(ctx context.Context, o options, c config, log logr.Logger) error {
 	background := jobs.New(o.timeout)
 	handler := server.New(server.Options{
 		Gates:      store,
-		Tasks:      &tasks.Runner{Allow: c.allow, Jobs: background, Timeout: o.timeout, Metrics: m, Log: log},
+		Tasks:      &tasks.Runner{Rules: c.rules, Jobs: background, Timeout: o.timeout, Metrics: m, Log: log},
 		Metrics:    m,
 		Gatherer:   reg,
 		Namespaces: c.namespaces,
@@ -167,7 +174,7 @@ func run(ctx context.Context, o options, c config, log logr.Logger) error {
 		log.Info("gates are kept in memory only (-state-dir is empty): they are lost on restart")
 	}
 	log.Info("load tester listening", "address", l.Addr().String(), "gateState", store.Path(),
-		"allowedCommandPatterns", c.allow.Len(), "namespaceRegexp", o.namespaceRegexp, "timeout", o.timeout.String())
+		"allowedCommandPatterns", c.rules.Commands.Len(), "allowedShellCommandPatterns", c.rules.ShellCommands.Len(), "namespaceRegexp", o.namespaceRegexp, "timeout", o.timeout.String())
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()

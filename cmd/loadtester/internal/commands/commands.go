@@ -5,9 +5,16 @@ Licensed under the Apache License, Version 2.0.
 */
 
 // Package commands runs the external commands of the load tester's cmd, bash, helm and
-// kubectl tasks, and decides which ones may run at all. Whoever can reach the load
-// tester can send it a hook payload, so a command runs only when it matches an
-// allow-list given by the operator at start-up; the default list is empty.
+// kubectl tasks, and decides which ones may run at all, and how. Whoever can reach the
+// load tester can send it a hook payload, so a command runs only when it matches an
+// allow-list given by the operator at start-up; the default lists are empty.
+//
+// A pattern matched against text that a shell then interprets does not say what runs:
+// 'touch \S+' matches "touch /tmp/x;echo${IFS}pwned>/tmp/pwned". So a command line that
+// splits into plain words runs without a shell, its words as the argument vector, and the
+// -allow-command patterns see those words (re-joined by shellwords.Join); a line that
+// needs a shell runs with one only when it matches an -allow-shell-command pattern, which
+// the operator gives separately and knowingly.
 package commands
 
 import (
@@ -19,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/herald-rollouts/herald/cmd/loadtester/internal/shellwords"
 )
 
 // MaxOutput is how much of a command's output is kept (the rest is dropped): output is
@@ -39,7 +48,7 @@ func NewAllowList(patterns []string) (*AllowList, error) {
 	for _, p := range patterns {
 		re, err := regexp.Compile(`^(?:` + p + `)$`)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("allow-command pattern %q: %w", p, err))
+			errs = append(errs, fmt.Errorf("pattern %q: %w", p, err))
 			continue
 		}
 		a.patterns = append(a.patterns, re)
@@ -69,6 +78,98 @@ func (a *AllowList) Len() int {
 		return 0
 	}
 	return len(a.patterns)
+}
+
+// Rules say which commands run, and whether through a shell.
+type Rules struct {
+	// Commands are the -allow-command patterns: commands run without a shell, matched
+	// against their words as Join writes them.
+	Commands *AllowList
+	// ShellCommands are the -allow-shell-command patterns: command lines run by a shell,
+	// matched against the text as sent.
+	ShellCommands *AllowList
+}
+
+// Plan is a command that the rules let run.
+type Plan struct {
+	// Argv is what runs: the command's words, or a shell with -c and the line.
+	Argv []string
+	// Line is the command as the matching pattern saw it, for logs and messages.
+	Line string
+	// Shell is true when Argv is a shell running Line.
+	Shell bool
+}
+
+// RefusedError is the error of a command that no pattern allows.
+type RefusedError struct {
+	// Line is the command as the patterns saw it.
+	Line string
+	// Reason says what the operator could allow, and how.
+	Reason string
+}
+
+func (e *RefusedError) Error() string { return fmt.Sprintf("command %q refused: %s", e.Line, e.Reason) }
+
+// PlanLine decides how a command line of a cmd or bash task runs. A line of plain words
+// runs without a shell when its words match -allow-command, or with shell when its text
+// matches -allow-shell-command. A line that needs a shell (a pipe, a list, a redirection,
+// a substitution, a variable, a glob...) runs with shell -c only when its text matches
+// -allow-shell-command. A line that does not split (an unterminated quote) is an error;
+// a refusal is a *RefusedError.
+func (r Rules) PlanLine(shell, line string) (Plan, error) {
+	words, err := shellwords.SplitCommand(line)
+	switch {
+	case err == nil && len(words) == 0:
+		return Plan{}, errors.New("the command is empty")
+	case err == nil:
+		joined := shellwords.Join(words)
+		if r.Commands.Allows(joined) {
+			return Plan{Argv: words, Line: joined}, nil
+		}
+		if r.ShellCommands.Allows(line) {
+			return Plan{Argv: []string{shell, "-c", line}, Line: line, Shell: true}, nil
+		}
+		return Plan{}, &RefusedError{Line: joined, Reason: r.hint()}
+	case errors.Is(err, shellwords.ErrNeedsShell):
+		if r.ShellCommands.Allows(line) {
+			return Plan{Argv: []string{shell, "-c", line}, Line: line, Shell: true}, nil
+		}
+		reason := fmt.Sprintf("it needs a shell (%v), and it matches none of the %d -allow-shell-command patterns; "+
+			"-allow-command patterns only allow commands of plain words, which run without a shell", err, r.ShellCommands.Len())
+		return Plan{}, &RefusedError{Line: line, Reason: reason}
+	default:
+		return Plan{}, err
+	}
+}
+
+// PlanArgv decides whether argv, which runs without a shell, may run: its words, as Join
+// writes them, must match -allow-command.
+func (r Rules) PlanArgv(argv []string) (Plan, error) {
+	joined := shellwords.Join(argv)
+	if !r.Commands.Allows(joined) {
+		return Plan{}, &RefusedError{Line: joined, Reason: r.hint()}
+	}
+	return Plan{Argv: argv, Line: joined}, nil
+}
+
+func (r Rules) hint() string {
+	if r.Commands.Len() == 0 && r.ShellCommands.Len() == 0 {
+		return "the load tester runs no commands unless it is started with -allow-command=<regexp> " +
+			"(matched against the whole command, which runs without a shell); hey command lines need no allow-list"
+	}
+	return fmt.Sprintf("it matches none of the %d -allow-command patterns (each matched against the whole command)", r.Commands.Len())
+}
+
+// ErrNotInstalled is matched by the error of Installed.
+var ErrNotInstalled = errors.New("not installed")
+
+// Installed checks that program can be found, so that a missing binary is an answer at
+// once rather than a background task that fails where nobody looks.
+func Installed(program string) error {
+	if _, err := exec.LookPath(program); err != nil {
+		return fmt.Errorf("%s is %w in this load tester (%v)", program, ErrNotInstalled, err)
+	}
+	return nil
 }
 
 // Output is what a command printed, each stream cut at MaxOutput.

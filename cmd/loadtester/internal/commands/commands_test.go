@@ -11,6 +11,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +88,42 @@ func TestRunCapsOutput(t *testing.T) {
 	}
 	if len(out.Stdout) != MaxOutput || len(out.Combined) != MaxOutput {
 		t.Errorf("kept %d/%d bytes, want %d", len(out.Stdout), len(out.Combined), MaxOutput)
+	}
+}
+
+func TestPlanRunsPlainWordsWithoutAShell(t *testing.T) {
+	plain, _ := NewAllowList([]string{`touch \S+`, `helm test \S+ --cleanup`})
+	shell, _ := NewAllowList([]string{`curl -s http://x/ \| grep ok`})
+	r := Rules{Commands: plain, ShellCommands: shell}
+
+	p, err := r.PlanLine("bash", "touch /tmp/x")
+	if err != nil || !slices.Equal(p.Argv, []string{"touch", "/tmp/x"}) || p.Shell {
+		t.Errorf("plain: %+v %v", p, err)
+	}
+	var refused *RefusedError
+	if _, err := r.PlanLine("bash", "touch /tmp/x;echo${IFS}pwned>/tmp/pwned"); !errors.As(err, &refused) ||
+		!strings.Contains(err.Error(), "needs a shell") {
+		t.Errorf("the reviewer's payload: %v", err)
+	}
+	p, err = r.PlanLine("sh", "curl -s http://x/ | grep ok")
+	if err != nil || !p.Shell || !slices.Equal(p.Argv, []string{"sh", "-c", "curl -s http://x/ | grep ok"}) {
+		t.Errorf("allowed shell line: %+v %v", p, err)
+	}
+	if _, err := r.PlanLine("sh", "curl -s http://x/ | grep ok; id"); !errors.As(err, &refused) {
+		t.Errorf("longer shell line: %v", err)
+	}
+	// A word with a space is one word: it does not look like two to the pattern.
+	if _, err := r.PlanArgv([]string{"helm", "test", "a --cleanup"}); !errors.As(err, &refused) ||
+		!strings.Contains(err.Error(), `"helm test 'a --cleanup'"`) {
+		t.Errorf("quoted word: %v", err)
+	}
+	if p, err := r.PlanArgv([]string{"helm", "test", "podinfo", "--cleanup"}); err != nil || p.Line != "helm test podinfo --cleanup" {
+		t.Errorf("helm: %+v %v", p, err)
+	}
+	if _, err := r.PlanLine("sh", "echo 'unterminated"); err == nil || errors.As(err, &refused) {
+		t.Errorf("a line that does not split is a plain error: %v", err)
+	}
+	if _, err := (Rules{}).PlanLine("sh", "true"); !errors.As(err, &refused) || !strings.Contains(err.Error(), "unless it is started with -allow-command") {
+		t.Errorf("empty rules: %v", err)
 	}
 }

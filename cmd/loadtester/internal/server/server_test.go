@@ -39,6 +39,7 @@ type tester struct {
 type setup struct {
 	stateDir   string
 	allow      []string
+	shell      []string
 	namespaces string
 }
 
@@ -52,12 +53,16 @@ func start(t *testing.T, s setup) *tester {
 	if err != nil {
 		t.Fatal(err)
 	}
+	shell, err := commands.NewAllowList(s.shell)
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	bg := jobs.New(time.Minute)
 	o := Options{
 		Gates:    store,
-		Tasks:    &tasks.Runner{Allow: allow, Jobs: bg, Timeout: time.Minute, Metrics: m, Log: logr.Discard()},
+		Tasks:    &tasks.Runner{Rules: commands.Rules{Commands: allow, ShellCommands: shell}, Jobs: bg, Timeout: time.Minute, Metrics: m, Log: logr.Discard()},
 		Metrics:  m,
 		Gatherer: reg,
 		Log:      logr.Discard(),
@@ -275,7 +280,7 @@ func TestCommandsOutsideTheAllowListAreRefused(t *testing.T) {
 
 func TestAllowedCommandsRun(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "ran")
-	lt := start(t, setup{allow: []string{`echo (hello|oops; exit 3)`, `touch \S+`}})
+	lt := start(t, setup{allow: []string{`echo hello`, `touch \S+`}, shell: []string{`echo oops; exit 3`}})
 
 	code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo hello"}))
 	if code != http.StatusOK {
@@ -288,7 +293,7 @@ func TestAllowedCommandsRun(t *testing.T) {
 	}
 	code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo oops; exit 3"}))
 	if code != http.StatusInternalServerError || !strings.Contains(body, "exit status 3") || !strings.Contains(body, "oops") {
-		t.Errorf("failing bash: %d %q", code, body)
+		t.Errorf("failing allowed shell command: %d %q", code, body)
 	}
 	if code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo hello; id"})); code != http.StatusForbidden {
 		t.Errorf("a command extending an allowed one ran: %d %q", code, body)
@@ -301,6 +306,59 @@ func TestAllowedCommandsRun(t *testing.T) {
 	lt.waitIdle(t)
 	if _, err := os.Stat(marker); err != nil {
 		t.Errorf("the allowed cmd task did not run: %v", err)
+	}
+}
+
+// An -allow-command pattern is matched against the words that run, without a shell: shell
+// syntax appended to an allowed command cannot run a second command.
+func TestShellSyntaxCannotRideOnAnAllowedCommand(t *testing.T) {
+	dir := t.TempDir()
+	touched, pwned := filepath.Join(dir, "x"), filepath.Join(dir, "pwned")
+	lt := start(t, setup{allow: []string{`touch \S+`, `echo \S+`}})
+	for _, md := range []map[string]string{
+		{"type": "bash", "cmd": "touch " + touched + ";echo${IFS}pwned>" + pwned},
+		{"type": "cmd", "cmd": "touch " + touched + ";echo${IFS}pwned>" + pwned},
+		{"type": "bash", "cmd": "touch " + touched + "&&echo${IFS}pwned>" + pwned},
+		{"type": "bash", "cmd": "touch $(echo " + pwned + ")"},
+		{"type": "bash", "cmd": "echo pwned>" + pwned},
+	} {
+		code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", md))
+		if code != http.StatusForbidden || !strings.Contains(body, "needs a shell") || !strings.Contains(body, "-allow-shell-command") {
+			t.Errorf("%v: %d %q, want 403 naming -allow-shell-command", md, code, body)
+		}
+	}
+	lt.waitIdle(t)
+	for _, f := range []string{touched, pwned} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s was written", f)
+		}
+	}
+	// Quoted metacharacters are plain text to a command run without a shell: echo prints
+	// them, nothing else runs.
+	quoted := "a;touch${IFS}" + pwned
+	code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test",
+		map[string]string{"type": "bash", "cmd": "echo '" + quoted + "'", "returnCmdOutput": "true"}))
+	if code != http.StatusOK || body != quoted+"\n" {
+		t.Errorf("quoted: %d %q, want 200 %q", code, body, quoted)
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Error("a quoted payload ran")
+	}
+}
+
+// -allow-shell-command lets exactly the lines it matches run with a shell.
+func TestAllowShellCommand(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	lt := start(t, setup{shell: []string{`echo ok > ` + regexp.QuoteMeta(out)}})
+	code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo ok > " + out}))
+	if code != http.StatusOK {
+		t.Fatalf("%d %q", code, body)
+	}
+	if b, err := os.ReadFile(out); err != nil || string(b) != "ok\n" {
+		t.Errorf("the shell did not run the redirection: %q %v", b, err)
+	}
+	if code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo ok > " + out + "; id"})); code != http.StatusForbidden {
+		t.Errorf("a longer shell line ran: %d %q", code, body)
 	}
 }
 

@@ -105,3 +105,79 @@ func FuzzSplit(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitCommandReportsExpansionsAndAssignments(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		char rune
+	}{
+		{"touch /tmp/x;echo${IFS}pwned>/tmp/pwned", ';'},
+		{"rm /tmp/*.log", '*'},
+		{"ls /tmp/?", '?'},
+		{"ls /tmp/[ab]", '['},
+		{"echo {a,b}", '{'},
+		{"cat ~/.kube/config", '~'},
+		{"KUBECONFIG=/etc/x kubectl get pods", '='},
+	} {
+		_, err := SplitCommand(tc.line)
+		var fe *ShellFeatureError
+		if !errors.As(err, &fe) || fe.Char != tc.char {
+			t.Errorf("SplitCommand(%q): want a shell-feature error at %q, got %v", tc.line, tc.char, err)
+		}
+	}
+	// Quoted, the same characters are plain text, and Split (for hey) keeps them as a shell
+	// keeps a glob that matches nothing.
+	for line, want := range map[string][]string{
+		`rm '/tmp/*.log'`:           {"rm", "/tmp/*.log"},
+		`echo "{a,b}" \~ a~b`:       {"echo", "{a,b}", "~", "a~b"},
+		`helm upgrade --set=a=b x`:  {"helm", "upgrade", "--set=a=b", "x"},
+		`'A=b' c`:                   {"A=b", "c"},
+		"curl -s http://x/?a=1":     nil, // a glob for SplitCommand
+		"hey http://x/?a=1&b=2":     nil, // & for both
+		"hey -z 1m http://x/?a=[1]": nil,
+	} {
+		got, err := SplitCommand(line)
+		if want == nil {
+			if err == nil {
+				t.Errorf("SplitCommand(%q) = %q, want a shell-feature error", line, got)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("SplitCommand(%q) = %q, %v; want %q", line, got, err, want)
+		}
+	}
+	if got, err := Split("hey -z 1m http://x/?a=[1]"); err != nil || got[3] != "http://x/?a=[1]" {
+		t.Errorf("Split keeps globs for hey: %q %v", got, err)
+	}
+}
+
+func TestJoinQuotesWhatAPatternMustNotMistakeForWords(t *testing.T) {
+	for _, tc := range []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"touch", "/tmp/x"}, "touch /tmp/x"},
+		{[]string{"helm", "test", "podinfo", "--cleanup"}, "helm test podinfo --cleanup"},
+		{[]string{"helm", "test", "a --cleanup"}, "helm test 'a --cleanup'"},
+		{[]string{"echo", "it's", ""}, `echo 'it'\''s' ''`},
+		{[]string{"curl", "-H", "X: $y", "http://x/?a=1"}, `curl -H 'X: $y' 'http://x/?a=1'`},
+	} {
+		if got := Join(tc.words); got != tc.want {
+			t.Errorf("Join(%q) = %q, want %q", tc.words, got, tc.want)
+		}
+	}
+}
+
+func FuzzJoin(f *testing.F) {
+	for _, s := range []string{"a", "a b", "it's", "", "$x;y", "\n"} {
+		f.Add(s, "plain")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		words := []string{a, b}
+		again, err := Split(Join(words))
+		if err != nil || !slices.Equal(again, words) {
+			t.Fatalf("Split(Join(%q)) = %q, %v", words, again, err)
+		}
+	})
+}

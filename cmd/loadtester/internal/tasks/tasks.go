@@ -8,16 +8,18 @@ Licensed under the Apache License, Version 2.0.
 //
 //	type cmd (default)  a hey command line runs on the built-in generator, in the
 //	                    background, at most once at a time per Canary and load; any other
-//	                    command runs with sh -c in the background, if allowed
+//	                    command runs in the background, if allowed
 //	type load           the explicit form of a load (see load.FromMetadata)
-//	type bash           bash -c <cmd>, blocking, if allowed
+//	type bash           a command, blocking, if allowed
 //	type helm, helmv3   helm <cmd>, blocking, if allowed
 //	type kubectl        kubectl <cmd>, blocking, if allowed
 //
-// Commands are allowed by the operator's -allow-command patterns, matched against the
-// whole command line as it runs ("helm test podinfo", "kubectl get pods", or the cmd of
-// cmd and bash tasks). Every refusal and every bad input is an answer with a status code
-// and a message that says what to change, never a panic.
+// Commands are allowed by the operator's patterns (see commands.Rules): a command of
+// plain words runs without a shell when it matches an -allow-command pattern ("helm test
+// podinfo", "kubectl get pods", "curl -s http://x/"); a line that needs a shell runs with
+// sh -c (cmd) or bash -c (bash) only when it matches an -allow-shell-command pattern. Every
+// refusal and every bad input is an answer with a status code and a message that says
+// what to change, never a panic.
 package tasks
 
 import (
@@ -71,8 +73,8 @@ type Response struct {
 
 // Runner runs tasks. All fields are required.
 type Runner struct {
-	// Allow holds the commands that may run.
-	Allow *commands.AllowList
+	// Rules say which commands may run, and how.
+	Rules commands.Rules
 	// Jobs runs the background work, once per key at a time.
 	Jobs *jobs.Registry
 	// Timeout bounds a blocking command.
@@ -102,23 +104,32 @@ func (r *Runner) Run(ctx context.Context, p Payload) Response {
 		}
 		return r.startLoad(p, spec)
 	case TypeBash:
-		if md["cmd"] == "" {
+		if strings.TrimSpace(md["cmd"]) == "" {
 			return missingCmd(typ)
 		}
-		return r.blocking(ctx, p, typ, md["cmd"], []string{"bash", "-c", md["cmd"]})
+		plan, res := r.plan(typ, func() (commands.Plan, error) { return r.Rules.PlanLine("bash", md["cmd"]) })
+		if res != nil {
+			return *res
+		}
+		return r.blocking(ctx, p, typ, plan)
 	case TypeHelm, TypeHelmV3, TypeKubectl:
-		if md["cmd"] == "" {
+		if strings.TrimSpace(md["cmd"]) == "" {
 			return missingCmd(typ)
 		}
 		binary := typ
 		if typ == TypeHelmV3 {
 			binary = TypeHelm
 		}
-		args, err := shellwords.Split(md["cmd"])
+		args, err := shellwords.SplitCommand(md["cmd"])
 		if err != nil {
-			return Response{http.StatusBadRequest, fmt.Sprintf("metadata.cmd of a %s task is the arguments of %s: %v", typ, binary, err)}
+			return Response{http.StatusBadRequest, fmt.Sprintf("metadata.cmd of a %s task is the arguments of %s, "+
+				"which runs without a shell: %v", typ, binary, err)}
 		}
-		return r.blocking(ctx, p, typ, binary+" "+md["cmd"], append([]string{binary}, args...))
+		plan, res := r.plan(typ, func() (commands.Plan, error) { return r.Rules.PlanArgv(append([]string{binary}, args...)) })
+		if res != nil {
+			return *res
+		}
+		return r.blocking(ctx, p, typ, plan)
 	case "concord", "ngrinder":
 		return Response{http.StatusBadRequest, fmt.Sprintf("task type %q is not supported by Herald's load tester; "+
 			"call its API from a bash task, or use one of %s", typ, supported)}
@@ -131,8 +142,8 @@ func missingCmd(typ string) Response {
 	return Response{http.StatusBadRequest, fmt.Sprintf("metadata.cmd is required for a %s task", typ)}
 }
 
-// cmd runs a cmd task: hey on the built-in generator, anything else with sh -c, both in
-// the background.
+// cmd runs a cmd task: hey on the built-in generator, anything else as an allowed
+// command, both in the background.
 func (r *Runner) cmd(p Payload) Response {
 	line := p.Metadata["cmd"]
 	if strings.TrimSpace(line) == "" {
@@ -147,10 +158,10 @@ func (r *Runner) cmd(p Payload) Response {
 		}
 		if spec.BodyFile != "" {
 			// -D makes the load tester send one of its own files (a token, say) to any URL.
-			if !r.Allow.Allows(line) {
+			if _, err := r.Rules.PlanArgv(words); err != nil {
 				r.Metrics.Commands.WithLabelValues(TypeCmd, "refused").Inc()
 				return Response{http.StatusForbidden, fmt.Sprintf("metadata.cmd: hey -D sends a file of the load tester and is "+
-					"refused unless the command matches an -allow-command pattern; use -d, or a load task's body (%s)", allowHint(r.Allow))}
+					"refused unless the command matches an -allow-command pattern; use -d, or a load task's body (%v)", err)}
 			}
 			if err := spec.LoadBodyFile(); err != nil {
 				return Response{http.StatusBadRequest, "metadata.cmd: hey -D: " + err.Error()}
@@ -161,21 +172,20 @@ func (r *Runner) cmd(p Payload) Response {
 		return Response{http.StatusBadRequest, "metadata.cmd: " + err.Error()}
 	}
 
-	if !r.Allow.Allows(line) {
-		r.Metrics.Commands.WithLabelValues(TypeCmd, "refused").Inc()
-		msg := refusal(line, r.Allow)
-		if f := strings.Fields(line); len(f) > 0 && load.IsHey(f[0]) && err != nil {
-			msg += fmt.Sprintf("; this hey command is not run by the built-in generator because %v: quote the URL or drop the shell feature", err)
+	plan, res := r.plan(TypeCmd, func() (commands.Plan, error) { return r.Rules.PlanLine("sh", line) })
+	if res != nil {
+		if f := strings.Fields(line); res.Status == http.StatusForbidden && len(f) > 0 && load.IsHey(f[0]) && err != nil {
+			res.Body += fmt.Sprintf("; this hey command is not run by the built-in generator because %v: quote the URL or drop the shell feature", err)
 		}
-		return Response{http.StatusForbidden, msg}
+		return *res
 	}
-	key := p.Namespace + "/" + p.Name + "/cmd/" + line
+	key := p.Namespace + "/" + p.Name + "/cmd/" + plan.Line
 	log := r.logFor(p)
 	logOutput, _ := strconv.ParseBool(p.Metadata["logCmdOutput"])
 	started, serr := r.Jobs.Start(key, func(ctx context.Context) {
-		log.Info("command started", "type", TypeCmd, "command", line)
-		out, err := commands.Run(ctx, []string{"sh", "-c", line})
-		r.finished(log, TypeCmd, line, out, err, logOutput)
+		log.Info("command started", "type", TypeCmd, "command", plan.Line, "shell", plan.Shell)
+		out, err := commands.Run(ctx, plan.Argv)
+		r.finished(log, TypeCmd, plan.Line, out, err, logOutput)
 	})
 	switch {
 	case serr != nil:
@@ -184,6 +194,21 @@ func (r *Runner) cmd(p Payload) Response {
 		return Response{http.StatusAccepted, fmt.Sprintf("command already running for %s/%s", p.Namespace, p.Name)}
 	}
 	return Response{http.StatusAccepted, fmt.Sprintf("command started for %s/%s", p.Namespace, p.Name)}
+}
+
+// plan asks the rules how a command of a task of type typ runs, answering a refusal with
+// 403 and a command that does not parse with 400.
+func (r *Runner) plan(typ string, decide func() (commands.Plan, error)) (commands.Plan, *Response) {
+	plan, err := decide()
+	var refused *commands.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		r.Metrics.Commands.WithLabelValues(typ, "refused").Inc()
+		return plan, &Response{http.StatusForbidden, err.Error()}
+	case err != nil:
+		return plan, &Response{http.StatusBadRequest, "metadata.cmd: " + err.Error()}
+	}
+	return plan, nil
 }
 
 // startLoad starts a load unless the same one runs already for the same Canary.
@@ -215,21 +240,17 @@ func (r *Runner) startLoad(p Payload, spec load.Spec) Response {
 
 // blocking runs an allowed command and answers with its outcome: 200, or 500 with its
 // output. metadata.returnCmdOutput "true" puts the standard output in a 200's body.
-func (r *Runner) blocking(ctx context.Context, p Payload, typ, line string, argv []string) Response {
-	if !r.Allow.Allows(line) {
-		r.Metrics.Commands.WithLabelValues(typ, "refused").Inc()
-		return Response{http.StatusForbidden, refusal(line, r.Allow)}
-	}
+func (r *Runner) blocking(ctx context.Context, p Payload, typ string, plan commands.Plan) Response {
 	if r.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
 		defer cancel()
 	}
 	log := r.logFor(p)
-	log.Info("command started", "type", typ, "command", line)
+	log.Info("command started", "type", typ, "command", plan.Line, "shell", plan.Shell)
 	logOutput, _ := strconv.ParseBool(p.Metadata["logCmdOutput"])
-	out, err := commands.Run(ctx, argv)
-	r.finished(log, typ, line, out, err, logOutput)
+	out, err := commands.Run(ctx, plan.Argv)
+	r.finished(log, typ, plan.Line, out, err, logOutput)
 	if err != nil {
 		return Response{http.StatusInternalServerError, fmt.Sprintf("%v\n%s", err, out.Combined)}
 	}
@@ -255,17 +276,4 @@ func (r *Runner) finished(log logr.Logger, typ, line string, out commands.Output
 
 func (r *Runner) logFor(p Payload) logr.Logger {
 	return r.Log.WithValues("canary", p.Name, "namespace", p.Namespace)
-}
-
-// refusal explains why a command does not run, and how to allow it.
-func refusal(line string, allow *commands.AllowList) string {
-	return fmt.Sprintf("command %q refused: %s", line, allowHint(allow))
-}
-
-func allowHint(allow *commands.AllowList) string {
-	if allow.Len() == 0 {
-		return "the load tester runs no commands unless it is started with -allow-command=<regexp> " +
-			"(matched against the whole command); hey command lines need no allow-list"
-	}
-	return fmt.Sprintf("it matches none of the %d -allow-command patterns (each matched against the whole command)", allow.Len())
 }
