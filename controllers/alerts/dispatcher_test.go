@@ -139,10 +139,10 @@ func TestGlobalFlagsToDispatcher(t *testing.T) {
 	var g GlobalFlags
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	g.Bind(fs)
-	if err := fs.Parse([]string{"-slack-url", slack.URL + "/hook", "-slack-channel", "deploys"}); err != nil {
+	if err := fs.Parse([]string{"-slack-url", "http://ignored.invalid", "-slack-token", "from-flag", "-slack-channel", "deploys"}); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"SLACK_URL": "http://ignored.invalid", "SLACK_TOKEN": "from-env"}
+	env := map[string]string{"SLACK_URL": slack.URL + "/hook", "SLACK_TOKEN": "from-env"}
 	global, err := g.Destinations(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -157,11 +157,12 @@ func TestGlobalFlagsToDispatcher(t *testing.T) {
 	slack.mu.Lock()
 	defer slack.mu.Unlock()
 	b, req := slack.bodies[0], slack.requests[0]
+	// Flagger's precedence: a variable that is set wins over its flag.
 	if req.URL.Path != "/hook" {
-		t.Errorf("the flag wins over SLACK_URL: posted to %s", req.URL)
+		t.Errorf("SLACK_URL wins over -slack-url: posted to %s", req.URL)
 	}
 	if req.Header.Get("Authorization") != "Bearer from-env" {
-		t.Errorf("SLACK_TOKEN fills in the empty -slack-token: %v", req.Header)
+		t.Errorf("SLACK_TOKEN wins over -slack-token: %v", req.Header)
 	}
 	if b["channel"] != "deploys" || b["username"] != "flagger" || b["attachments"] == nil {
 		t.Errorf("body %v", b)
@@ -191,6 +192,12 @@ func TestGlobalFlags(t *testing.T) {
 	ds, err = parse("-slack-url", "https://hooks.slack.com/x", "-msteams-url", "https://contoso.webhook.office.com/x").Destinations(noEnv)
 	if err != nil || len(ds) != 2 {
 		t.Errorf("both: %+v, %v", ds, err)
+	}
+	ds, err = parse("-slack-url", "https://hooks.slack.com/flag", "-slack-proxy-url", "http://flag-proxy:3128").Destinations(func(k string) string {
+		return map[string]string{"SLACK_URL": " ", "SLACK_PROXY_URL": "http://env-proxy:3128"}[k]
+	})
+	if err != nil || len(ds) != 1 || ds[0].Address != "https://hooks.slack.com/flag" || ds[0].Proxy != "http://env-proxy:3128" {
+		t.Errorf("a blank variable leaves the flag, a set one wins: %+v, %v", ds, err)
 	}
 	_, err = parse("-slack-url", "hooks.slack.com/services/secret", "-slack-token", "t", "-msteams-proxy-url", "proxy:3128", "-msteams-url", "https://x.example.com").Destinations(noEnv)
 	if err == nil || !strings.Contains(err.Error(), "-slack-url: must be an absolute http or https URL") ||
