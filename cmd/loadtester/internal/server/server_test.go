@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -426,5 +427,33 @@ func BenchmarkGateCheck(b *testing.B) {
 	for b.Loop() {
 		req := httptest.NewRequest(http.MethodPost, "/gate/check", bytes.NewReader(body))
 		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+}
+
+// A command whose program is missing is a 500 at once, not a 202 followed by a failure
+// in the load tester's log.
+func TestMissingProgramIsAnErrorAtOnce(t *testing.T) {
+	lt := start(t, setup{allow: []string{`herald-no-such-ghz .*`, `helm test \S+`}})
+	for _, md := range []map[string]string{
+		{"cmd": "herald-no-such-ghz -z 1m -q 10 -c 2 --insecure podinfo.test:9898"},
+		{"type": "bash", "cmd": "herald-no-such-ghz -z 1m podinfo.test:9898"},
+	} {
+		code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", md))
+		if code != http.StatusInternalServerError || !strings.Contains(body, "herald-no-such-ghz is not installed in this load tester") {
+			t.Errorf("%v: %d %q", md, code, body)
+		}
+	}
+	if _, err := exec.LookPath("helm"); err != nil {
+		code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "helm", "cmd": "test podinfo"}))
+		if code != http.StatusInternalServerError || !strings.Contains(body, "helm is not installed in this load tester") {
+			t.Errorf("helm: %d %q", code, body)
+		}
+	}
+	// A refused command is refused before the check: callers learn nothing of what is installed.
+	if code, body := lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"cmd": "herald-no-such-tool x"})); code != http.StatusForbidden {
+		t.Errorf("refused: %d %q", code, body)
+	}
+	if lt.jobs.Len() != 0 {
+		t.Error("a background job was started for a missing program")
 	}
 }

@@ -197,7 +197,8 @@ func (r *Runner) cmd(p Payload) Response {
 }
 
 // plan asks the rules how a command of a task of type typ runs, answering a refusal with
-// 403 and a command that does not parse with 400.
+// 403, a command that does not parse with 400, and one whose program is missing with 500
+// (checked after the rules, so that a refused caller learns nothing of what is installed).
 func (r *Runner) plan(typ string, decide func() (commands.Plan, error)) (commands.Plan, *Response) {
 	plan, err := decide()
 	var refused *commands.RefusedError
@@ -207,6 +208,10 @@ func (r *Runner) plan(typ string, decide func() (commands.Plan, error)) (command
 		return plan, &Response{http.StatusForbidden, err.Error()}
 	case err != nil:
 		return plan, &Response{http.StatusBadRequest, "metadata.cmd: " + err.Error()}
+	}
+	if err := commands.Installed(plan.Argv[0]); err != nil {
+		r.Metrics.Commands.WithLabelValues(typ, "failed").Inc()
+		return plan, &Response{http.StatusInternalServerError, err.Error()}
 	}
 	return plan, nil
 }
