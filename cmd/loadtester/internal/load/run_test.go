@@ -194,3 +194,21 @@ func BenchmarkRun(b *testing.B) {
 		b.Fatal(res)
 	}
 }
+
+// A rate so low that its interval overflows a time.Duration is refused rather than run at
+// full speed; the lowest allowed rate paces correctly.
+func TestRunRefusesRatesBelowMinRate(t *testing.T) {
+	tg := newTarget(t, 0)
+	for _, rate := range []float64{1e-10, 1e-300, MinRate / 2} {
+		if _, err := Run(context.Background(), Spec{URL: tg.URL + "/", Rate: rate, Concurrency: 1, Duration: 200 * time.Millisecond}, nil); err == nil {
+			t.Errorf("rate %v was accepted", rate)
+		}
+	}
+	res, err := Run(context.Background(), Spec{URL: tg.URL + "/", Rate: MinRate, Concurrency: 1, Duration: 200 * time.Millisecond}, nil)
+	if err != nil || res.Requests != 1 {
+		t.Errorf("rate %v: %s %v, want the one request due at the start", MinRate, res, err)
+	}
+	if tg.count.Load() != 1 {
+		t.Errorf("the target received %d requests, want 1", tg.count.Load())
+	}
+}

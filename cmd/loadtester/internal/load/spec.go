@@ -28,6 +28,11 @@ import (
 // goroutine, and a typo such as -c 50000 must not exhaust the load tester.
 const MaxConcurrency = 1000
 
+// MinRate is the lowest rate a load may ask for, one request every 1000 s. Below it the
+// interval between two requests no longer fits a time.Duration: the pacer would overflow
+// and send at full speed, the opposite of what was asked.
+const MinRate = 0.001
+
 // Spec describes one load.
 type Spec struct {
 	// URL is the absolute http or https URL requested.
@@ -97,8 +102,12 @@ func (s *Spec) Validate() error {
 	if strings.ContainsAny(s.Host, "\r\n\x00 /") {
 		errs = append(errs, fmt.Errorf("host %q is not a valid Host header", s.Host))
 	}
-	if s.Rate < 0 || math.IsNaN(s.Rate) || math.IsInf(s.Rate, 0) {
+	switch {
+	case s.Rate < 0 || math.IsNaN(s.Rate) || math.IsInf(s.Rate, 0):
 		errs = append(errs, fmt.Errorf("rate %v must be a finite number of requests per second, 0 or more", s.Rate))
+	case s.Rate > 0 && s.Rate < MinRate:
+		errs = append(errs, fmt.Errorf("rate %v requests per second is below the lowest rate, %v (one request every %s)",
+			s.Rate, MinRate, time.Duration(float64(time.Second)/MinRate)))
 	}
 	if s.Concurrency < 1 || s.Concurrency > MaxConcurrency {
 		errs = append(errs, fmt.Errorf("concurrency %d must be between 1 and %d", s.Concurrency, MaxConcurrency))
