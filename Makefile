@@ -76,7 +76,7 @@ run: build ## Run Herald in the foreground against the control plane of 'make cl
 	$(BIN)/herald --kubeconfig=$(BIN)/kubeconfig --install-crds --metrics-bind-address=127.0.0.1:0 --health-probe-bind-address=127.0.0.1:0
 
 .PHONY: demo
-demo: ## Build everything, start a local control plane and Herald, and walk through a Canary.
+demo: ## Local control plane, Prometheus, Herald and simulated Istio traffic: a promotion, a rollback and an A/B test (about 3 minutes warm).
 	$(GO) run ./test/demo
 
 ##@ Test

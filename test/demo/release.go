@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -28,6 +29,7 @@ type release struct {
 	version  string
 	strategy string
 	result   string        // "promoted" or "rolled back"
+	applied  time.Time     // when the patch was sent
 	took     time.Duration // from the patch to the final phase
 	seenWhat string        // "weights" or "iterations"
 	seen     []int         // the canary weights or iterations, in order
@@ -100,7 +102,7 @@ func finished(p flaggerv1.CanaryPhase) bool {
 // a line (made by describe) whenever Herald moves the run on, and records the weights or
 // iterations seen in rel. A run that ends otherwise, or takes longer than stepTimeout, is an
 // error.
-func (d *demo) follow(ctx context.Context, rel *release, applied time.Time, want flaggerv1.CanaryPhase, describe func(context.Context, *observation) string) error {
+func (d *demo) follow(ctx context.Context, rel *release, want flaggerv1.CanaryPhase, describe func(context.Context, *observation) string) error {
 	deadline := time.NewTimer(stepTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -121,7 +123,7 @@ func (d *demo) follow(ctx context.Context, rel *release, applied time.Time, want
 			progress("%-12s %s", phase, describe(ctx, o))
 		}
 		if started && finished(phase) {
-			rel.took = time.Since(applied)
+			rel.took = time.Since(rel.applied)
 			if phase != want {
 				return fmt.Errorf("the release of %s ended %s, not %s", rel.version, phase, want)
 			}
@@ -211,6 +213,30 @@ func (d *demo) query(ctx context.Context, q string) (float64, error) {
 		return math.NaN(), nil
 	}
 	return float64(vec[0].Value), nil
+}
+
+// history returns the distinct successive values of a query over a time range, sampled every
+// second: what Prometheus recorded of a gauge.
+func (d *demo) history(ctx context.Context, q string, from, to time.Time) ([]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, _, _, err := d.prom.QueryRange(ctx, q, promv1.Range{Start: from, End: to, Step: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus range query %q: %w", q, err)
+	}
+	matrix, ok := res.(model.Matrix)
+	if !ok {
+		return nil, fmt.Errorf("prometheus range query %q: a %s, not a matrix", q, res.Type())
+	}
+	var values []float64
+	for _, series := range matrix {
+		for _, p := range series.Values {
+			if v := float64(p.Value); len(values) == 0 || values[len(values)-1] != v {
+				values = append(values, v)
+			}
+		}
+	}
+	return values, nil
 }
 
 // settled waits until the VirtualService sends everything to the primary and the canary

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,11 +40,11 @@ func (d *demo) goodVersion(ctx context.Context) error {
 	say("pass, gives it 10%% more traffic, up to 50%%; then it promotes it. About a minute.")
 	rel := &release{version: "6.0.1", strategy: "canary, 10% steps", seenWhat: "weights"}
 	d.releases = append(d.releases, rel)
-	applied := time.Now()
+	rel.applied = time.Now()
 	if err := d.newVersion(ctx, rel.version, 0, "40ms"); err != nil {
 		return err
 	}
-	if err := d.follow(ctx, rel, applied, flaggerv1.CanaryPhaseSucceeded, d.weightedLine); err != nil {
+	if err := d.follow(ctx, rel, flaggerv1.CanaryPhaseSucceeded, d.weightedLine); err != nil {
 		return err
 	}
 	rel.result = "promoted"
@@ -64,11 +63,11 @@ func (d *demo) badVersion(ctx context.Context) error {
 	say("(The first numbers still include 6.0.1's requests: they are in the 30 s window.)")
 	rel := &release{version: "6.0.2", strategy: "canary, 10% steps", seenWhat: "weights"}
 	d.releases = append(d.releases, rel)
-	applied := time.Now()
+	rel.applied = time.Now()
 	if err := d.newVersion(ctx, rel.version, 0.3, "40ms"); err != nil {
 		return err
 	}
-	if err := d.follow(ctx, rel, applied, flaggerv1.CanaryPhaseFailed, d.weightedLine); err != nil {
+	if err := d.follow(ctx, rel, flaggerv1.CanaryPhaseFailed, d.weightedLine); err != nil {
 		return err
 	}
 	rel.result = "rolled back"
@@ -99,11 +98,11 @@ func (d *demo) abTest(ctx context.Context) error {
 	rel := &release{version: "6.0.3", strategy: "A/B, x-canary: insider", seenWhat: "iterations"}
 	d.releases = append(d.releases, rel)
 	ab := newABCounts(d)
-	applied := time.Now()
+	rel.applied = time.Now()
 	if err := d.newVersion(ctx, rel.version, 0, "40ms"); err != nil {
 		return err
 	}
-	if err := d.follow(ctx, rel, applied, flaggerv1.CanaryPhaseSucceeded, ab.line); err != nil {
+	if err := d.follow(ctx, rel, flaggerv1.CanaryPhaseSucceeded, ab.line); err != nil {
 		return err
 	}
 	rel.result = "promoted"
@@ -172,16 +171,31 @@ func (d *demo) summary(ctx context.Context) error {
 	if err := showMetrics(d.herald.MetricsURL); err != nil {
 		return err
 	}
-	// Prometheus scraped Herald too: its history of the weight shows the steps of release 1.
-	peak, err := d.query(ctx, fmt.Sprintf(`max_over_time(flagger_canary_weight{workload=%q,namespace=%q}[15m])`, name, namespace))
-	if err != nil {
+	if err := d.weightHistory(ctx); err != nil {
 		return err
-	}
-	if !math.IsNaN(peak) {
-		say("Prometheus, scraping Herald every second, recorded a peak canary weight of %.0f", peak)
 	}
 	say("Herald's log: %s; the simulator's: %s", d.heraldLog, filepath.Join(d.logDir, "traffic.log"))
 	say("Total: %.0fs", time.Since(start).Seconds())
+	return nil
+}
+
+// weightHistory shows that Prometheus scraped Herald too: its record of flagger_canary_weight
+// during each release retraces the steps.
+func (d *demo) weightHistory(ctx context.Context) error {
+	say("")
+	say("flagger_canary_weight of podinfo during each release, as Prometheus recorded it from Herald:")
+	q := fmt.Sprintf(`flagger_canary_weight{workload=%q,namespace=%q}`, name, namespace)
+	for _, r := range d.releases {
+		values, err := d.history(ctx, q, r.applied, r.applied.Add(r.took+2*time.Second))
+		if err != nil {
+			return err
+		}
+		parts := make([]string, len(values))
+		for i, v := range values {
+			parts[i] = fmt.Sprintf("%.0f", v)
+		}
+		say("  %s: %s", r.version, strings.Join(parts, " → "))
+	}
 	return nil
 }
 
