@@ -100,7 +100,7 @@ func (d *Dispatcher) Enqueue(c *flaggerv1.Canary, m Message) bool {
 		return true
 	default:
 		alertsDropped.Inc()
-		d.log.Info("Alert dropped: the delivery queue is full", "canary", c.Name, "namespace", c.Namespace, "message", m.Text)
+		d.log.Error(errors.New("the delivery queue is full"), "Alert dropped", "canary", c.Name, "namespace", c.Namespace, "message", m.Text)
 		return false
 	}
 }
@@ -148,13 +148,13 @@ func (d *Dispatcher) deliver(ctx context.Context, j job) {
 		}
 		for _, e := range errs {
 			alertsTotal.WithLabelValues(ProviderUnresolved, ResultFailed).Inc()
-			log.Info("Alert not sent", "error", e.Error())
+			log.Error(e, "Alert not sent")
 		}
 	}
 	for _, dest := range dests {
 		if err := d.sender.Send(ctx, dest, j.msg); err != nil {
 			alertsTotal.WithLabelValues(dest.Type, ResultFailed).Inc()
-			log.Info("Alert not delivered", "provider", dest.Name, "type", dest.Type, "error", err.Error())
+			log.Error(err, "Alert not delivered", "provider", dest.Name, "type", dest.Type)
 			continue
 		}
 		alertsTotal.WithLabelValues(dest.Type, ResultSent).Inc()

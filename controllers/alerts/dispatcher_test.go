@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,7 +117,8 @@ func TestDispatcherCountsFailures(t *testing.T) {
 
 func TestEnqueueDropsWhenFull(t *testing.T) {
 	// Not started: nothing drains the queue.
-	d := NewDispatcher(&Sender{}, logr.Discard(), Options{Workers: 1, QueueSize: 2})
+	var rec logRecorder
+	d := NewDispatcher(&Sender{}, rec.logger(), Options{Workers: 1, QueueSize: 2})
 	c := canaryWithAlerts("podinfo")
 	dropped := counter(t, alertsDropped)
 	for i, want := range []bool{true, true, false, false} {
@@ -125,6 +128,9 @@ func TestEnqueueDropsWhenFull(t *testing.T) {
 	}
 	if n := counter(t, alertsDropped) - dropped; n != 2 {
 		t.Errorf("%v drops counted, want 2", n)
+	}
+	if infos, errs := rec.lines(); len(errs) != 2 || len(infos) != 0 || !strings.Contains(errs[0], "Alert dropped") {
+		t.Errorf("each drop is an error line: errors %v, infos %v", errs, infos)
 	}
 	var disabled *Dispatcher
 	if disabled.Enqueue(c, Message{}) {
@@ -266,5 +272,70 @@ func BenchmarkEnqueueDrained(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		d.Enqueue(c, m)
+	}
+}
+
+// logRecorder is a logr sink that keeps what it is given, so a test can tell errors from
+// informational lines.
+type logRecorder struct {
+	mu     sync.Mutex
+	infos  []string
+	errors []string
+}
+
+type recordingSink struct {
+	rec    *logRecorder
+	values []any
+}
+
+func (s recordingSink) Init(logr.RuntimeInfo)  {}
+func (s recordingSink) Enabled(level int) bool { return true }
+func (s recordingSink) Info(level int, msg string, kv ...any) {
+	s.rec.mu.Lock()
+	defer s.rec.mu.Unlock()
+	s.rec.infos = append(s.rec.infos, fmt.Sprint(msg, append(slices.Clone(s.values), kv...)))
+}
+func (s recordingSink) Error(err error, msg string, kv ...any) {
+	s.rec.mu.Lock()
+	defer s.rec.mu.Unlock()
+	s.rec.errors = append(s.rec.errors, fmt.Sprint(msg, append(slices.Clone(s.values), kv...), " ", err))
+}
+func (s recordingSink) WithValues(kv ...any) logr.LogSink {
+	return recordingSink{rec: s.rec, values: append(slices.Clone(s.values), kv...)}
+}
+func (s recordingSink) WithName(string) logr.LogSink { return s }
+
+func (r *logRecorder) logger() logr.Logger { return logr.New(recordingSink{rec: r}) }
+
+func (r *logRecorder) lines() (infos, errs []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.infos), slices.Clone(r.errors)
+}
+
+// Failed deliveries are errors, so that a filter on error lines sees them.
+func TestDeliveryFailuresAreLoggedAsErrors(t *testing.T) {
+	dead := newReceiver(t, 100, http.StatusForbidden)
+	reader := fakeReader(t, provider("test", "dead", "discord", address(dead.URL)))
+	var rec logRecorder
+	d := NewDispatcher(&Sender{Reader: reader, Backoff: time.Millisecond}, rec.logger(), Options{Workers: 1, QueueSize: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Start(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	c := canaryWithAlerts("podinfo", ref("dead", ""), ref("missing", ""))
+	d.Enqueue(c, Message{Canary: c.Name, Namespace: c.Namespace, Text: "x"})
+	waitFor(t, "two error lines", func() bool { _, errs := rec.lines(); return len(errs) == 2 })
+	infos, errs := rec.lines()
+	all := strings.Join(errs, "\n")
+	if !strings.Contains(all, "Alert not delivered") || !strings.Contains(all, "test/dead") || !strings.Contains(all, "403") {
+		t.Errorf("the failed delivery is an error naming the provider and the answer:\n%s", all)
+	}
+	if !strings.Contains(all, "Alert not sent") || !strings.Contains(all, `"missing" not found`) {
+		t.Errorf("the unresolved provider is an error:\n%s", all)
+	}
+	if len(infos) != 0 {
+		t.Errorf("failures logged as info: %v", infos)
 	}
 }
