@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -38,6 +39,29 @@ const (
 	Rollback Kind = "rollback"
 )
 
+// ID names the Canary a gate belongs to. Its text form, namespace/name, is the key of the
+// state file; it is unambiguous because the load tester only accepts DNS-1123 names and
+// namespaces, which hold no '/'.
+type ID struct {
+	Namespace string
+	Name      string
+}
+
+func (id ID) String() string { return id.Namespace + "/" + id.Name }
+
+// MarshalText writes namespace/name.
+func (id ID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText reads namespace/name.
+func (id *ID) UnmarshalText(b []byte) error {
+	ns, name, ok := strings.Cut(string(b), "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("gate key %q is not namespace/name", b)
+	}
+	*id = ID{Namespace: ns, Name: name}
+	return nil
+}
+
 // Store holds the gates. It is safe for concurrent use.
 type Store struct {
 	path string // empty: memory only
@@ -48,12 +72,12 @@ type Store struct {
 
 // state is the file's content. Only open gates are listed: a gate is closed by default.
 type state struct {
-	Version   int             `json:"version"`
-	Gates     map[string]bool `json:"gates"`
-	Rollbacks map[string]bool `json:"rollbacks"`
+	Version   int         `json:"version"`
+	Gates     map[ID]bool `json:"gates"`
+	Rollbacks map[ID]bool `json:"rollbacks"`
 }
 
-func (s *state) set(k Kind) map[string]bool {
+func (s *state) set(k Kind) map[ID]bool {
 	if k == Rollback {
 		return s.Rollbacks
 	}
@@ -61,7 +85,7 @@ func (s *state) set(k Kind) map[string]bool {
 }
 
 func (s *state) clone() state {
-	c := state{Version: fileVersion, Gates: map[string]bool{}, Rollbacks: map[string]bool{}}
+	c := state{Version: fileVersion, Gates: map[ID]bool{}, Rollbacks: map[ID]bool{}}
 	for k, v := range s.Gates {
 		c.Gates[k] = v
 	}
@@ -76,7 +100,7 @@ func (s *state) clone() state {
 // cannot be read is an error rather than a silent reset: an approved rollout would
 // otherwise wait again, or a requested rollback be forgotten.
 func Open(dir string) (*Store, error) {
-	s := &Store{state: state{Version: fileVersion, Gates: map[string]bool{}, Rollbacks: map[string]bool{}}}
+	s := &Store{state: state{Version: fileVersion, Gates: map[ID]bool{}, Rollbacks: map[ID]bool{}}}
 	if dir == "" {
 		return s, nil
 	}
@@ -105,26 +129,23 @@ func Open(dir string) (*Store, error) {
 // Path is the state file, "" when the gates are kept in memory only.
 func (s *Store) Path() string { return s.path }
 
-// key names a Canary's gate.
-func key(namespace, name string) string { return namespace + "/" + name }
-
-// IsOpen reports whether the gate of kind k of the Canary namespace/name is open.
-func (s *Store) IsOpen(k Kind, namespace, name string) bool {
+// IsOpen reports whether the gate of kind k of the Canary id is open.
+func (s *Store) IsOpen(k Kind, id ID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.state.set(k)[key(namespace, name)]
+	return s.state.set(k)[id]
 }
 
 // Set opens or closes a gate and saves the state before returning. On error the gate is
 // unchanged, in memory as on disk.
-func (s *Store) Set(k Kind, namespace, name string, open bool) error {
+func (s *Store) Set(k Kind, id ID, open bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.state.clone()
 	if open {
-		next.set(k)[key(namespace, name)] = true
+		next.set(k)[id] = true
 	} else {
-		delete(next.set(k), key(namespace, name))
+		delete(next.set(k), id)
 	}
 	if s.path != "" {
 		if err := writeAtomic(s.path, next); err != nil {

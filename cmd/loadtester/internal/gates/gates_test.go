@@ -19,16 +19,16 @@ func TestGatesAreClosedByDefaultAndSurviveAReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.IsOpen(Confirm, "test", "podinfo") || s.IsOpen(Rollback, "test", "podinfo") {
+	if s.IsOpen(Confirm, ID{"test", "podinfo"}) || s.IsOpen(Rollback, ID{"test", "podinfo"}) {
 		t.Fatal("a gate is open by default")
 	}
-	if err := s.Set(Confirm, "test", "podinfo", true); err != nil {
+	if err := s.Set(Confirm, ID{"test", "podinfo"}, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Set(Rollback, "test", "other", true); err != nil {
+	if err := s.Set(Rollback, ID{"test", "other"}, true); err != nil {
 		t.Fatal(err)
 	}
-	if !s.IsOpen(Confirm, "test", "podinfo") || s.IsOpen(Rollback, "test", "podinfo") || s.IsOpen(Confirm, "prod", "podinfo") {
+	if !s.IsOpen(Confirm, ID{"test", "podinfo"}) || s.IsOpen(Rollback, ID{"test", "podinfo"}) || s.IsOpen(Confirm, ID{"prod", "podinfo"}) {
 		t.Fatal("gates are not independent per kind and Canary")
 	}
 
@@ -37,20 +37,20 @@ func TestGatesAreClosedByDefaultAndSurviveAReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !again.IsOpen(Confirm, "test", "podinfo") || !again.IsOpen(Rollback, "test", "other") {
+	if !again.IsOpen(Confirm, ID{"test", "podinfo"}) || !again.IsOpen(Rollback, ID{"test", "other"}) {
 		t.Fatal("open gates were lost over a restart")
 	}
-	if err := again.Set(Confirm, "test", "podinfo", false); err != nil {
+	if err := again.Set(Confirm, ID{"test", "podinfo"}, false); err != nil {
 		t.Fatal(err)
 	}
 	third, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if third.IsOpen(Confirm, "test", "podinfo") {
+	if third.IsOpen(Confirm, ID{"test", "podinfo"}) {
 		t.Fatal("a closed gate came back open after a restart")
 	}
-	if !third.IsOpen(Rollback, "test", "other") {
+	if !third.IsOpen(Rollback, ID{"test", "other"}) {
 		t.Fatal("closing one gate lost another")
 	}
 	entries, _ := os.ReadDir(dir)
@@ -64,7 +64,7 @@ func TestMemoryOnlyStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Set(Confirm, "a", "b", true); err != nil || !s.IsOpen(Confirm, "a", "b") || s.Path() != "" {
+	if err := s.Set(Confirm, ID{"a", "b"}, true); err != nil || !s.IsOpen(Confirm, ID{"a", "b"}) || s.Path() != "" {
 		t.Fatalf("memory store: %v", err)
 	}
 }
@@ -84,6 +84,34 @@ func TestUnreadableStateIsAnError(t *testing.T) {
 	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "version 9") {
 		t.Errorf("want a version error, got %v", err)
 	}
+	if err := os.WriteFile(path, []byte(`{"version": 1, "gates": {"podinfo": true}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), `"podinfo" is not namespace/name`) {
+		t.Errorf("want a key error, got %v", err)
+	}
+}
+
+// The file keeps the format earlier versions wrote: keys namespace/name.
+func TestStateFileFormat(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(`{"version": 1, "gates": {"test/podinfo": true}, "rollbacks": {}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.IsOpen(Confirm, ID{"test", "podinfo"}) {
+		t.Fatal("a gate written as test/podinfo is not open")
+	}
+	if err := s.Set(Rollback, ID{"prod", "api"}, true); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, FileName))
+	if !strings.Contains(string(b), `"prod/api": true`) || !strings.Contains(string(b), `"test/podinfo": true`) {
+		t.Errorf("state file: %s", b)
+	}
 }
 
 func TestFailedSaveLeavesTheGateUnchanged(t *testing.T) {
@@ -96,10 +124,10 @@ func TestFailedSaveLeavesTheGateUnchanged(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, FileName, "blocker"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Set(Confirm, "test", "podinfo", true); err == nil || !strings.Contains(err.Error(), "saving the gate state") {
+	if err := s.Set(Confirm, ID{"test", "podinfo"}, true); err == nil || !strings.Contains(err.Error(), "saving the gate state") {
 		t.Fatalf("want a save error, got %v", err)
 	}
-	if s.IsOpen(Confirm, "test", "podinfo") {
+	if s.IsOpen(Confirm, ID{"test", "podinfo"}) {
 		t.Error("the gate opened in memory although it was not saved")
 	}
 	entries, _ := os.ReadDir(dir)

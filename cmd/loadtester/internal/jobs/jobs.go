@@ -19,6 +19,14 @@ import (
 // ErrStopped is returned by Start once Stop has been called.
 var ErrStopped = errors.New("the load tester is shutting down")
 
+// Key identifies a job: what kind of work, for which Canary, and which one of its kind
+// (a load's spec key, a command line). A struct, so that no name can make two keys equal.
+type Key struct {
+	Namespace, Name string
+	Kind            string
+	ID              string
+}
+
 // Registry tracks running jobs by key. The zero value is not usable; call New.
 type Registry struct {
 	base    context.Context
@@ -26,7 +34,7 @@ type Registry struct {
 	timeout time.Duration
 
 	mu      sync.Mutex
-	running map[string]struct{}
+	running map[Key]struct{}
 	stopped bool
 	wg      sync.WaitGroup
 }
@@ -35,13 +43,13 @@ type Registry struct {
 // Stop is called.
 func New(timeout time.Duration) *Registry {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Registry{base: ctx, cancel: cancel, timeout: timeout, running: map[string]struct{}{}}
+	return &Registry{base: ctx, cancel: cancel, timeout: timeout, running: map[Key]struct{}{}}
 }
 
 // Start runs job in the background under key unless a job with that key is running. It
 // reports whether job was started. The job's context ends after the registry's timeout
 // or at Stop; the key is free again once job returns.
-func (r *Registry) Start(key string, job func(ctx context.Context)) (bool, error) {
+func (r *Registry) Start(key Key, job func(ctx context.Context)) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
@@ -70,7 +78,7 @@ func (r *Registry) Start(key string, job func(ctx context.Context)) (bool, error
 }
 
 // Running reports whether a job with key is running.
-func (r *Registry) Running(key string) bool {
+func (r *Registry) Running(key Key) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, ok := r.running[key]

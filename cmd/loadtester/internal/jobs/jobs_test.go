@@ -20,28 +20,28 @@ func TestStartDeduplicatesWhileRunning(t *testing.T) {
 	var runs atomic.Int32
 	job := func(context.Context) { runs.Add(1); <-release }
 
-	if ok, err := r.Start("a", job); !ok || err != nil {
+	if ok, err := r.Start(key("a"), job); !ok || err != nil {
 		t.Fatalf("first start: %v %v", ok, err)
 	}
-	if ok, _ := r.Start("a", job); ok {
+	if ok, _ := r.Start(key("a"), job); ok {
 		t.Error("a second job with the same key was started while the first runs")
 	}
-	if ok, _ := r.Start("b", job); !ok {
+	if ok, _ := r.Start(key("b"), job); !ok {
 		t.Error("a job with another key was not started")
 	}
-	if !r.Running("a") || r.Len() != 2 {
-		t.Errorf("running: a=%v len=%d", r.Running("a"), r.Len())
+	if !r.Running(key("a")) || r.Len() != 2 {
+		t.Errorf("running: a=%v len=%d", r.Running(key("a")), r.Len())
 	}
 	close(release)
 	deadline := time.Now().Add(5 * time.Second)
 	for r.Len() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if r.Running("a") {
+	if r.Running(key("a")) {
 		t.Fatal("the key stays taken after the job returned")
 	}
 	done := make(chan struct{})
-	if ok, _ := r.Start("a", func(context.Context) { runs.Add(1); close(done) }); !ok {
+	if ok, _ := r.Start(key("a"), func(context.Context) { runs.Add(1); close(done) }); !ok {
 		t.Error("the key is not free once the job is over")
 	}
 	<-done
@@ -53,7 +53,7 @@ func TestStartDeduplicatesWhileRunning(t *testing.T) {
 func TestTimeoutAndStopCancelJobs(t *testing.T) {
 	r := New(50 * time.Millisecond)
 	ended := make(chan error, 1)
-	r.Start("slow", func(ctx context.Context) { <-ctx.Done(); ended <- ctx.Err() })
+	r.Start(key("slow"), func(ctx context.Context) { <-ctx.Done(); ended <- ctx.Err() })
 	select {
 	case err := <-ended:
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -64,7 +64,7 @@ func TestTimeoutAndStopCancelJobs(t *testing.T) {
 	}
 
 	r = New(0)
-	r.Start("forever", func(ctx context.Context) { <-ctx.Done() })
+	r.Start(key("forever"), func(ctx context.Context) { <-ctx.Done() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := r.Stop(ctx); err != nil {
@@ -73,7 +73,22 @@ func TestTimeoutAndStopCancelJobs(t *testing.T) {
 	if r.Len() != 0 {
 		t.Error("a job survived Stop")
 	}
-	if ok, err := r.Start("late", func(context.Context) {}); ok || !errors.Is(err, ErrStopped) {
+	if ok, err := r.Start(key("late"), func(context.Context) {}); ok || !errors.Is(err, ErrStopped) {
 		t.Errorf("start after Stop: %v %v", ok, err)
+	}
+}
+
+func key(id string) Key { return Key{Namespace: "test", Name: "podinfo", Kind: "load", ID: id} }
+
+// Keys are structs: names with separators in them cannot make two jobs one.
+func TestKeysDoNotCollide(t *testing.T) {
+	r := New(0)
+	release := make(chan struct{})
+	defer close(release)
+	job := func(context.Context) { <-release }
+	for _, k := range []Key{{"a", "b/load/x", "load", "y"}, {"a/b", "load/x", "load", "y"}, {"a", "b", "load", "x/load/y"}} {
+		if ok, err := r.Start(k, job); !ok || err != nil {
+			t.Errorf("%+v did not start: %v %v", k, ok, err)
+		}
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/gates"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/metrics"
@@ -148,6 +149,19 @@ func (s *server) post(h payloadHandler) http.HandlerFunc {
 			reply(w, http.StatusBadRequest, "the payload fields name and namespace are required")
 			return
 		}
+		// Names are keys of gates and jobs: only what Kubernetes allows for a Canary, so
+		// that a name cannot impersonate another (a/b) nor fill the state with junk.
+		var invalid []string
+		if msgs := validation.IsDNS1123Subdomain(p.Name); len(msgs) > 0 {
+			invalid = append(invalid, fmt.Sprintf("name %q is not a Kubernetes object name: %s", p.Name, strings.Join(msgs, "; ")))
+		}
+		if msgs := validation.IsDNS1123Label(p.Namespace); len(msgs) > 0 {
+			invalid = append(invalid, fmt.Sprintf("namespace %q is not a Kubernetes namespace: %s", p.Namespace, strings.Join(msgs, "; ")))
+		}
+		if len(invalid) > 0 {
+			reply(w, http.StatusBadRequest, "the payload's "+strings.Join(invalid, "; and "))
+			return
+		}
 		if s.Namespaces != nil && !s.Namespaces.MatchString(p.Namespace) {
 			reply(w, http.StatusForbidden, fmt.Sprintf("namespace %q is not served by this load tester (-namespace-regexp %s)",
 				p.Namespace, s.Namespaces))
@@ -164,7 +178,7 @@ func (s *server) task(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
 
 func (s *server) check(k gates.Kind) payloadHandler {
 	return func(w http.ResponseWriter, _ *http.Request, p tasks.Payload) {
-		if s.Gates.IsOpen(k, p.Namespace, p.Name) {
+		if s.Gates.IsOpen(k, gates.ID{Namespace: p.Namespace, Name: p.Name}) {
 			reply(w, http.StatusOK, "Approved")
 			return
 		}
@@ -176,7 +190,7 @@ func (s *server) check(k gates.Kind) payloadHandler {
 func (s *server) set(k gates.Kind, open bool) payloadHandler {
 	verb := map[bool]string{true: "opened", false: "closed"}[open]
 	return func(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
-		if err := s.Gates.Set(k, p.Namespace, p.Name, open); err != nil {
+		if err := s.Gates.Set(k, gates.ID{Namespace: p.Namespace, Name: p.Name}, open); err != nil {
 			reply(w, http.StatusInternalServerError, err.Error())
 			return
 		}

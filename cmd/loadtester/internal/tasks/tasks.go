@@ -179,7 +179,7 @@ func (r *Runner) cmd(p Payload) Response {
 		}
 		return *res
 	}
-	key := p.Namespace + "/" + p.Name + "/cmd/" + plan.Line
+	key := jobs.Key{Namespace: p.Namespace, Name: p.Name, Kind: "cmd", ID: plan.Line}
 	log := r.logFor(p)
 	logOutput, _ := strconv.ParseBool(p.Metadata["logCmdOutput"])
 	started, serr := r.Jobs.Start(key, func(ctx context.Context) {
@@ -218,7 +218,7 @@ func (r *Runner) plan(typ string, decide func() (commands.Plan, error)) (command
 
 // startLoad starts a load unless the same one runs already for the same Canary.
 func (r *Runner) startLoad(p Payload, spec load.Spec) Response {
-	key := p.Namespace + "/" + p.Name + "/load/" + spec.Key()
+	key := jobs.Key{Namespace: p.Namespace, Name: p.Name, Kind: "load", ID: spec.Key()}
 	log := r.logFor(p)
 	desc := spec.String()
 	started, err := r.Jobs.Start(key, func(ctx context.Context) {
