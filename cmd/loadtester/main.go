@@ -47,6 +47,8 @@ type options struct {
 	allowShell      patternList
 	namespaceRegexp string
 	timeout         time.Duration
+	maxLoads        int
+	maxWorkers      int
 	logLevel        string
 	logEncoding     string
 }
@@ -78,6 +80,9 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.namespaceRegexp, "namespace-regexp", "", "Serve only payloads whose namespace matches this regular "+
 		"expression (the whole namespace); others get 403. Default: all.")
 	fs.DurationVar(&o.timeout, "timeout", time.Hour, "Longest run of a task: loads and commands are stopped after it.")
+	fs.IntVar(&o.maxLoads, "max-loads", 10, "Most loads and background commands running at once; more get 429.")
+	fs.IntVar(&o.maxWorkers, "max-workers", 500, "Most workers (concurrent requests) of all running loads together; a load that "+
+		"would exceed it gets 429, one that asks for more on its own 400.")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&o.logEncoding, "log-encoding", "json", "Log encoding: json or console.")
 }
@@ -110,6 +115,12 @@ func (o *options) validate() (config, error) {
 	}
 	if o.timeout <= 0 {
 		errs = append(errs, fmt.Errorf("-timeout %s must be positive", o.timeout))
+	}
+	if o.maxLoads < 1 {
+		errs = append(errs, fmt.Errorf("-max-loads %d must be at least 1", o.maxLoads))
+	}
+	if o.maxWorkers < 1 {
+		errs = append(errs, fmt.Errorf("-max-workers %d must be at least 1", o.maxWorkers))
 	}
 	if c.level, err = zapcore.ParseLevel(o.logLevel); err != nil {
 		errs = append(errs, fmt.Errorf("-log-level: %w", err))
@@ -145,7 +156,7 @@ func run(ctx context.Context, o options, c config, log logr.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
-	background := jobs.New(o.timeout)
+	background := jobs.New(o.timeout, jobs.Limits{Jobs: o.maxLoads, Workers: o.maxWorkers})
 	handler := server.New(server.Options{
 		Gates:      store,
 		Tasks:      &tasks.Runner{Rules: c.rules, Jobs: background, Timeout: o.timeout, Metrics: m, Log: log},
@@ -174,7 +185,8 @@ func run(ctx context.Context, o options, c config, log logr.Logger) error {
 		log.Info("gates are kept in memory only (-state-dir is empty): they are lost on restart")
 	}
 	log.Info("load tester listening", "address", l.Addr().String(), "gateState", store.Path(),
-		"allowedCommandPatterns", c.rules.Commands.Len(), "allowedShellCommandPatterns", c.rules.ShellCommands.Len(), "namespaceRegexp", o.namespaceRegexp, "timeout", o.timeout.String())
+		"allowedCommandPatterns", c.rules.Commands.Len(), "allowedShellCommandPatterns", c.rules.ShellCommands.Len(), "namespaceRegexp", o.namespaceRegexp, "timeout", o.timeout.String(),
+		"maxLoads", o.maxLoads, "maxWorkers", o.maxWorkers)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()

@@ -31,7 +31,7 @@ func TestFlagsDefaultsAndRepeatedAllowCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.port != 8080 || len(o.allowCommands) != 2 || o.allowCommands[1] != `curl -s http://x/\d{1,3}` {
+	if o.port != 8080 || o.maxLoads != 10 || o.maxWorkers != 500 || len(o.allowCommands) != 2 || o.allowCommands[1] != `curl -s http://x/\d{1,3}` {
 		t.Errorf("options: %+v", o)
 	}
 	o, err = parseFlags(t)
@@ -42,11 +42,11 @@ func TestFlagsDefaultsAndRepeatedAllowCommand(t *testing.T) {
 
 func TestBadFlagsAreReportedTogether(t *testing.T) {
 	_, err := parseFlags(t, "-port", "0", "-allow-command", "(", "-namespace-regexp", "[", "-timeout", "0s",
-		"-log-level", "loud", "-log-encoding", "xml")
+		"-log-level", "loud", "-log-encoding", "xml", "-max-loads", "0", "-max-workers", "-1")
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"-port 0", "-allow-command", "-namespace-regexp", "-timeout", "-log-level", "-log-encoding"} {
+	for _, want := range []string{"-port 0", "-allow-command", "-namespace-regexp", "-timeout", "-log-level", "-log-encoding", "-max-loads 0", "-max-workers -1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not name %s: %v", want, err)
 		}

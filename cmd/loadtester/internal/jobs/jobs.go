@@ -6,18 +6,31 @@ Licensed under the Apache License, Version 2.0.
 
 // Package jobs runs the load tester's background work (loads, asynchronous commands) at
 // most once per key at a time: a rollout hook is called at every analysis step, and a
-// load that is still running from the previous step must not be started again.
+// load that is still running from the previous step must not be started again. Anyone who
+// reaches the load tester can ask for work, so the work running at once is bounded.
 package jobs
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
 
 // ErrStopped is returned by Start once Stop has been called.
 var ErrStopped = errors.New("the load tester is shutting down")
+
+// ErrFull is matched (errors.Is) by the error of a Start refused by the limits.
+var ErrFull = errors.New("the load tester is busy")
+
+// Limits bound the work running at once; zero fields are no bound.
+type Limits struct {
+	// Jobs is the most jobs running at once.
+	Jobs int
+	// Workers is the most workers (the concurrency of loads) running at once.
+	Workers int
+}
 
 // Key identifies a job: what kind of work, for which Canary, and which one of its kind
 // (a load's spec key, a command line). A struct, so that no name can make two keys equal.
@@ -32,24 +45,31 @@ type Registry struct {
 	base    context.Context
 	cancel  context.CancelFunc
 	timeout time.Duration
+	limits  Limits
 
 	mu      sync.Mutex
-	running map[Key]struct{}
+	running map[Key]int // the workers of each running job
+	workers int         // their sum
 	stopped bool
 	wg      sync.WaitGroup
 }
 
 // New returns a Registry whose jobs are each cancelled after timeout (0: never) or when
-// Stop is called.
-func New(timeout time.Duration) *Registry {
+// Stop is called, and that runs no more at once than limits allow.
+func New(timeout time.Duration, limits Limits) *Registry {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Registry{base: ctx, cancel: cancel, timeout: timeout, running: map[Key]struct{}{}}
+	return &Registry{base: ctx, cancel: cancel, timeout: timeout, limits: limits, running: map[Key]int{}}
 }
 
-// Start runs job in the background under key unless a job with that key is running. It
-// reports whether job was started. The job's context ends after the registry's timeout
-// or at Stop; the key is free again once job returns.
-func (r *Registry) Start(key Key, job func(ctx context.Context)) (bool, error) {
+// Limits are the registry's limits.
+func (r *Registry) Limits() Limits { return r.limits }
+
+// Start runs job, which uses workers workers, in the background under key unless a job
+// with that key is running. It reports whether job was started; a job that the limits
+// leave no room for is an error matching ErrFull, which says what is full. The job's
+// context ends after the registry's timeout or at Stop; the key and the room it took are
+// free again once job returns.
+func (r *Registry) Start(key Key, workers int, job func(ctx context.Context)) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
@@ -58,13 +78,23 @@ func (r *Registry) Start(key Key, job func(ctx context.Context)) (bool, error) {
 	if _, ok := r.running[key]; ok {
 		return false, nil
 	}
-	r.running[key] = struct{}{}
+	if r.limits.Jobs > 0 && len(r.running) >= r.limits.Jobs {
+		return false, fmt.Errorf("%w: %d loads and commands are running, the most it runs at once (-max-loads %d); "+
+			"try again when one has ended", ErrFull, len(r.running), r.limits.Jobs)
+	}
+	if r.limits.Workers > 0 && r.workers+workers > r.limits.Workers {
+		return false, fmt.Errorf("%w: %d workers are running, and %d more would exceed -max-workers %d; "+
+			"try again when a load has ended, or ask for fewer workers", ErrFull, r.workers, workers, r.limits.Workers)
+	}
+	r.running[key] = workers
+	r.workers += workers
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer func() {
 			r.mu.Lock()
 			delete(r.running, key)
+			r.workers -= workers
 			r.mu.Unlock()
 		}()
 		ctx, cancel := r.base, context.CancelFunc(func() {})

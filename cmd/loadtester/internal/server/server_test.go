@@ -9,6 +9,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -42,6 +43,7 @@ type setup struct {
 	allow      []string
 	shell      []string
 	namespaces string
+	limits     jobs.Limits
 }
 
 func start(t *testing.T, s setup) *tester {
@@ -60,7 +62,7 @@ func start(t *testing.T, s setup) *tester {
 	}
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
-	bg := jobs.New(time.Minute)
+	bg := jobs.New(time.Minute, s.limits)
 	o := Options{
 		Gates:    store,
 		Tasks:    &tasks.Runner{Rules: commands.Rules{Commands: allow, ShellCommands: shell}, Jobs: bg, Timeout: time.Minute, Metrics: m, Log: logr.Discard()},
@@ -182,6 +184,44 @@ func TestHeyLoadRunsAtItsRateOncePerCanary(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// Background work is bounded: distinct Canaries cannot start loads without end.
+func TestLoadsBeyondTheLimitsGet429(t *testing.T) {
+	lt := start(t, setup{limits: jobs.Limits{Jobs: 2, Workers: 8}})
+	target, _ := counter(t)
+	hey := func(c int) map[string]string {
+		return map[string]string{"cmd": fmt.Sprintf("hey -z 1m -q 1 -c %d %s/", c, target.URL)}
+	}
+	for _, name := range []string{"a", "b"} {
+		if code, body := lt.call(t, http.MethodPost, "/", payload(name, "test", hey(4))); code != http.StatusAccepted {
+			t.Fatalf("%s: %d %q", name, code, body)
+		}
+	}
+	code, body := lt.call(t, http.MethodPost, "/", payload("c", "test", hey(1)))
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "-max-loads 2") {
+		t.Errorf("a third load: %d %q, want 429 naming -max-loads", code, body)
+	}
+	// A running load is still answered as running.
+	if code, body := lt.call(t, http.MethodPost, "/", payload("a", "test", hey(4))); code != http.StatusAccepted || !strings.Contains(body, "already running") {
+		t.Errorf("the running load: %d %q", code, body)
+	}
+	code, body = lt.call(t, http.MethodPost, "/", payload("d", "test", hey(9)))
+	if code != http.StatusBadRequest || !strings.Contains(body, "at most 8 workers") {
+		t.Errorf("a load larger than -max-workers: %d %q", code, body)
+	}
+	if lt.jobs.Len() != 2 {
+		t.Errorf("%d jobs running, want 2", lt.jobs.Len())
+	}
+
+	lt = start(t, setup{limits: jobs.Limits{Jobs: 10, Workers: 8}})
+	if code, body := lt.call(t, http.MethodPost, "/", payload("a", "test", hey(6))); code != http.StatusAccepted {
+		t.Fatalf("a: %d %q", code, body)
+	}
+	code, body = lt.call(t, http.MethodPost, "/", payload("b", "test", hey(3)))
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "-max-workers 8") {
+		t.Errorf("workers beyond the limit: %d %q, want 429 naming -max-workers", code, body)
 	}
 }
 

@@ -65,7 +65,8 @@ type Payload struct {
 // Response is the answer to a task call.
 type Response struct {
 	// Status is the HTTP status: 202 for background work, 200 for a blocking command that
-	// succeeded, 400 for bad input, 403 for a refused command, 500 for a failed one.
+	// succeeded, 400 for bad input, 403 for a refused command, 429 when the background
+	// work is at its limits, 500 for a failed command or one that is not installed.
 	Status int
 	// Body is a message for the user, or a command's output when asked for.
 	Body string
@@ -75,7 +76,7 @@ type Response struct {
 type Runner struct {
 	// Rules say which commands may run, and how.
 	Rules commands.Rules
-	// Jobs runs the background work, once per key at a time.
+	// Jobs runs the background work, once per key at a time, within its limits.
 	Jobs *jobs.Registry
 	// Timeout bounds a blocking command.
 	Timeout time.Duration
@@ -182,14 +183,14 @@ func (r *Runner) cmd(p Payload) Response {
 	key := jobs.Key{Namespace: p.Namespace, Name: p.Name, Kind: "cmd", ID: plan.Line}
 	log := r.logFor(p)
 	logOutput, _ := strconv.ParseBool(p.Metadata["logCmdOutput"])
-	started, serr := r.Jobs.Start(key, func(ctx context.Context) {
+	started, serr := r.Jobs.Start(key, 0, func(ctx context.Context) {
 		log.Info("command started", "type", TypeCmd, "command", plan.Line, "shell", plan.Shell)
 		out, err := commands.Run(ctx, plan.Argv)
 		r.finished(log, TypeCmd, plan.Line, out, err, logOutput)
 	})
 	switch {
 	case serr != nil:
-		return Response{http.StatusServiceUnavailable, serr.Error()}
+		return startError(serr)
 	case !started:
 		return Response{http.StatusAccepted, fmt.Sprintf("command already running for %s/%s", p.Namespace, p.Name)}
 	}
@@ -221,7 +222,11 @@ func (r *Runner) startLoad(p Payload, spec load.Spec) Response {
 	key := jobs.Key{Namespace: p.Namespace, Name: p.Name, Kind: "load", ID: spec.Key()}
 	log := r.logFor(p)
 	desc := spec.String()
-	started, err := r.Jobs.Start(key, func(ctx context.Context) {
+	if most := r.Jobs.Limits().Workers; most > 0 && spec.Concurrency > most {
+		return Response{http.StatusBadRequest, fmt.Sprintf("the load asks for %d workers; this load tester runs at most %d "+
+			"workers at once (-max-workers): ask for fewer (hey -c, metadata.concurrency)", spec.Concurrency, most)}
+	}
+	started, err := r.Jobs.Start(key, spec.Concurrency, func(ctx context.Context) {
 		r.Metrics.LoadsRunning.Inc()
 		defer r.Metrics.LoadsRunning.Dec()
 		log.Info("load started", "load", desc)
@@ -234,13 +239,22 @@ func (r *Runner) startLoad(p Payload, spec load.Spec) Response {
 	})
 	switch {
 	case err != nil:
-		return Response{http.StatusServiceUnavailable, err.Error()}
+		return startError(err)
 	case !started:
 		r.Metrics.LoadsDeduplicated.Inc()
 		return Response{http.StatusAccepted, fmt.Sprintf("load already running for %s/%s: %s", p.Namespace, p.Name, desc)}
 	}
 	r.Metrics.LoadsStarted.Inc()
 	return Response{http.StatusAccepted, fmt.Sprintf("load started for %s/%s: %s", p.Namespace, p.Name, desc)}
+}
+
+// startError answers a background job that did not start: 429 when the load tester is
+// full (the hook is called again at the next step), 503 when it is shutting down.
+func startError(err error) Response {
+	if errors.Is(err, jobs.ErrFull) {
+		return Response{http.StatusTooManyRequests, err.Error()}
+	}
+	return Response{http.StatusServiceUnavailable, err.Error()}
 }
 
 // blocking runs an allowed command and answers with its outcome: 200, or 500 with its
