@@ -68,9 +68,15 @@ func (r Result) String() string {
 // gives up the missed slots instead of sending them in a burst.
 const lateness = time.Second
 
+// drainGrace is how long requests still in flight when a load's duration ends may take
+// to complete before they are cancelled: a target that hangs must not keep the load, and
+// with it the Canary's dedupe key, alive until the task's timeout.
+var drainGrace = 5 * time.Second
+
 // Run sends the load and returns when it is over: Duration has passed or Requests have
-// been sent, or ctx is done. Requests in flight when the duration ends are completed;
-// those in flight when ctx is done are cancelled. The error is for a spec that cannot run.
+// been sent, or ctx is done. Requests in flight when the duration ends get drainGrace to
+// complete, then are cancelled; those in flight when ctx is done are cancelled at once.
+// The error is for a spec that cannot run.
 func Run(ctx context.Context, s Spec, observe Observer) (Result, error) {
 	if err := s.Validate(); err != nil {
 		return Result{}, err
@@ -97,6 +103,12 @@ func Run(ctx context.Context, s Spec, observe Observer) (Result, error) {
 		end = start.Add(s.Duration)
 	}
 	go pace(dispatchCtx, &s, start, end, slots)
+	requestCtx, cancelRequests := context.WithCancel(ctx)
+	defer cancelRequests()
+	if s.Duration > 0 {
+		t := time.AfterFunc(s.Duration+drainGrace, cancelRequests)
+		defer t.Stop()
+	}
 
 	results := make([]Result, s.Concurrency)
 	var wg sync.WaitGroup
@@ -106,7 +118,7 @@ func Run(ctx context.Context, s Spec, observe Observer) (Result, error) {
 			r.Codes = map[int]int{}
 			header := s.Header.Clone()
 			for range slots {
-				code, err := send(ctx, client, &s, header)
+				code, err := send(requestCtx, client, &s, header)
 				r.Requests++
 				if err != nil {
 					r.Errors++

@@ -8,6 +8,7 @@ package load
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -210,5 +211,34 @@ func TestRunRefusesRatesBelowMinRate(t *testing.T) {
 	}
 	if tg.count.Load() != 1 {
 		t.Errorf("the target received %d requests, want 1", tg.count.Load())
+	}
+}
+
+// Requests that hang past the load's duration are cancelled after a grace period, so that
+// the load ends (and frees its key) instead of waiting for the task's timeout.
+func TestRunCancelsHangingRequestsAfterTheDuration(t *testing.T) {
+	defer func(g time.Duration) { drainGrace = g }(drainGrace)
+	drainGrace = 200 * time.Millisecond
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(hang)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := Run(ctx, Spec{URL: srv.URL + "/", Rate: 10, Concurrency: 2, Duration: 300 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the load ran until its context ended: hanging requests were not cancelled")
+	}
+	if res.Requests != 2 || res.Errors != 2 || !errors.Is(res.LastError, context.Canceled) {
+		t.Errorf("want the 2 hanging requests cancelled: %s", res)
 	}
 }
