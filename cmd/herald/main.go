@@ -230,9 +230,13 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	// Alerts go out from their own workers: a slow chat service never holds a reconcile.
 	globalAlerts, _ := o.globalAlerts.Destinations(os.Getenv) // checked in options.validate
 	alertDispatcher := alerts.NewDispatcher(&alerts.Sender{Reader: mgr.GetAPIReader(), Global: globalAlerts}, log.WithName("alerts"), alerts.Options{})
-	if err := mgr.Add(alertDispatcher); err != nil {
-		return fmt.Errorf("adding the alert dispatcher: %w", err)
-	}
+	// Not a manager runnable: the manager stops those before its controllers, and the alerts
+	// of the last reconciles would find no one to send them. The dispatcher stops once
+	// mgr.Start has returned, and drains its queues within alerts.DefaultDrainTimeout.
+	alertsCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
+	alertsStopped := make(chan struct{})
+	go func() { defer close(alertsStopped); _ = alertDispatcher.Start(alertsCtx) }()
+	defer func() { stopAlerts(); <-alertsStopped }()
 	reconciler := &canary.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),

@@ -3,9 +3,12 @@ package alerts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +24,12 @@ const (
 	DefaultWorkers   = 4
 	DefaultQueueSize = 64
 )
+
+// DefaultDrainTimeout bounds the delivery of the alerts still queued when the Dispatcher
+// stops. Their Canaries' status is already written, so nothing would send them again (a
+// "promotion finished" lost to a Herald upgrade); a few seconds let them out without holding
+// a shutdown for long behind a dead chat service.
+const DefaultDrainTimeout = 10 * time.Second
 
 var (
 	alertsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -46,15 +55,19 @@ const (
 type Options struct {
 	Workers   int
 	QueueSize int // per worker
+	// DrainTimeout bounds the delivery of what is queued when the Dispatcher stops.
+	DrainTimeout time.Duration
 }
 
 // Dispatcher delivers alerts in the background. The caller's Enqueue never blocks: alerts
 // go to one of a few bounded queues, chosen by Canary, so the alerts of one Canary arrive in
 // order; each queue has one worker that resolves the providers and sends with retries.
 type Dispatcher struct {
-	sender *Sender
-	log    logr.Logger
-	queues []chan job
+	sender       *Sender
+	log          logr.Logger
+	queues       []chan job
+	drainTimeout time.Duration
+	stopped      atomic.Bool
 }
 
 type job struct {
@@ -64,7 +77,8 @@ type job struct {
 
 // NewDispatcher returns a Dispatcher that sends through sender. It registers Herald's alert
 // counters on controller-runtime's metrics registry (once per process). Run it with Start,
-// e.g. by adding it to the manager.
+// and stop it after the controllers that enqueue (not as a manager runnable: the manager
+// stops those first), so that their last alerts are still sent.
 func NewDispatcher(sender *Sender, log logr.Logger, o Options) *Dispatcher {
 	registerOnce.Do(func() { ctrlmetrics.Registry.MustRegister(alertsTotal, alertsDropped) })
 	if o.Workers <= 0 {
@@ -73,7 +87,10 @@ func NewDispatcher(sender *Sender, log logr.Logger, o Options) *Dispatcher {
 	if o.QueueSize <= 0 {
 		o.QueueSize = DefaultQueueSize
 	}
-	d := &Dispatcher{sender: sender, log: log, queues: make([]chan job, o.Workers)}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = DefaultDrainTimeout
+	}
+	d := &Dispatcher{sender: sender, log: log, queues: make([]chan job, o.Workers), drainTimeout: o.DrainTimeout}
 	for i := range d.queues {
 		d.queues[i] = make(chan job, o.QueueSize)
 	}
@@ -82,9 +99,15 @@ func NewDispatcher(sender *Sender, log logr.Logger, o Options) *Dispatcher {
 
 // Enqueue hands m, an alert of Canary c, to the workers and returns at once. It reports
 // false when the alert was dropped because its queue is full (logged and counted in
-// herald_alerts_dropped_total). A nil Dispatcher (alerts disabled) drops silently.
+// herald_alerts_dropped_total), or because the Dispatcher has stopped. A nil Dispatcher
+// (alerts disabled) drops silently.
 func (d *Dispatcher) Enqueue(c *flaggerv1.Canary, m Message) bool {
 	if d == nil {
+		return false
+	}
+	if d.stopped.Load() {
+		alertsDropped.Inc()
+		d.log.Error(errors.New("the alert dispatcher has stopped"), "Alert dropped", "canary", c.Name, "namespace", c.Namespace, "message", m.Text)
 		return false
 	}
 	var alerts []flaggerv1.CanaryAlert
@@ -105,35 +128,50 @@ func (d *Dispatcher) Enqueue(c *flaggerv1.Canary, m Message) bool {
 	}
 }
 
-// Start runs the workers until ctx is done; alerts still queued then are not sent.
+// Start runs the workers until ctx is done, then drains: the alert being sent and those
+// queued (also while draining) are still delivered, for at most the drain timeout. Only
+// what is left then is given up, logged and counted as dropped. Start returns once the
+// workers have stopped; Enqueue refuses alerts from then on.
 func (d *Dispatcher) Start(ctx context.Context) error {
+	// Sends outlive ctx: a shutdown must not abort the POST in flight.
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
 	var wg sync.WaitGroup
 	for _, q := range d.queues {
 		wg.Go(func() {
 			for {
 				select {
-				case <-ctx.Done():
-					return
 				case j := <-q:
-					d.deliver(ctx, j)
+					d.deliver(sendCtx, j)
+				case <-ctx.Done():
+					for sendCtx.Err() == nil {
+						select {
+						case j := <-q:
+							d.deliver(sendCtx, j)
+						default:
+							return
+						}
+					}
+					return
 				}
 			}
 		})
 	}
+	<-ctx.Done()
+	deadline := time.AfterFunc(d.drainTimeout, cancelSends)
+	defer deadline.Stop()
 	wg.Wait()
+	d.stopped.Store(true)
 	pending := 0
 	for _, q := range d.queues {
 		pending += len(q)
 	}
 	if pending > 0 {
-		d.log.Info("Stopping with alerts not sent", "pending", pending)
+		alertsDropped.Add(float64(pending))
+		d.log.Error(fmt.Errorf("not delivered within the drain timeout of %s", d.drainTimeout), "Stopping with alerts not sent", "pending", pending)
 	}
 	return nil
 }
-
-// NeedLeaderElection is false: only the leader's controller enqueues, and a follower's idle
-// workers cost nothing.
-func (d *Dispatcher) NeedLeaderElection() bool { return false }
 
 // deliver sends one alert to every destination that wants it.
 func (d *Dispatcher) deliver(ctx context.Context, j job) {

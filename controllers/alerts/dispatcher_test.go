@@ -2,9 +2,11 @@ package alerts
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -338,4 +340,136 @@ func TestDeliveryFailuresAreLoggedAsErrors(t *testing.T) {
 	if len(infos) != 0 {
 		t.Errorf("failures logged as info: %v", infos)
 	}
+}
+
+// heldReceiver answers nothing until released: a chat service that is slow, or dead when it
+// is never released. It records each message and whether its POST was aborted.
+type heldReceiver struct {
+	*httptest.Server
+	release chan struct{}
+	mu      sync.Mutex
+	texts   []string
+	waiting int
+	aborted int
+}
+
+func newHeldReceiver(t *testing.T) *heldReceiver {
+	r := &heldReceiver{release: make(chan struct{})}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(req.Body).Decode(&body)
+		r.mu.Lock()
+		r.texts = append(r.texts, fmt.Sprint(body["message"]))
+		r.waiting++
+		r.mu.Unlock()
+		defer func() { r.mu.Lock(); r.waiting--; r.mu.Unlock() }()
+		select {
+		case <-r.release:
+			w.WriteHeader(http.StatusOK)
+		case <-req.Context().Done():
+			r.mu.Lock()
+			r.aborted++
+			r.mu.Unlock()
+		}
+	}))
+	t.Cleanup(func() { r.open(); r.Close() })
+	return r
+}
+
+// open lets every held and future request through.
+func (r *heldReceiver) open() {
+	select {
+	case <-r.release:
+	default:
+		close(r.release)
+	}
+}
+
+func (r *heldReceiver) state() (texts []string, waiting, aborted int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.texts), r.waiting, r.aborted
+}
+
+// run starts d and returns a stop function that cancels its context and waits for Start to
+// return (failing the test if it does not).
+func run(t *testing.T, d *Dispatcher) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Start(ctx); close(done) }()
+	stopped := false
+	stop = func() {
+		t.Helper()
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Start did not return after its context ended")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func message(c *flaggerv1.Canary, text string) Message {
+	return Message{Canary: c.Name, Namespace: c.Namespace, Text: text, Severity: flaggerv1.SeverityInfo}
+}
+
+// A shutdown neither aborts the alert being sent nor forgets those queued behind it: their
+// Canaries' status is written, so nothing would send them again.
+func TestDispatcherDeliversQueuedAlertsAtShutdown(t *testing.T) {
+	slow := newHeldReceiver(t)
+	reader := fakeReader(t, provider("test", "slow", "webhook", address(slow.URL)))
+	sent := counter(t, alertsTotal.WithLabelValues("webhook", ResultSent))
+	d := NewDispatcher(&Sender{Reader: reader, Backoff: time.Millisecond}, logr.Discard(), Options{Workers: 1})
+	stop := run(t, d)
+	c := canaryWithAlerts("podinfo", ref("slow", ""))
+	for _, text := range []string{"started", "waiting", "promotion finished"} {
+		d.Enqueue(c, message(c, text))
+	}
+	waitFor(t, "the first alert in flight", func() bool { _, waiting, _ := slow.state(); return waiting == 1 })
+
+	go func() { time.Sleep(50 * time.Millisecond); slow.open() }() // the chat service answers after the shutdown began
+	stop()
+
+	texts, _, aborted := slow.state()
+	if strings.Join(texts, ",") != "started,waiting,promotion finished" || aborted != 0 {
+		t.Errorf("received %q, %d aborted; want all three, none aborted", texts, aborted)
+	}
+	if n := counter(t, alertsTotal.WithLabelValues("webhook", ResultSent)) - sent; n != 3 {
+		t.Errorf("%v alerts counted as sent, want 3", n)
+	}
+	if d.Enqueue(c, message(c, "late")) {
+		t.Error("a stopped dispatcher accepted an alert it will never send")
+	}
+}
+
+// The drain is bounded: a chat service that never answers holds the shutdown for the drain
+// timeout only, and what is left is counted.
+func TestDispatcherDrainIsBounded(t *testing.T) {
+	dead := newHeldReceiver(t) // never released while the test runs
+	reader := fakeReader(t, provider("test", "dead", "gchat", address(dead.URL)))
+	failed := counter(t, alertsTotal.WithLabelValues("gchat", ResultFailed))
+	dropped := counter(t, alertsDropped)
+	d := NewDispatcher(&Sender{Reader: reader, Backoff: time.Millisecond, Timeout: time.Hour}, logr.Discard(),
+		Options{Workers: 1, DrainTimeout: 100 * time.Millisecond})
+	stop := run(t, d)
+	c := canaryWithAlerts("podinfo", ref("dead", ""))
+	d.Enqueue(c, message(c, "in flight"))
+	waitFor(t, "the first alert in flight", func() bool { _, waiting, _ := dead.state(); return waiting == 1 })
+	d.Enqueue(c, message(c, "queued"))
+	stop() // fails the test unless Start returns once the drain timeout has passed
+
+	if n := counter(t, alertsTotal.WithLabelValues("gchat", ResultFailed)) - failed; n != 1 {
+		t.Errorf("%v failures counted, want 1 (the POST cut at the drain timeout)", n)
+	}
+	if n := counter(t, alertsDropped) - dropped; n != 1 {
+		t.Errorf("%v drops counted, want 1 (the alert never tried)", n)
+	}
+	waitFor(t, "the receiver to see the POST aborted", func() bool { _, _, aborted := dead.state(); return aborted == 1 })
 }
