@@ -23,9 +23,11 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/shellwords"
 )
@@ -214,6 +216,23 @@ func Run(ctx context.Context, argv []string) (Output, error) {
 	default:
 		return out, fmt.Errorf("%s: %w", argv[0], err)
 	}
+}
+
+// LogTail is how much of a command's output goes into a log line: the end, where the
+// error usually is. A log line of a mebibyte breaks log pipelines.
+const LogTail = 4 << 10
+
+// Tail returns the last n bytes of out as valid UTF-8, saying how much came before.
+func Tail(out []byte, n int) string {
+	if len(out) <= n {
+		return strings.ToValidUTF8(string(out), "\uFFFD")
+	}
+	// Drop a rune cut in half at the start rather than print a replacement for it.
+	tail := out[len(out)-n:]
+	for i := 0; i < utf8.UTFMax && len(tail) > 0 && !utf8.RuneStart(tail[0]); i++ {
+		tail = tail[1:]
+	}
+	return fmt.Sprintf("[%d bytes before] ", len(out)-len(tail)) + strings.ToValidUTF8(string(tail), "\uFFFD")
 }
 
 // capped keeps the first MaxOutput bytes written to it. Standard output and error are

@@ -127,3 +127,16 @@ func TestPlanRunsPlainWordsWithoutAShell(t *testing.T) {
 		t.Errorf("empty rules: %v", err)
 	}
 }
+
+func TestTail(t *testing.T) {
+	if got := Tail([]byte("short"), 10); got != "short" {
+		t.Errorf("short: %q", got)
+	}
+	// "é" is two bytes: a cut in its middle drops the half.
+	if got := Tail([]byte("abcé!"), 2); got != "[5 bytes before] !" {
+		t.Errorf("cut rune: %q", got)
+	}
+	if got := Tail([]byte("abcdéf"), 3); got != "[4 bytes before] éf" {
+		t.Errorf("whole rune: %q", got)
+	}
+}

@@ -71,8 +71,12 @@ func New(o Options) http.Handler {
 	s := &server{o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/{$}", s.post(s.task))
-	mux.HandleFunc("/gate/approve", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, "OK") })
-	mux.HandleFunc("/gate/halt", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/gate/approve", func(w http.ResponseWriter, r *http.Request) {
+		peek(w, r)
+		reply(w, http.StatusOK, "OK")
+	})
+	mux.HandleFunc("/gate/halt", func(w http.ResponseWriter, r *http.Request) {
+		peek(w, r)
 		reply(w, http.StatusForbidden, "Forbidden: /gate/halt never approves")
 	})
 	mux.HandleFunc("/gate/check", s.post(s.check(gates.Confirm)))
@@ -168,6 +172,20 @@ func (s *server) post(h payloadHandler) http.HandlerFunc {
 			return
 		}
 		h(w, r, p)
+	}
+}
+
+// peek reads the payload of a call whose answer does not depend on it (/gate/approve,
+// /gate/halt), only so that its log line names the Canary. Any body is accepted.
+func peek(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil || len(body) == 0 {
+		return
+	}
+	var p tasks.Payload
+	if json.Unmarshal(body, &p) == nil {
+		c := callOf(r)
+		c.canary, c.namespace = p.Name, p.Namespace
 	}
 }
 

@@ -18,11 +18,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/commands"
@@ -44,6 +46,38 @@ type setup struct {
 	shell      []string
 	namespaces string
 	limits     jobs.Limits
+	log        *logBuffer
+}
+
+// logBuffer keeps the load tester's log lines for a test to read.
+type logBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *logBuffer) logger() logr.Logger {
+	return funcr.New(func(prefix, args string) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.lines = append(b.lines, args)
+	}, funcr.Options{})
+}
+
+// find returns the lines that contain every one of parts.
+func (b *logBuffer) find(parts ...string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, l := range b.lines {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func start(t *testing.T, s setup) *tester {
@@ -63,12 +97,16 @@ func start(t *testing.T, s setup) *tester {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	bg := jobs.New(time.Minute, s.limits)
+	log := logr.Discard()
+	if s.log != nil {
+		log = s.log.logger()
+	}
 	o := Options{
 		Gates:    store,
-		Tasks:    &tasks.Runner{Rules: commands.Rules{Commands: allow, ShellCommands: shell}, Jobs: bg, Timeout: time.Minute, Metrics: m, Log: logr.Discard()},
+		Tasks:    &tasks.Runner{Rules: commands.Rules{Commands: allow, ShellCommands: shell}, Jobs: bg, Timeout: time.Minute, Metrics: m, Log: log},
 		Metrics:  m,
 		Gatherer: reg,
-		Log:      logr.Discard(),
+		Log:      log,
 	}
 	if s.namespaces != "" {
 		o.Namespaces = regexp.MustCompile(`^(?:` + s.namespaces + `)$`)
@@ -400,6 +438,46 @@ func TestAllowShellCommand(t *testing.T) {
 	}
 	if code, body = lt.call(t, http.MethodPost, "/", payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo ok > " + out + "; id"})); code != http.StatusForbidden {
 		t.Errorf("a longer shell line ran: %d %q", code, body)
+	}
+}
+
+// A command's output is logged as its last few KiB, not up to a mebibyte in one line.
+func TestCommandOutputIsLoggedAsACappedTail(t *testing.T) {
+	logs := &logBuffer{}
+	lt := start(t, setup{shell: []string{`yes \| head -c 100000`, `yes \| head -c 100000; exit 1`}, log: logs})
+	for _, md := range []map[string]string{
+		{"type": "bash", "cmd": "yes | head -c 100000", "logCmdOutput": "true"},
+		{"type": "bash", "cmd": "yes | head -c 100000; exit 1"},
+	} {
+		lt.call(t, http.MethodPost, "/", payload("podinfo", "test", md))
+	}
+	for _, msg := range []string{"command succeeded", "command failed"} {
+		lines := logs.find(msg, `"output"`)
+		if len(lines) != 1 {
+			t.Fatalf("%q: %d log lines with output, want 1", msg, len(lines))
+		}
+		// funcr escapes each newline as two bytes: the line is at most twice the tail.
+		if l := lines[0]; len(l) > 2*commands.LogTail+1024 || !strings.Contains(l, "[95904 bytes before]") {
+			t.Errorf("%q: a log line of %d bytes: %.200s...", msg, len(l), l)
+		}
+	}
+}
+
+// The fixed gates log which Canary asked, as every other call does.
+func TestFixedGatesLogTheCanary(t *testing.T) {
+	logs := &logBuffer{}
+	lt := start(t, setup{log: logs})
+	lt.call(t, http.MethodPost, "/gate/approve", payload("podinfo", "test", nil))
+	lt.call(t, http.MethodPost, "/gate/halt", payload("api", "prod", nil))
+	lt.call(t, http.MethodPost, "/gate/halt", "not json")
+	if l := logs.find(`"path"="/gate/approve"`, `"canary"="podinfo"`, `"namespace"="test"`); len(l) != 1 {
+		t.Errorf("approve: %q", logs.find(`"path"="/gate/approve"`))
+	}
+	if l := logs.find(`"path"="/gate/halt"`, `"canary"="api"`, `"namespace"="prod"`, `"code"=403`); len(l) != 1 {
+		t.Errorf("halt: %q", logs.find(`"path"="/gate/halt"`))
+	}
+	if l := logs.find(`"path"="/gate/halt"`); len(l) != 2 {
+		t.Errorf("a halt without a payload is still answered and logged: %q", l)
 	}
 }
 

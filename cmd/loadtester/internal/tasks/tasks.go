@@ -279,15 +279,17 @@ func (r *Runner) blocking(ctx context.Context, p Payload, typ string, plan comma
 	return Response{http.StatusOK, "OK"}
 }
 
+// finished logs a command's outcome, with the end of its output (commands.LogTail) when
+// it failed or when logOutput asks for it.
 func (r *Runner) finished(log logr.Logger, typ, line string, out commands.Output, err error, logOutput bool) {
 	if err != nil {
 		r.Metrics.Commands.WithLabelValues(typ, "failed").Inc()
-		log.Error(err, "command failed", "type", typ, "command", line, "output", string(out.Combined))
+		log.Error(err, "command failed", "type", typ, "command", line, "output", commands.Tail(out.Combined, commands.LogTail))
 		return
 	}
 	r.Metrics.Commands.WithLabelValues(typ, "ok").Inc()
 	if logOutput {
-		log.Info("command succeeded", "type", typ, "command", line, "output", string(out.Combined))
+		log.Info("command succeeded", "type", typ, "command", line, "output", commands.Tail(out.Combined, commands.LogTail))
 		return
 	}
 	log.Info("command succeeded", "type", typ, "command", line)
