@@ -7,6 +7,8 @@ Licensed under the Apache License, Version 2.0.
 package load
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -191,4 +193,31 @@ func FuzzParseHey(f *testing.F) {
 			}
 		}
 	})
+}
+
+// hey -D reads only a regular file of at most MaxBodyFile bytes into memory.
+func TestLoadBodyFile(t *testing.T) {
+	dir := t.TempDir()
+	small, big := filepath.Join(dir, "small"), filepath.Join(dir, "big")
+	if err := os.WriteFile(small, []byte("payload"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(big, make([]byte, MaxBodyFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := Spec{BodyFile: small}
+	if err := s.LoadBodyFile(); err != nil || string(s.Body) != "payload" {
+		t.Errorf("small: %q %v", s.Body, err)
+	}
+	for file, want := range map[string]string{
+		big:              "larger than 1048576 bytes",
+		"/dev/zero":      "not a regular file",
+		dir:              "not a regular file",
+		dir + "/missing": "no such file",
+	} {
+		s := Spec{BodyFile: file}
+		if err := s.LoadBodyFile(); err == nil || !strings.Contains(err.Error(), want) || s.Body != nil {
+			t.Errorf("%s: %v, want an error containing %q", file, err, want)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -132,14 +133,35 @@ func (s *Spec) Validate() error {
 	return errors.Join(errs...)
 }
 
-// LoadBodyFile reads BodyFile into Body.
+// MaxBodyFile is the largest request body file LoadBodyFile reads: the body is held in
+// memory for the whole load.
+const MaxBodyFile = 1 << 20
+
+// LoadBodyFile reads BodyFile into Body. It must be a regular file of at most
+// MaxBodyFile bytes: a device such as /dev/zero or a huge file would fill the memory.
 func (s *Spec) LoadBodyFile() error {
 	if s.BodyFile == "" {
 		return nil
 	}
-	b, err := os.ReadFile(s.BodyFile)
+	f, err := os.Open(s.BodyFile)
 	if err != nil {
 		return fmt.Errorf("reading the request body file: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("reading the request body file: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("the request body file %s is not a regular file (%s)", s.BodyFile, info.Mode().Type())
+	}
+	// The size is checked while reading too: the file may grow after Stat.
+	b, err := io.ReadAll(io.LimitReader(f, MaxBodyFile+1))
+	if err != nil {
+		return fmt.Errorf("reading the request body file: %w", err)
+	}
+	if info.Size() > MaxBodyFile || len(b) > MaxBodyFile {
+		return fmt.Errorf("the request body file %s is larger than %d bytes", s.BodyFile, MaxBodyFile)
 	}
 	s.Body = b
 	return nil
