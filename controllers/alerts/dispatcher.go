@@ -139,7 +139,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, q := range d.queues {
 		wg.Go(func() {
-			for {
+			for sendCtx.Err() == nil { // past the drain timeout, what is queued is left
 				select {
 				case j := <-q:
 					d.deliver(sendCtx, j)
