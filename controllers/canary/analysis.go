@@ -127,12 +127,11 @@ func (p *pass) initialize(ctx context.Context, t *target, rev string, configs ma
 	if err := p.syncServices(ctx, t, true); err != nil {
 		return ctrl.Result{}, err
 	}
+	// The routing objects are created with all traffic on the primary (the status weight is 0).
 	if err := p.reconcileRoutes(ctx); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := p.route(ctx, 100, 0, false); err != nil {
-		return ctrl.Result{}, err
-	}
+	p.r.Metrics.SetWeight(c.Spec.TargetRef.Name, c.Namespace, 100, 0)
 	if err := p.scaleToZero(ctx, t, rev); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -306,13 +305,15 @@ func (p *pass) confirmPromotion(ctx context.Context, t *target, refs []revision.
 	// A blue/green run past its iterations was approved before traffic moved to the canary:
 	// the gate is asked once per run.
 	approved := p.shifts() && p.strategy() == flaggerv1.StrategyBlueGreen && c.Status.Iterations > p.iterations()
-	if ok, msg := p.gate(ctx, flaggerv1.ConfirmPromotionHook, c.Status.LastAppliedSpec); !approved && !ok {
-		if c.Status.Phase != flaggerv1.CanaryPhaseWaitingPromotion {
-			p.setPhase(flaggerv1.CanaryPhaseWaitingPromotion, "Waiting for approval.")
-			p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for promotion approval %s", c.Name, c.Namespace, msg)
+	if !approved {
+		if ok, msg := p.gate(ctx, flaggerv1.ConfirmPromotionHook, c.Status.LastAppliedSpec); !ok {
+			if c.Status.Phase != flaggerv1.CanaryPhaseWaitingPromotion {
+				p.setPhase(flaggerv1.CanaryPhaseWaitingPromotion, "Waiting for approval.")
+				p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for promotion approval %s", c.Name, c.Namespace, msg)
+			}
+			c.Status.LastTransitionTime = p.nowTime()
+			return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 		}
-		c.Status.LastTransitionTime = p.nowTime()
-		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
 	}
 	// A blue/green run on a routing provider gives the canary all traffic for one interval
 	// of checks before the promotion.

@@ -875,8 +875,6 @@ func TestRoutesEditedByHandArePutBack(t *testing.T) {
 // A blue/green run asks the confirm-promotion gate once, before all traffic moves to the
 // canary; the promotion one interval later must not ask again.
 func TestBlueGreenConfirmPromotionAskedOnce(t *testing.T) {
-	t.Skip("BUG: analysis.go confirmPromotion calls the confirm-promotion gate in the if's init statement, " +
-		"so the hook is called again on the promotion pass even though approved is true")
 	w := newWorld(t, "istio", analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.Iterations = 3 }))
 	c := w.canary()
 	c.Spec.Analysis.Webhooks = []flaggerv1.CanaryWebhook{w.hooks.hook(flaggerv1.ConfirmPromotionHook)}

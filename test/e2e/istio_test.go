@@ -168,7 +168,7 @@ var _ = Describe("Istio canaries judged by Prometheus", func() {
 		behave(ctx, "weighted", 0, "20ms")
 		Eventually(phaseOf(ctx, "weighted")).WithTimeout(120 * time.Second).WithPolling(500 * time.Millisecond).
 			Should(Equal(flaggerv1.CanaryPhaseSucceeded))
-		Expect(rec.seen()).To(Equal([]int32{0, 10, 20, 30, 0}), "the canary weight steps 10, 20, 30, then back to the primary")
+		Eventually(rec.seen).WithTimeout(5*time.Second).Should(Equal([]int32{0, 10, 20, 30, 0}), "the canary weight steps 10, 20, 30, then back to the primary")
 		Expect(splitOf(virtualService(ctx, "weighted"), "weighted")).To(Equal(split{Primary: 100, Canary: 0}))
 		Expect(deploymentIn(ctx, "weighted").Spec.Replicas).To(HaveValue(BeEquivalentTo(0)))
 		Expect(deploymentIn(ctx, "weighted-primary").Spec.Template.Annotations).To(HaveKeyWithValue(traffic.ErrorRateAnnotation, "0"))
@@ -201,7 +201,7 @@ var _ = Describe("Istio canaries judged by Prometheus", func() {
 		behave(ctx, "faulty", 0.5, "20ms")
 		Eventually(phaseOf(ctx, "faulty")).WithTimeout(90 * time.Second).WithPolling(500 * time.Millisecond).
 			Should(Equal(flaggerv1.CanaryPhaseFailed))
-		Expect(rec.seen()).To(Equal([]int32{0, 10, 0}), "the canary got 10%, then nothing")
+		Eventually(rec.seen).WithTimeout(5*time.Second).Should(Equal([]int32{0, 10, 0}), "the canary got 10%, then nothing")
 		Expect(splitOf(virtualService(ctx, "faulty"), "faulty")).To(Equal(split{Primary: 100, Canary: 0}))
 		Eventually(func() *int32 { return deploymentIn(ctx, "faulty").Spec.Replicas }).Should(HaveValue(BeEquivalentTo(0)))
 		Expect(deploymentIn(ctx, "faulty-primary").Spec.Template.Annotations).NotTo(HaveKey(traffic.ErrorRateAnnotation))
