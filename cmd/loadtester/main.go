@@ -40,6 +40,10 @@ import (
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/tasks"
 )
 
+// gateTokenEnv holds the default of -gate-token, so that the token can come from a
+// Secret without showing in the process list.
+const gateTokenEnv = "LOADTESTER_GATE_TOKEN"
+
 type options struct {
 	port            int
 	stateDir        string
@@ -49,6 +53,7 @@ type options struct {
 	timeout         time.Duration
 	maxLoads        int
 	maxWorkers      int
+	gateToken       string
 	logLevel        string
 	logEncoding     string
 }
@@ -83,6 +88,10 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxLoads, "max-loads", 10, "Most loads and background commands running at once; more get 429.")
 	fs.IntVar(&o.maxWorkers, "max-workers", 500, "Most workers (concurrent requests) of all running loads together; a load that "+
 		"would exceed it gets 429, one that asks for more on its own 400.")
+	fs.StringVar(&o.gateToken, "gate-token", os.Getenv(gateTokenEnv), "Token that /gate/check|open|close and "+
+		"/rollback/check|open|close require (401 without it), as 'Authorization: Bearer <token>' or as the password of a "+
+		"hook URL (http://herald:<token>@flagger-loadtester.test/gate/check). Default: $"+gateTokenEnv+", or none: "+
+		"whoever reaches the load tester can open gates. Prefer the environment variable: flags show in process lists.")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&o.logEncoding, "log-encoding", "json", "Log encoding: json or console.")
 }
@@ -163,6 +172,7 @@ func run(ctx context.Context, o options, c config, log logr.Logger) error {
 		Metrics:    m,
 		Gatherer:   reg,
 		Namespaces: c.namespaces,
+		GateToken:  o.gateToken,
 		Log:        log,
 	})
 
@@ -186,7 +196,7 @@ func run(ctx context.Context, o options, c config, log logr.Logger) error {
 	}
 	log.Info("load tester listening", "address", l.Addr().String(), "gateState", store.Path(),
 		"allowedCommandPatterns", c.rules.Commands.Len(), "allowedShellCommandPatterns", c.rules.ShellCommands.Len(), "namespaceRegexp", o.namespaceRegexp, "timeout", o.timeout.String(),
-		"maxLoads", o.maxLoads, "maxWorkers", o.maxWorkers)
+		"maxLoads", o.maxLoads, "maxWorkers", o.maxWorkers, "gateTokenRequired", o.gateToken != "")
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()

@@ -52,3 +52,13 @@ func TestBadFlagsAreReportedTogether(t *testing.T) {
 		}
 	}
 }
+
+func TestGateTokenFromTheEnvironment(t *testing.T) {
+	t.Setenv(gateTokenEnv, "from-secret")
+	if o, err := parseFlags(t); err != nil || o.gateToken != "from-secret" {
+		t.Errorf("env: %q %v", o.gateToken, err)
+	}
+	if o, _ := parseFlags(t, "-gate-token", "flag"); o.gateToken != "flag" {
+		t.Errorf("the flag does not win: %q", o.gateToken)
+	}
+}

@@ -19,10 +19,17 @@ Licensed under the Apache License, Version 2.0.
 // POST bodies are hook payloads ({"name", "namespace", ...}) of at most MaxBody bytes;
 // name and namespace are required, and the namespace must match -namespace-regexp.
 // Every call is logged with the Canary it is about.
+//
+// With a gate token, the stateful gate endpoints (/gate/check|open|close,
+// /rollback/check|open|close) answer 401 unless the call carries it, as a bearer token
+// (Authorization: Bearer <token>, for operators' curl) or as the password of basic
+// authentication (what a hook URL such as http://herald:<token>@flagger-loadtester.test/gate/check
+// sends: hooks cannot set headers).
 package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +62,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Namespaces, when set, must match a payload's namespace (the caller anchors it).
 	Namespaces *regexp.Regexp
-	Log        logr.Logger
+	// GateToken, when set, is required by the gate endpoints but /gate/approve and /gate/halt.
+	GateToken string
+	Log       logr.Logger
 }
 
 type server struct {
@@ -79,12 +88,12 @@ func New(o Options) http.Handler {
 		peek(w, r)
 		reply(w, http.StatusForbidden, "Forbidden: /gate/halt never approves")
 	})
-	mux.HandleFunc("/gate/check", s.post(s.check(gates.Confirm)))
-	mux.HandleFunc("/gate/open", s.post(s.set(gates.Confirm, true)))
-	mux.HandleFunc("/gate/close", s.post(s.set(gates.Confirm, false)))
-	mux.HandleFunc("/rollback/check", s.post(s.check(gates.Rollback)))
-	mux.HandleFunc("/rollback/open", s.post(s.set(gates.Rollback, true)))
-	mux.HandleFunc("/rollback/close", s.post(s.set(gates.Rollback, false)))
+	mux.HandleFunc("/gate/check", s.guarded(s.post(s.check(gates.Confirm))))
+	mux.HandleFunc("/gate/open", s.guarded(s.post(s.set(gates.Confirm, true))))
+	mux.HandleFunc("/gate/close", s.guarded(s.post(s.set(gates.Confirm, false))))
+	mux.HandleFunc("/rollback/check", s.guarded(s.post(s.check(gates.Rollback))))
+	mux.HandleFunc("/rollback/open", s.guarded(s.post(s.set(gates.Rollback, true))))
+	mux.HandleFunc("/rollback/close", s.guarded(s.post(s.set(gates.Rollback, false))))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, "OK") })
 	mux.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +116,29 @@ func callOf(r *http.Request) *call {
 		c = &call{} // a handler used without logged(), as in tests
 	}
 	return c
+}
+
+// guarded answers 401 to a call without the gate token, when one is set.
+func (s *server) guarded(h http.HandlerFunc) http.HandlerFunc {
+	if s.GateToken == "" {
+		return h
+	}
+	want := []byte(s.GateToken)
+	return func(w http.ResponseWriter, r *http.Request) {
+		var got string
+		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			got = strings.TrimSpace(bearer)
+		} else if _, password, ok := r.BasicAuth(); ok {
+			got = password
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="herald-loadtester"`)
+			reply(w, http.StatusUnauthorized, fmt.Sprintf("%s needs this load tester's gate token: send it as "+
+				"Authorization: Bearer <token>, or in a hook URL as http://herald:<token>@<load tester>%s", r.URL.Path, r.URL.Path))
+			return
+		}
+		h(w, r)
+	}
 }
 
 // payloadHandler handles a call whose payload was read and checked.

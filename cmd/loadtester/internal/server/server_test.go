@@ -47,6 +47,7 @@ type setup struct {
 	namespaces string
 	limits     jobs.Limits
 	log        *logBuffer
+	gateToken  string
 }
 
 // logBuffer keeps the load tester's log lines for a test to read.
@@ -102,11 +103,12 @@ func start(t *testing.T, s setup) *tester {
 		log = s.log.logger()
 	}
 	o := Options{
-		Gates:    store,
-		Tasks:    &tasks.Runner{Rules: commands.Rules{Commands: allow, ShellCommands: shell}, Jobs: bg, Timeout: time.Minute, Metrics: m, Log: log},
-		Metrics:  m,
-		Gatherer: reg,
-		Log:      log,
+		Gates:     store,
+		Tasks:     &tasks.Runner{Rules: commands.Rules{Commands: allow, ShellCommands: shell}, Jobs: bg, Timeout: time.Minute, Metrics: m, Log: log},
+		Metrics:   m,
+		Gatherer:  reg,
+		Log:       log,
+		GateToken: s.gateToken,
 	}
 	if s.namespaces != "" {
 		o.Namespaces = regexp.MustCompile(`^(?:` + s.namespaces + `)$`)
@@ -315,6 +317,61 @@ func TestGatesOpenCloseAndSurviveARestart(t *testing.T) {
 	again := start(t, setup{stateDir: dir})
 	expect(again, "/gate/check", http.StatusForbidden, "closed")
 	expect(again, "/rollback/check", http.StatusForbidden, "closed")
+}
+
+// With -gate-token, the gates answer only calls that carry it, as a bearer token or as the
+// password of a hook URL.
+func TestGateToken(t *testing.T) {
+	lt := start(t, setup{gateToken: "s3cret"})
+	body := `{"name": "podinfo", "namespace": "test"}`
+	send := func(path string, auth func(*http.Request)) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, lt.URL+path, strings.NewReader(body))
+		auth(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	none := func(*http.Request) {}
+	for _, path := range []string{"/gate/check", "/gate/open", "/gate/close", "/rollback/check", "/rollback/open", "/rollback/close"} {
+		for name, auth := range map[string]func(*http.Request){
+			"none":         none,
+			"wrong bearer": func(r *http.Request) { r.Header.Set("Authorization", "Bearer s3cre") },
+			"wrong basic":  func(r *http.Request) { r.SetBasicAuth("herald", "nope") },
+		} {
+			if code, msg := send(path, auth); code != http.StatusUnauthorized || !strings.Contains(msg, "gate token") {
+				t.Errorf("%s with %s: %d %q, want 401", path, name, code, msg)
+			}
+		}
+	}
+	if code, msg := send("/gate/open", func(r *http.Request) { r.Header.Set("Authorization", "Bearer s3cret") }); code != http.StatusAccepted {
+		t.Errorf("bearer: %d %q", code, msg)
+	}
+	// A hook URL with the token as its password, as a Canary's confirm-rollout hook sends it.
+	hookURL := strings.Replace(lt.URL, "http://", "http://herald:s3cret@", 1) + "/gate/check"
+	resp, err := http.Post(hookURL, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("hook URL with the token: %d", resp.StatusCode)
+	}
+	// The fixed gates hold no state: no token needed.
+	if code, _ := send("/gate/approve", none); code != http.StatusOK {
+		t.Errorf("/gate/approve: %d", code)
+	}
+	if code, _ := send("/gate/halt", none); code != http.StatusForbidden {
+		t.Errorf("/gate/halt: %d", code)
+	}
+	// Without a token configured, nothing is asked.
+	if code, _ := start(t, setup{}).call(t, http.MethodPost, "/gate/open", body); code != http.StatusAccepted {
+		t.Errorf("no token configured: %d", code)
+	}
 }
 
 func TestFixedGates(t *testing.T) {
