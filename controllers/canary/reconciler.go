@@ -193,7 +193,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 
 	before := c.DeepCopy()
-	p := &pass{r: r, c: &c, log: log, now: r.Now()}
+	p := &pass{r: r, c: &c, log: log, now: r.Now(), deferEvents: true}
 	defer func() {
 		if !equality.Semantic.DeepEqual(before.Status, c.Status) {
 			if perr := r.Client.Status().Patch(ctx, &c, client.MergeFrom(before)); perr != nil {
@@ -254,4 +254,6 @@ type pass struct {
 	// afterStatus runs once the pass's status is written: effects that must happen once per
 	// step (post-rollout hooks, success and failure counters) wait for the step to be recorded.
 	afterStatus []func()
+	// deferEvents publishes events in afterStatus (the main pass); elsewhere at once.
+	deferEvents bool
 }

@@ -73,12 +73,23 @@ func (p *pass) setMessage(message string) {
 // posts it to the Canary's event hooks.
 func (p *pass) event(eventType, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	p.r.Events.Event(p.c, eventType, "Synced", msg)
 	if eventType == corev1.EventTypeWarning {
 		p.log.Info(msg, "eventType", eventType)
 	} else {
 		p.log.Info(msg)
 	}
+	if p.deferEvents {
+		// A step's events are published once its status is written: a pass whose status
+		// write fails is run again, and must not announce its step twice.
+		p.afterStatus = append(p.afterStatus, func() { p.publish(eventType, msg) })
+		return
+	}
+	p.publish(eventType, msg)
+}
+
+// publish records the Kubernetes event and posts it to the Canary's event hooks.
+func (p *pass) publish(eventType, msg string) {
+	p.r.Events.Event(p.c, eventType, "Synced", msg)
 	analysis := p.c.GetAnalysis()
 	if analysis == nil {
 		return

@@ -136,10 +136,26 @@ func (p *pass) keepRoutes(ctx context.Context) error {
 	if err == nil && gp == wp && gc == wc && gm == wm {
 		return nil
 	}
+	if err == nil && p.stepAhead(gp, gc, gm) {
+		// The last step moved the traffic but its status was not written: the step runs
+		// again and sets the same split, so do not move the traffic back in between.
+		return nil
+	}
 	if err == nil {
 		p.log.Info("Routes changed outside Herald, restoring them", "primaryWeight", gp, "canaryWeight", gc, "mirrored", gm, "wantPrimaryWeight", wp, "wantCanaryWeight", wc, "wantMirrored", wm)
 	}
 	return p.route(ctx, wp, wc, wm)
+}
+
+// stepAhead reports whether a split is the one the next weight step of the status would set.
+func (p *pass) stepAhead(primary, canary int, mirrored bool) bool {
+	s := p.c.Status
+	a := p.c.GetAnalysis()
+	if a == nil || p.strategy() != flaggerv1.StrategyCanary || s.Phase != flaggerv1.CanaryPhaseProgressing || mirrored {
+		return false
+	}
+	next := nextWeight(a, s.CanaryWeight, p.c.GetMaxWeight())
+	return canary == next && primary == 100-next
 }
 
 // step advances the run after a successful check, by the strategy.
