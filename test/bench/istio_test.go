@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -41,18 +39,7 @@ func BenchmarkIstioCanary(b *testing.B) {
 	if err := env.SetPrometheusTargets(strings.TrimPrefix(simURL, "http://")); err != nil {
 		b.Fatal(err)
 	}
-	labels := map[string]string{"app": "weighted"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "weighted", Namespace: namespace, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(int32(2)),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/stefanprodan/podinfo:6.0.0"}}},
-			},
-		},
-	}
+	d := rolloutTarget("weighted")
 	if err := c.Create(ctx, d); err != nil {
 		b.Fatal(err)
 	}
@@ -73,23 +60,7 @@ func BenchmarkIstioCanary(b *testing.B) {
 	if err := c.Create(ctx, canary); err != nil {
 		b.Fatal(err)
 	}
-	phase := func() flaggerv1.CanaryPhase {
-		var got flaggerv1.Canary
-		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "weighted"}, &got); err != nil {
-			return ""
-		}
-		return got.Status.Phase
-	}
-	waitFor := func(want flaggerv1.CanaryPhase, timeout time.Duration) error {
-		deadline := time.Now().Add(timeout)
-		for time.Now().Before(deadline) {
-			if phase() == want {
-				return nil
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return fmt.Errorf("canary not %s after %s (phase %q)", want, timeout, phase())
-	}
+	waitFor := phaseWaiter(ctx, c, "weighted")
 	if err := waitFor(flaggerv1.CanaryPhaseInitialized, 60*time.Second); err != nil {
 		b.Fatal(err)
 	}

@@ -26,18 +26,7 @@ func BenchmarkBlueGreenRollout(b *testing.B) {
 	c, _ := startHerald(b)
 	_ = flaggerv1.AddToScheme(c.Scheme())
 	ctx := context.Background()
-	labels := map[string]string{"app": "bg"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "bg", Namespace: namespace, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(int32(2)),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/stefanprodan/podinfo:6.0.0"}}},
-			},
-		},
-	}
+	d := rolloutTarget("bg")
 	if err := c.Create(ctx, d); err != nil {
 		b.Fatal(err)
 	}
@@ -53,23 +42,7 @@ func BenchmarkBlueGreenRollout(b *testing.B) {
 	if err := c.Create(ctx, canary); err != nil {
 		b.Fatal(err)
 	}
-	phase := func() flaggerv1.CanaryPhase {
-		var got flaggerv1.Canary
-		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "bg"}, &got); err != nil {
-			return ""
-		}
-		return got.Status.Phase
-	}
-	waitFor := func(want flaggerv1.CanaryPhase, timeout time.Duration) error {
-		deadline := time.Now().Add(timeout)
-		for time.Now().Before(deadline) {
-			if phase() == want {
-				return nil
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return fmt.Errorf("canary not %s after %s (phase %q)", want, timeout, phase())
-	}
+	waitFor := phaseWaiter(ctx, c, "bg")
 	if err := waitFor(flaggerv1.CanaryPhaseInitialized, 60*time.Second); err != nil {
 		b.Fatal(err)
 	}
@@ -96,4 +69,41 @@ func BenchmarkBlueGreenRollout(b *testing.B) {
 	b.ReportMetric(quantile(total, 0.5).Seconds(), "to-succeeded-p50-s")
 	b.ReportMetric(total[len(total)-1].Seconds(), "to-succeeded-max-s")
 	b.ReportMetric(float64(len(total)), "rollouts")
+}
+
+// phaseWaiter returns a function that waits until the Canary name reaches a phase.
+func phaseWaiter(ctx context.Context, c client.Client, name string) func(flaggerv1.CanaryPhase, time.Duration) error {
+	phase := func() flaggerv1.CanaryPhase {
+		var got flaggerv1.Canary
+		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &got); err != nil {
+			return ""
+		}
+		return got.Status.Phase
+	}
+	return func(want flaggerv1.CanaryPhase, timeout time.Duration) error {
+		deadline := time.Now().Add(timeout)
+		for time.Now().Before(deadline) {
+			if phase() == want {
+				return nil
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return fmt.Errorf("canary not %s after %s (phase %q)", want, timeout, phase())
+	}
+}
+
+// rolloutTarget is a two-replica Deployment that Canaries in the benchmarks roll out.
+func rolloutTarget(name string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(2)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/stefanprodan/podinfo:6.0.0"}}},
+			},
+		},
+	}
 }
