@@ -3,59 +3,23 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/go-logr/logr"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/herald-rollouts/herald/config"
 )
 
-// installCRDs server-side-applies Herald's CRDs (embedded from config/crd/bases) and waits
-// until the API server serves them, so that the manager's informers can start. Local runs
-// use it; a cluster install ships the CRDs with the chart or kustomization instead.
+// installCRDs applies Herald's CRDs (embedded from config/crd/bases) and waits until the API
+// server serves them, so that the manager's informers can start. Local runs use it; a cluster
+// install ships the CRDs with the chart or kustomization instead.
 func installCRDs(ctx context.Context, cfg *rest.Config, log logr.Logger) error {
-	scheme := runtime.NewScheme()
-	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return fmt.Errorf("creating client for CRDs: %w", err)
-	}
 	crds, err := config.CRDObjects()
 	if err != nil {
 		return fmt.Errorf("reading embedded CRDs: %w", err)
 	}
-	for _, crd := range crds {
-		crd.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
-		crd.ManagedFields = nil
-		//nolint:staticcheck // client.Apply with a typed object is the stable path for CRDs here.
-		if err := c.Patch(ctx, crd, client.Apply, client.FieldOwner("herald"), client.ForceOwnership); err != nil {
-			return fmt.Errorf("applying CRD %s: %w", crd.Name, err)
-		}
-	}
-	for _, crd := range crds {
-		name := crd.Name
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			var got apiextensionsv1.CustomResourceDefinition
-			if err := c.Get(ctx, client.ObjectKey{Name: name}, &got); err != nil {
-				return false, nil
-			}
-			for _, cond := range got.Status.Conditions {
-				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		if err != nil {
-			return fmt.Errorf("waiting for CRD %s to be established: %w", name, err)
-		}
+	if err := config.InstallCRDs(ctx, cfg, crds); err != nil {
+		return err
 	}
 	log.Info("Installed CRDs", "count", len(crds))
 	return nil

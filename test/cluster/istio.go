@@ -11,13 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/herald-rollouts/herald/config"
 )
 
 // istioCRDKinds are the Istio resources Herald's istio router writes or users reference.
@@ -67,42 +65,12 @@ func IstioCRDs(ctx context.Context) ([]*apiextensionsv1.CustomResourceDefinition
 	return crds, nil
 }
 
-// InstallIstioCRDs creates Istio's networking CRDs and waits until they are served.
+// InstallIstioCRDs applies Istio's networking CRDs and waits until they are served.
 func (c *Cluster) InstallIstioCRDs(ctx context.Context) error {
 	c.progress.printf("installing Istio's networking CRDs")
 	crds, err := IstioCRDs(ctx)
 	if err != nil {
 		return err
 	}
-	scheme := runtime.NewScheme()
-	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	cl, err := client.New(c.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
-	for _, crd := range crds {
-		if err := cl.Create(ctx, crd); err != nil {
-			return fmt.Errorf("creating CRD %s: %w", crd.Name, err)
-		}
-	}
-	for _, crd := range crds {
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			var got apiextensionsv1.CustomResourceDefinition
-			if err := cl.Get(ctx, client.ObjectKeyFromObject(crd), &got); err != nil {
-				return false, nil
-			}
-			for _, cond := range got.Status.Conditions {
-				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		if err != nil {
-			return fmt.Errorf("waiting for CRD %s: %w", crd.Name, err)
-		}
-	}
-	return nil
+	return config.InstallCRDs(ctx, c.Config, crds)
 }
