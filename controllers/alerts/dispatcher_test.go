@@ -122,13 +122,13 @@ func TestEnqueueDropsWhenFull(t *testing.T) {
 	var rec logRecorder
 	d := NewDispatcher(&Sender{}, rec.logger(), Options{Workers: 1, QueueSize: 2})
 	c := canaryWithAlerts("podinfo")
-	dropped := counter(t, alertsDropped)
+	dropped := counter(t, alertsDropped.WithLabelValues(ProviderUnresolved))
 	for i, want := range []bool{true, true, false, false} {
 		if got := d.Enqueue(c, Message{Text: fmt.Sprint(i)}); got != want {
 			t.Errorf("enqueue %d = %t, want %t", i, got, want)
 		}
 	}
-	if n := counter(t, alertsDropped) - dropped; n != 2 {
+	if n := counter(t, alertsDropped.WithLabelValues(ProviderUnresolved)) - dropped; n != 2 {
 		t.Errorf("%v drops counted, want 2", n)
 	}
 	if infos, errs := rec.lines(); len(errs) != 2 || len(infos) != 0 || !strings.Contains(errs[0], "Alert dropped") {
@@ -267,7 +267,7 @@ func BenchmarkEnqueueDrained(b *testing.B) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-d.queues[0]:
+			case <-d.intake[0]:
 			}
 		}
 	}()
@@ -455,7 +455,7 @@ func TestDispatcherDrainIsBounded(t *testing.T) {
 	dead := newHeldReceiver(t) // never released while the test runs
 	reader := fakeReader(t, provider("test", "dead", "gchat", address(dead.URL)))
 	failed := counter(t, alertsTotal.WithLabelValues("gchat", ResultFailed))
-	dropped := counter(t, alertsDropped)
+	dropped := counter(t, alertsDropped.WithLabelValues("gchat"))
 	d := NewDispatcher(&Sender{Reader: reader, Backoff: time.Millisecond, Timeout: time.Hour}, logr.Discard(),
 		Options{Workers: 1, DrainTimeout: 100 * time.Millisecond})
 	stop := run(t, d)
@@ -468,8 +468,97 @@ func TestDispatcherDrainIsBounded(t *testing.T) {
 	if n := counter(t, alertsTotal.WithLabelValues("gchat", ResultFailed)) - failed; n != 1 {
 		t.Errorf("%v failures counted, want 1 (the POST cut at the drain timeout)", n)
 	}
-	if n := counter(t, alertsDropped) - dropped; n != 1 {
+	if n := counter(t, alertsDropped.WithLabelValues("gchat")) - dropped; n != 1 {
 		t.Errorf("%v drops counted, want 1 (the alert never tried)", n)
 	}
 	waitFor(t, "the receiver to see the POST aborted", func() bool { _, _, aborted := dead.state(); return aborted == 1 })
+}
+
+// A chat service that never answers delays only its own alerts: other providers, of other
+// Canaries or of the same Canary, receive theirs meanwhile.
+func TestDeadProviderDelaysOnlyItsOwnAlerts(t *testing.T) {
+	dead := newHeldReceiver(t) // never released while the test runs
+	alive := newReceiver(t, 0, 0)
+	reader := fakeReader(t,
+		provider("test", "dead", "slack", address(dead.URL)),
+		provider("test", "alive", "webhook", address(alive.URL)),
+	)
+	// One resolving worker: every Canary's alerts pass through the same queue.
+	d := NewDispatcher(&Sender{Reader: reader, Timeout: time.Hour}, logr.Discard(), Options{Workers: 1, DrainTimeout: 100 * time.Millisecond})
+	run(t, d)
+	onDead := canaryWithAlerts("on-dead", ref("dead", ""))
+	onBoth := canaryWithAlerts("on-both", ref("dead", ""), ref("alive", ""))
+	onAlive := canaryWithAlerts("on-alive", ref("alive", ""))
+
+	d.Enqueue(onDead, message(onDead, "stuck"))
+	waitFor(t, "the dead provider to hold the first alert", func() bool { _, waiting, _ := dead.state(); return waiting == 1 })
+	d.Enqueue(onBoth, message(onBoth, "both"))
+	d.Enqueue(onAlive, message(onAlive, "alive"))
+	waitFor(t, "the live provider's two alerts", func() bool { return alive.count() == 2 })
+	alive.mu.Lock()
+	defer alive.mu.Unlock()
+	if alive.bodies[0]["message"] != "both" || alive.bodies[1]["message"] != "alive" {
+		t.Errorf("the live provider received %v", alive.bodies)
+	}
+}
+
+// A provider whose queue is full drops its own alerts only, and the drops are counted with
+// its type.
+func TestDropsAreCountedPerProvider(t *testing.T) {
+	dead := newHeldReceiver(t)
+	alive := newReceiver(t, 0, 0)
+	reader := fakeReader(t,
+		provider("test", "dead", "rocket", address(dead.URL)),
+		provider("test", "alive", "msteams", address(alive.URL)),
+	)
+	droppedDead := counter(t, alertsDropped.WithLabelValues("rocket"))
+	droppedAlive := counter(t, alertsDropped.WithLabelValues("msteams"))
+	droppedEarly := counter(t, alertsDropped.WithLabelValues(ProviderUnresolved))
+	d := NewDispatcher(&Sender{Reader: reader, Timeout: time.Hour}, logr.Discard(), Options{Workers: 1, QueueSize: 2, DrainTimeout: 100 * time.Millisecond})
+	run(t, d)
+	c := canaryWithAlerts("podinfo", ref("dead", ""), ref("alive", ""))
+	queued := func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.outlets["rocket test/dead"].queue)
+	}
+
+	d.Enqueue(c, message(c, "1"))
+	waitFor(t, "the dead provider to hold the first alert", func() bool { _, waiting, _ := dead.state(); return waiting == 1 })
+	for i := 2; i <= 5; i++ {
+		d.Enqueue(c, message(c, fmt.Sprint(i)))
+		// One at a time: each is either queued for the dead provider or dropped there.
+		waitFor(t, fmt.Sprintf("alert %d to be queued or dropped", i), func() bool {
+			return float64(queued())+counter(t, alertsDropped.WithLabelValues("rocket"))-droppedDead == float64(i-1)
+		})
+	}
+	waitFor(t, "the live provider's five alerts", func() bool { return alive.count() == 5 })
+	if n := counter(t, alertsDropped.WithLabelValues("rocket")) - droppedDead; n != 2 {
+		t.Errorf("%v drops counted for the dead rocket provider, want 2 (queue of 2 behind the one in flight)", n)
+	}
+	if n := counter(t, alertsDropped.WithLabelValues("msteams")) - droppedAlive; n != 0 {
+		t.Errorf("%v drops counted for the live provider", n)
+	}
+	if n := counter(t, alertsDropped.WithLabelValues(ProviderUnresolved)) - droppedEarly; n != 0 {
+		t.Errorf("%v alerts dropped before their providers were known", n)
+	}
+}
+
+// A provider's worker ends when idle, and the next alert for that provider starts a new one.
+func TestIdleProviderWorkerEnds(t *testing.T) {
+	r := newReceiver(t, 0, 0)
+	reader := fakeReader(t, provider("test", "chat", "webhook", address(r.URL)))
+	d := NewDispatcher(&Sender{Reader: reader}, logr.Discard(), Options{IdleTimeout: 10 * time.Millisecond})
+	run(t, d)
+	c := canaryWithAlerts("podinfo", ref("chat", ""))
+	outlets := func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.outlets)
+	}
+	d.Enqueue(c, message(c, "first"))
+	waitFor(t, "the first alert", func() bool { return r.count() == 1 })
+	waitFor(t, "the idle worker to end", func() bool { return outlets() == 0 })
+	d.Enqueue(c, message(c, "second"))
+	waitFor(t, "the second alert", func() bool { return r.count() == 2 })
 }
