@@ -31,6 +31,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/commands"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/gates"
@@ -47,6 +50,8 @@ const gateTokenEnv = "LOADTESTER_GATE_TOKEN"
 type options struct {
 	port            int
 	stateDir        string
+	stateConfigMap  string
+	kubeconfig      string
 	allowCommands   patternList
 	allowShell      patternList
 	namespaceRegexp string
@@ -73,7 +78,13 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.port, "port", 8080, "Port of the HTTP API. 8080 is where Flagger's chart runs its load tester and where its "+
 		"docs send gate calls (curl localhost:8080/gate/open); Flagger's binary default, 9090, is Prometheus's port.")
 	fs.StringVar(&o.stateDir, "state-dir", filepath.Join(os.TempDir(), "herald-loadtester"),
-		"Directory of the gate state ("+gates.FileName+"), kept over restarts; mount a volume here. Empty: gates in memory only.")
+		"Directory of the gate state ("+gates.FileName+") when -state-configmap is not set: kept over restarts of this "+
+			"process, for local runs. Empty: gates in memory only.")
+	fs.StringVar(&o.stateConfigMap, "state-configmap", "", "<namespace>/<name> of a ConfigMap that keeps the gate state "+
+		"(key "+gates.FileName+"): it survives pod replacements and is shared by replicas. The load tester needs get and "+
+		"update on it (create if it does not exist). config/loadtester sets it.")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Kubeconfig for -state-configmap. Default: $KUBECONFIG, ~/.kube/config, "+
+		"or the pod's service account.")
 	fs.Var(&o.allowCommands, "allow-command", "Regular expression of a command that cmd, bash, helm and kubectl tasks may run "+
 		"without a shell, matched against the whole command as plain words (helm and kubectl tasks: \"helm <cmd>\", "+
 		"\"kubectl <cmd>\"; a word with spaces or special characters is single-quoted). Repeatable. Default: none, so nobody "+
@@ -99,6 +110,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 // config is what the options turn into.
 type config struct {
 	rules      commands.Rules
+	configMap  gates.ID // namespace and name of -state-configmap
 	namespaces *regexp.Regexp
 	level      zapcore.Level
 }
@@ -124,6 +136,16 @@ func (o *options) validate() (config, error) {
 	}
 	if o.timeout <= 0 {
 		errs = append(errs, fmt.Errorf("-timeout %s must be positive", o.timeout))
+	}
+	if o.stateConfigMap != "" {
+		ns, name, ok := strings.Cut(o.stateConfigMap, "/")
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("-state-configmap %q: use <namespace>/<name>", o.stateConfigMap))
+		case len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0:
+			errs = append(errs, fmt.Errorf("-state-configmap %q: not a namespace and a ConfigMap name", o.stateConfigMap))
+		}
+		c.configMap = gates.ID{Namespace: ns, Name: name}
 	}
 	if o.maxLoads < 1 {
 		errs = append(errs, fmt.Errorf("-max-loads %d must be at least 1", o.maxLoads))
@@ -158,8 +180,35 @@ func main() {
 	}
 }
 
+// openGates returns the gate store that the flags ask for.
+func openGates(ctx context.Context, o options, c config) (gates.Store, error) {
+	if o.stateConfigMap == "" {
+		return gates.Open(o.stateDir)
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the Kubernetes client configuration for -state-configmap: %w", err)
+	}
+	cfg.UserAgent = "herald-loadtester"
+	// A gate call must not hang on an unreachable API server: the hook has its own timeout.
+	cfg.Timeout = 10 * time.Second
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	store := gates.NewConfigMapStore(client, c.configMap.Namespace, c.configMap.Name)
+	checkCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := store.Check(checkCtx); err != nil {
+		return nil, err
+	}
+	return store, nil
+}
+
 func run(ctx context.Context, o options, c config, log logr.Logger) error {
-	store, err := gates.Open(o.stateDir)
+	store, err := openGates(ctx, o, c)
 	if err != nil {
 		return err
 	}
@@ -191,10 +240,7 @@ func run(ctx context.Context, o options, c config, log logr.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		// No write timeout: bash, helm and kubectl tasks answer when their command ends.
 	}
-	if store.Path() == "" {
-		log.Info("gates are kept in memory only (-state-dir is empty): they are lost on restart")
-	}
-	log.Info("load tester listening", "address", l.Addr().String(), "gateState", store.Path(),
+	log.Info("load tester listening", "address", l.Addr().String(), "gateState", store.Where(),
 		"allowedCommandPatterns", c.rules.Commands.Len(), "allowedShellCommandPatterns", c.rules.ShellCommands.Len(), "namespaceRegexp", o.namespaceRegexp, "timeout", o.timeout.String(),
 		"maxLoads", o.maxLoads, "maxWorkers", o.maxWorkers, "gateTokenRequired", o.gateToken != "")
 

@@ -42,11 +42,11 @@ func TestFlagsDefaultsAndRepeatedAllowCommand(t *testing.T) {
 
 func TestBadFlagsAreReportedTogether(t *testing.T) {
 	_, err := parseFlags(t, "-port", "0", "-allow-command", "(", "-namespace-regexp", "[", "-timeout", "0s",
-		"-log-level", "loud", "-log-encoding", "xml", "-max-loads", "0", "-max-workers", "-1")
+		"-log-level", "loud", "-log-encoding", "xml", "-max-loads", "0", "-max-workers", "-1", "-state-configmap", "gates")
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"-port 0", "-allow-command", "-namespace-regexp", "-timeout", "-log-level", "-log-encoding", "-max-loads 0", "-max-workers -1"} {
+	for _, want := range []string{"-port 0", "-allow-command", "-namespace-regexp", "-timeout", "-log-level", "-log-encoding", "-max-loads 0", "-max-workers -1", `-state-configmap "gates": use <namespace>/<name>`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not name %s: %v", want, err)
 		}
@@ -60,5 +60,21 @@ func TestGateTokenFromTheEnvironment(t *testing.T) {
 	}
 	if o, _ := parseFlags(t, "-gate-token", "flag"); o.gateToken != "flag" {
 		t.Errorf("the flag does not win: %q", o.gateToken)
+	}
+}
+
+func TestStateConfigMapFlag(t *testing.T) {
+	var o options
+	fs := flag.NewFlagSet("loadtester", flag.ContinueOnError)
+	o.bind(fs)
+	if err := fs.Parse([]string{"-state-configmap", "test/flagger-loadtester-gates"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := o.validate()
+	if err != nil || c.configMap.Namespace != "test" || c.configMap.Name != "flagger-loadtester-gates" {
+		t.Errorf("%+v %v", c.configMap, err)
+	}
+	if _, err := parseFlags(t, "-state-configmap", "Test/x_y"); err == nil || !strings.Contains(err.Error(), "not a namespace and a ConfigMap name") {
+		t.Errorf("invalid names: %v", err)
 	}
 }

@@ -13,22 +13,31 @@ import (
 	"testing"
 )
 
+func isOpen(t *testing.T, s Store, k Kind, id ID) bool {
+	t.Helper()
+	open, err := s.IsOpen(t.Context(), k, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return open
+}
+
 func TestGatesAreClosedByDefaultAndSurviveAReopen(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.IsOpen(Confirm, ID{"test", "podinfo"}) || s.IsOpen(Rollback, ID{"test", "podinfo"}) {
+	if isOpen(t, s, Confirm, ID{"test", "podinfo"}) || isOpen(t, s, Rollback, ID{"test", "podinfo"}) {
 		t.Fatal("a gate is open by default")
 	}
-	if err := s.Set(Confirm, ID{"test", "podinfo"}, true); err != nil {
+	if err := s.Set(t.Context(), Confirm, ID{"test", "podinfo"}, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Set(Rollback, ID{"test", "other"}, true); err != nil {
+	if err := s.Set(t.Context(), Rollback, ID{"test", "other"}, true); err != nil {
 		t.Fatal(err)
 	}
-	if !s.IsOpen(Confirm, ID{"test", "podinfo"}) || s.IsOpen(Rollback, ID{"test", "podinfo"}) || s.IsOpen(Confirm, ID{"prod", "podinfo"}) {
+	if !isOpen(t, s, Confirm, ID{"test", "podinfo"}) || isOpen(t, s, Rollback, ID{"test", "podinfo"}) || isOpen(t, s, Confirm, ID{"prod", "podinfo"}) {
 		t.Fatal("gates are not independent per kind and Canary")
 	}
 
@@ -37,20 +46,20 @@ func TestGatesAreClosedByDefaultAndSurviveAReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !again.IsOpen(Confirm, ID{"test", "podinfo"}) || !again.IsOpen(Rollback, ID{"test", "other"}) {
+	if !isOpen(t, again, Confirm, ID{"test", "podinfo"}) || !isOpen(t, again, Rollback, ID{"test", "other"}) {
 		t.Fatal("open gates were lost over a restart")
 	}
-	if err := again.Set(Confirm, ID{"test", "podinfo"}, false); err != nil {
+	if err := again.Set(t.Context(), Confirm, ID{"test", "podinfo"}, false); err != nil {
 		t.Fatal(err)
 	}
 	third, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if third.IsOpen(Confirm, ID{"test", "podinfo"}) {
+	if isOpen(t, third, Confirm, ID{"test", "podinfo"}) {
 		t.Fatal("a closed gate came back open after a restart")
 	}
-	if !third.IsOpen(Rollback, ID{"test", "other"}) {
+	if !isOpen(t, third, Rollback, ID{"test", "other"}) {
 		t.Fatal("closing one gate lost another")
 	}
 	entries, _ := os.ReadDir(dir)
@@ -64,7 +73,7 @@ func TestMemoryOnlyStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Set(Confirm, ID{"a", "b"}, true); err != nil || !s.IsOpen(Confirm, ID{"a", "b"}) || s.Path() != "" {
+	if err := s.Set(t.Context(), Confirm, ID{"a", "b"}, true); err != nil || !isOpen(t, s, Confirm, ID{"a", "b"}) || s.Path() != "" {
 		t.Fatalf("memory store: %v", err)
 	}
 }
@@ -102,10 +111,10 @@ func TestStateFileFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.IsOpen(Confirm, ID{"test", "podinfo"}) {
+	if !isOpen(t, s, Confirm, ID{"test", "podinfo"}) {
 		t.Fatal("a gate written as test/podinfo is not open")
 	}
-	if err := s.Set(Rollback, ID{"prod", "api"}, true); err != nil {
+	if err := s.Set(t.Context(), Rollback, ID{"prod", "api"}, true); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, FileName))
@@ -124,10 +133,10 @@ func TestFailedSaveLeavesTheGateUnchanged(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, FileName, "blocker"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Set(Confirm, ID{"test", "podinfo"}, true); err == nil || !strings.Contains(err.Error(), "saving the gate state") {
+	if err := s.Set(t.Context(), Confirm, ID{"test", "podinfo"}, true); err == nil || !strings.Contains(err.Error(), "saving the gate state") {
 		t.Fatalf("want a save error, got %v", err)
 	}
-	if s.IsOpen(Confirm, ID{"test", "podinfo"}) {
+	if isOpen(t, s, Confirm, ID{"test", "podinfo"}) {
 		t.Error("the gate opened in memory although it was not saved")
 	}
 	entries, _ := os.ReadDir(dir)

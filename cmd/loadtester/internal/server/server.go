@@ -55,7 +55,7 @@ const MaxBody = 1 << 20
 
 // Options configure the API. Gates, Tasks, Metrics and Gatherer are required.
 type Options struct {
-	Gates   *gates.Store
+	Gates   gates.Store
 	Tasks   *tasks.Runner
 	Metrics *metrics.Metrics
 	// Gatherer serves /metrics.
@@ -227,8 +227,14 @@ func (s *server) task(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
 }
 
 func (s *server) check(k gates.Kind) payloadHandler {
-	return func(w http.ResponseWriter, _ *http.Request, p tasks.Payload) {
-		if s.Gates.IsOpen(k, gates.ID{Namespace: p.Namespace, Name: p.Name}) {
+	return func(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
+		open, err := s.Gates.IsOpen(r.Context(), k, gates.ID{Namespace: p.Namespace, Name: p.Name})
+		switch {
+		case err != nil:
+			// Not 403: the hook fails either way, but the Canary's events then say why.
+			reply(w, http.StatusInternalServerError, err.Error())
+			return
+		case open:
 			reply(w, http.StatusOK, "Approved")
 			return
 		}
@@ -240,7 +246,7 @@ func (s *server) check(k gates.Kind) payloadHandler {
 func (s *server) set(k gates.Kind, open bool) payloadHandler {
 	verb := map[bool]string{true: "opened", false: "closed"}[open]
 	return func(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
-		if err := s.Gates.Set(k, gates.ID{Namespace: p.Namespace, Name: p.Name}, open); err != nil {
+		if err := s.Gates.Set(r.Context(), k, gates.ID{Namespace: p.Namespace, Name: p.Name}, open); err != nil {
 			reply(w, http.StatusInternalServerError, err.Error())
 			return
 		}

@@ -8,7 +8,9 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -371,6 +373,34 @@ func TestGateToken(t *testing.T) {
 	// Without a token configured, nothing is asked.
 	if code, _ := start(t, setup{}).call(t, http.MethodPost, "/gate/open", body); code != http.StatusAccepted {
 		t.Errorf("no token configured: %d", code)
+	}
+}
+
+// failingStore is a gate store whose backend cannot be reached.
+type failingStore struct{}
+
+func (failingStore) IsOpen(context.Context, gates.Kind, gates.ID) (bool, error) {
+	return false, errors.New("reading the gate state from ConfigMap test/gates: connection refused")
+}
+func (failingStore) Set(context.Context, gates.Kind, gates.ID, bool) error {
+	return errors.New("saving the gate state in ConfigMap test/gates: connection refused")
+}
+func (failingStore) Where() string { return "nowhere" }
+
+// A store that cannot be read fails the check with the reason, rather than answering
+// "closed" (or "open") as if it knew.
+func TestGateStoreErrorsAre500(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	srv := httptest.NewServer(New(Options{Gates: failingStore{}, Tasks: &tasks.Runner{Metrics: m, Log: logr.Discard()},
+		Metrics: m, Gatherer: reg, Log: logr.Discard()}))
+	defer srv.Close()
+	lt := &tester{Server: srv}
+	for _, path := range []string{"/gate/check", "/rollback/check", "/gate/open", "/rollback/close"} {
+		code, body := lt.call(t, http.MethodPost, path, map[string]string{"name": "podinfo", "namespace": "test"})
+		if code != http.StatusInternalServerError || !strings.Contains(body, "ConfigMap test/gates: connection refused") {
+			t.Errorf("%s: %d %q", path, code, body)
+		}
 	}
 }
 
