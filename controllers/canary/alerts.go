@@ -20,19 +20,40 @@ func (p *pass) queueAlert(next flaggerv1.CanaryPhase, message string) {
 	if !ok {
 		return
 	}
+	p.alertAfterStatus(m)
+}
+
+// alertAfterStatus hands m to the dispatcher once the pass's status is written.
+func (p *pass) alertAfterStatus(m alerts.Message) {
 	m.Timestamp = p.now
 	c, dispatcher := p.c, p.r.Alerts
 	p.afterStatus = append(p.afterStatus, func() { dispatcher.Enqueue(c, m) })
+}
+
+// awaitApproval holds the Canary in next (Waiting or WaitingPromotion) because the gate hook
+// named halting is closed, and announces it unless that hook has muteAlert, as Flagger does.
+// It leaves the status exactly as setPhase(next, message) does; only the alert differs, since
+// setPhase does not know which hook halted.
+func (p *pass) awaitApproval(next flaggerv1.CanaryPhase, message, halting string) {
+	if p.r.Alerts != nil {
+		if m, ok := gateAlert(p.c, next, halting); ok {
+			p.alertAfterStatus(m)
+		}
+	}
+	if s := &p.c.Status; s.Phase != next {
+		// Entered here, so that setPhase does not announce the change a second time; the
+		// transition time is the one setPhase gives a phase change.
+		s.LastTransitionTime, s.Phase = p.nowTime(), next
+	}
+	p.setPhase(next, message)
 }
 
 // phaseAlert says which phase changes of Canary c are worth an alert, in Flagger's words:
 // initialisation done, a run starting, a gate waiting for approval (warn), a promotion done
 // and a rollback (error, with its reason). c.Status.Phase is the phase being left.
 //
-// A waiting gate is not announced when every gate of its type has muteAlert: Flagger mutes
-// the alert of the gate that halted, but Herald's gates report only that the gate is closed,
-// so with several gates of one type the alert is muted only if all of them ask for it (an
-// extra alert is cheaper than a missed one).
+// A waiting phase entered here (through setPhase) does not say which gate hook halted, so its
+// alert follows gateAlert's rule for an unknown hook; awaitApproval knows the hook.
 func phaseAlert(c *flaggerv1.Canary, next flaggerv1.CanaryPhase, message string) (alerts.Message, bool) {
 	prev := c.Status.Phase
 	if prev == next {
@@ -53,18 +74,8 @@ func phaseAlert(c *flaggerv1.Canary, next flaggerv1.CanaryPhase, message string)
 		}
 		m.Text = "New revision detected, progressing canary analysis."
 		m.Fields = alerts.Metadata(c)
-	case flaggerv1.CanaryPhaseWaiting:
-		if muted(c, flaggerv1.ConfirmRolloutHook) {
-			return alerts.Message{}, false
-		}
-		m.Text, m.Severity = "Canary is waiting for approval.", flaggerv1.SeverityWarn
-		m.Fields = []alerts.Field{alerts.Target(c)}
-	case flaggerv1.CanaryPhaseWaitingPromotion:
-		if muted(c, flaggerv1.ConfirmPromotionHook) {
-			return alerts.Message{}, false
-		}
-		m.Text, m.Severity = "Canary promotion is waiting for approval.", flaggerv1.SeverityWarn
-		m.Fields = []alerts.Field{alerts.Target(c)}
+	case flaggerv1.CanaryPhaseWaiting, flaggerv1.CanaryPhaseWaitingPromotion:
+		return gateAlert(c, next, "")
 	case flaggerv1.CanaryPhaseSucceeded:
 		// A promotion ends in Finalising; Succeeded is also where a manual return to the
 		// promoted revision lands, which promotes nothing.
@@ -88,13 +99,48 @@ func phaseAlert(c *flaggerv1.Canary, next flaggerv1.CanaryPhase, message string)
 	return m, true
 }
 
-// muted reports whether every gate of type t asks for its alert to be muted.
-func muted(c *flaggerv1.Canary, t flaggerv1.HookType) bool {
+// gateAlert is the warning that Canary c is entering next (Waiting or WaitingPromotion)
+// because a gate is closed; none when it is already there. halting names the gate hook that
+// answered "closed": as in Flagger, its muteAlert silences the alert. When the hook is not
+// known (""), the alert is muted only if every gate of that type asks for it: an extra
+// alert is cheaper than a missed one.
+func gateAlert(c *flaggerv1.Canary, next flaggerv1.CanaryPhase, halting string) (alerts.Message, bool) {
+	var gate flaggerv1.HookType
+	var text string
+	switch next {
+	case flaggerv1.CanaryPhaseWaiting:
+		gate, text = flaggerv1.ConfirmRolloutHook, "Canary is waiting for approval."
+	case flaggerv1.CanaryPhaseWaitingPromotion:
+		gate, text = flaggerv1.ConfirmPromotionHook, "Canary promotion is waiting for approval."
+	default:
+		return alerts.Message{}, false
+	}
+	if c.Status.Phase == next || muted(c, gate, halting) {
+		return alerts.Message{}, false
+	}
+	return alerts.Message{
+		Canary: c.Name, Namespace: c.Namespace, Phase: next,
+		Text: text, Severity: flaggerv1.SeverityWarn,
+		Fields: []alerts.Field{alerts.Target(c)},
+	}, true
+}
+
+// muted reports whether the alert of a closed gate of type t is muted: by the muteAlert of
+// the hook named halting, or, with halting unknown (""), by every gate of type t.
+func muted(c *flaggerv1.Canary, t flaggerv1.HookType, halting string) bool {
 	a := c.GetAnalysis()
 	if a == nil {
 		return false
 	}
 	gates := hooks.Of(a.Webhooks, t)
+	if halting != "" {
+		for _, h := range gates {
+			if h.Name == halting {
+				return h.MuteAlert
+			}
+		}
+		return false
+	}
 	if len(gates) == 0 {
 		return false
 	}
