@@ -112,7 +112,7 @@ func TestGateAlertFollowsTheHaltingHook(t *testing.T) {
 		{flaggerv1.CanaryPhaseWaiting, "loud", true},
 		{flaggerv1.CanaryPhaseWaiting, "", true}, // unknown hook: not every gate is muted
 		{flaggerv1.CanaryPhaseWaitingPromotion, "quiet-promotion", false},
-		{flaggerv1.CanaryPhaseWaitingPromotion, "", false}, // its only gate is muted
+		{flaggerv1.CanaryPhaseWaitingPromotion, "", false},     // its only gate is muted
 		{flaggerv1.CanaryPhaseWaitingPromotion, "quiet", true}, // a rollout gate's name does not mute a promotion gate
 		{flaggerv1.CanaryPhaseProgressing, "loud", false},
 	} {
