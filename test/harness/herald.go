@@ -4,16 +4,13 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/herald-rollouts/herald/test/cluster"
@@ -37,8 +34,7 @@ func Build(ctx context.Context, pkg string) (string, error) {
 
 // Herald is a running manager process.
 type Herald struct {
-	cmd        *exec.Cmd
-	done       chan struct{}
+	proc       *Process
 	MetricsURL string // http://127.0.0.1:<port>/metrics
 	ProbeURL   string // http://127.0.0.1:<port>
 	WebhookURL string // https://localhost:<port>, what the API server calls
@@ -70,62 +66,34 @@ func StartHerald(ctx context.Context, binary, kubeconfig string, out io.Writer, 
 		"--controller-username=" + HeraldUser,
 		"--log-encoding=console",
 	}, extraArgs...)
-	cmd := exec.Command(binary, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	// Herald must not outlive the test or demo that started it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting herald: %w", err)
-	}
 	h := &Herald{
-		cmd:        cmd,
-		done:       make(chan struct{}),
 		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
 		ProbeURL:   fmt.Sprintf("http://127.0.0.1:%d", probePort),
 		WebhookURL: fmt.Sprintf("https://localhost:%d", webhookPort),
 	}
-	go func() { _ = cmd.Wait(); _ = os.RemoveAll(certDir); close(h.done) }()
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-h.done:
-			return nil, fmt.Errorf("herald exited before it was ready: %v", cmd.ProcessState)
-		case <-ctx.Done():
-			h.Stop()
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if resp, err := http.Get(h.ProbeURL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return h, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			h.Stop()
-			return nil, errors.New("herald was not ready within 60s")
-		}
+	// Herald must not outlive the test or demo that started it (StartProcess sees to it).
+	h.proc, err = StartProcess(ctx, ProcessOptions{
+		Name: "herald", Binary: binary, Args: args, Out: out,
+		ReadyURL: h.ProbeURL + "/readyz", ReadyTimeout: 60 * time.Second, StopGrace: 10 * time.Second,
+		AfterExit: func() { _ = os.RemoveAll(certDir) },
+	})
+	if err != nil {
+		return nil, err
 	}
+	return h, nil
 }
 
 // Stop sends SIGTERM, waits up to 10 s for a clean exit, then kills the process.
 func (h *Herald) Stop() {
-	if h == nil || h.cmd.Process == nil {
+	if h == nil {
 		return
 	}
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-h.done:
-	case <-time.After(10 * time.Second):
-		_ = h.cmd.Process.Kill()
-		<-h.done
-	}
+	h.proc.Stop()
 }
 
 // CPUTime is the CPU time (user + system) the process has used so far, from /proc.
 func (h *Herald) CPUTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.proc.Pid()))
 	if err != nil {
 		return 0, err
 	}
