@@ -7,16 +7,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/client-go/tools/clientcmd"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/test/cluster"
@@ -26,19 +25,21 @@ import (
 // loadTesterBinary is built once, by the first spec that needs it.
 var loadTesterBinary string
 
+// gatesConfigMap is the ConfigMap of config/loadtester/configmap.yaml.
+const gatesConfigMap = "flagger-loadtester-gates"
+
 // loadTester is bin/loadtester running as a process on loopback.
 type loadTester struct {
-	URL      string // http://127.0.0.1:<port>
-	port     int
-	stateDir string
-	logPath  string
-	cmd      *exec.Cmd
-	done     chan struct{}
+	URL     string // http://127.0.0.1:<port>
+	port    int
+	args    []string
+	logPath string
+	proc    *harness.Process
 }
 
-// startLoadTester starts the load tester on port (0: a free one) with its gate state in
-// stateDir, and stops it when the spec ends.
-func startLoadTester(ctx context.Context, port int, stateDir string) *loadTester {
+// startLoadTester starts the load tester on port (0: a free one) with args (where its
+// gates are kept, a token...), and stops it when the spec ends.
+func startLoadTester(ctx context.Context, port int, args ...string) *loadTester {
 	if loadTesterBinary == "" {
 		var err error
 		loadTesterBinary, err = harness.Build(ctx, "./cmd/loadtester")
@@ -50,52 +51,41 @@ func startLoadTester(ctx context.Context, port int, stateDir string) *loadTester
 		port = ports[0]
 	}
 	lt := &loadTester{
-		URL: fmt.Sprintf("http://127.0.0.1:%d", port), port: port, stateDir: stateDir,
-		logPath: filepath.Join(env.Dir, fmt.Sprintf("loadtester-%d.log", port)), done: make(chan struct{}),
+		URL: fmt.Sprintf("http://127.0.0.1:%d", port), port: port, args: args,
+		logPath: filepath.Join(env.Dir, fmt.Sprintf("loadtester-%d.log", port)),
 	}
 	out, err := os.OpenFile(lt.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	Expect(err).NotTo(HaveOccurred())
-	lt.cmd = exec.Command(loadTesterBinary, "-port", strconv.Itoa(port), "-state-dir", stateDir, "-log-encoding", "console")
-	lt.cmd.Stdout, lt.cmd.Stderr = out, out
-	lt.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	Expect(lt.cmd.Start()).To(Succeed())
-	go func() { _ = lt.cmd.Wait(); out.Close(); close(lt.done) }()
-	DeferCleanup(lt.stop)
-	Eventually(func() int {
-		resp, err := http.Get(lt.URL + "/healthz")
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}).WithTimeout(10*time.Second).Should(Equal(http.StatusOK), "load tester log:\n%s", readFile(lt.logPath))
+	DeferCleanup(out.Close)
+	lt.proc, err = harness.StartProcess(ctx, harness.ProcessOptions{
+		Name: "loadtester", Binary: loadTesterBinary, Out: out,
+		Args:     append([]string{"-port", strconv.Itoa(port), "-log-encoding", "console"}, args...),
+		ReadyURL: lt.URL + "/healthz", ReadyTimeout: 10 * time.Second, StopGrace: 20 * time.Second,
+	})
+	Expect(err).NotTo(HaveOccurred(), "load tester log:\n%s", readFile(lt.logPath))
+	DeferCleanup(lt.proc.Stop)
 	return lt
 }
 
-// stop sends SIGTERM and waits for the process to exit.
-func (lt *loadTester) stop() {
-	if lt.cmd.ProcessState != nil {
-		return
-	}
-	_ = lt.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-lt.done:
-	case <-time.After(20 * time.Second):
-		_ = lt.cmd.Process.Kill()
-		<-lt.done
-	}
-}
+// fileState is the arguments of a load tester whose gates are in a file of a new directory.
+func fileState() []string { return []string{"-state-dir", GinkgoT().TempDir()} }
 
-// restart stops the load tester and starts a new process on the same port and state.
+// restart stops the load tester and starts a new process on the same port and arguments.
 func (lt *loadTester) restart(ctx context.Context) *loadTester {
-	lt.stop()
-	return startLoadTester(ctx, lt.port, lt.stateDir)
+	lt.proc.Stop()
+	return startLoadTester(ctx, lt.port, lt.args...)
 }
 
-// post sends a hook payload for a Canary of the controller namespace, as a user's curl does.
-func (lt *loadTester) post(path, canary string) (int, string) {
+// post sends a hook payload for a Canary of the controller namespace, as a user's curl
+// does, with the bearer token if one is given.
+func (lt *loadTester) post(path, canary string, token ...string) (int, string) {
 	body := fmt.Sprintf(`{"name": %q, "namespace": %q}`, canary, ctrlNS)
-	resp, err := http.Post(lt.URL+path, "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, lt.URL+path, strings.NewReader(body))
+	Expect(err).NotTo(HaveOccurred())
+	if len(token) > 0 {
+		req.Header.Set("Authorization", "Bearer "+token[0])
+	}
+	resp, err := http.DefaultClient.Do(req)
 	Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -103,13 +93,38 @@ func (lt *loadTester) post(path, canary string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// shippedGateStore applies the ServiceAccount, Role, RoleBinding and ConfigMap of
+// config/loadtester to the controller namespace, and returns the arguments of a load
+// tester that keeps its gates in that ConfigMap as that ServiceAccount (the kubeconfig
+// impersonates it), so that the shipped Role is what allows or refuses its calls.
+func shippedGateStore() []string {
+	root, err := cluster.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	dir := filepath.Join(root, "config", "loadtester")
+	out, err := kubectl("apply", "-n", ctrlNS, "-f", filepath.Join(dir, "rbac.yaml"), "-f", filepath.Join(dir, "configmap.yaml"))
+	Expect(err).NotTo(HaveOccurred(), out)
+
+	cfg, err := clientcmd.LoadFromFile(env.Kubeconfig)
+	Expect(err).NotTo(HaveOccurred())
+	for _, user := range cfg.AuthInfos {
+		user.Impersonate = "system:serviceaccount:" + ctrlNS + ":flagger-loadtester"
+	}
+	kubeconfig := filepath.Join(GinkgoT().TempDir(), "loadtester.kubeconfig")
+	Expect(clientcmd.WriteToFile(*cfg, kubeconfig)).To(Succeed())
+	return []string{"-kubeconfig", kubeconfig, "-state-configmap", ctrlNS + "/" + gatesConfigMap}
+}
+
 var _ = Describe("The load tester", func() {
 	BeforeEach(func() { createNamespace(ctrlNS) })
 
 	It("holds a Canary in Waiting at its closed gate until /gate/open, then the Canary proceeds", func(ctx SpecContext) {
-		lt := startLoadTester(ctx, 0, GinkgoT().TempDir())
+		// With a gate token: the hook URL carries it as its password, the operator's curl
+		// as a bearer token.
+		const token = "e2e-gate-token"
+		lt := startLoadTester(ctx, 0, append(fileState(), "-gate-token", token)...)
+		hookURL := strings.Replace(lt.URL, "http://", "http://herald:"+token+"@", 1) + "/gate/check"
 		app(ctx, "lt-gated")
-		blueGreen(ctx, "lt-gated", 1, hook("approval", flaggerv1.ConfirmRolloutHook, lt.URL+"/gate/check"))
+		blueGreen(ctx, "lt-gated", 1, hook("approval", flaggerv1.ConfirmRolloutHook, hookURL))
 		initialized(ctx, "lt-gated")
 
 		setImage(ctx, "lt-gated", image2)
@@ -118,21 +133,36 @@ var _ = Describe("The load tester", func() {
 		Expect(*deploymentIn(ctx, "lt-gated").Spec.Replicas).To(BeZero(), "nothing starts while the gate is closed")
 		Eventually(func() string { return strings.Join(eventsFor(ctx, "lt-gated"), "\n") }).Should(
 			ContainSubstring("the gate of ctrl/lt-gated is closed"), "the load tester's reason reaches the Canary's events")
+		Expect(strings.Join(eventsFor(ctx, "lt-gated"), "\n")).NotTo(ContainSubstring(token), "the token stays out of events")
 
 		code, body := lt.post("/gate/open", "lt-gated")
+		Expect(code).To(Equal(http.StatusUnauthorized), body)
+		code, body = lt.post("/gate/open", "lt-gated", token)
 		Expect(code).To(Equal(http.StatusAccepted), body)
 		Eventually(phaseOf(ctx, "lt-gated")).WithTimeout(60 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
 		Expect(deploymentIn(ctx, "lt-gated-primary").Spec.Template.Spec.Containers[0].Image).To(Equal(image2))
 		Expect(scrape(lt.URL + "/metrics")).To(MatchRegexp(`herald_loadtester_http_requests_total\{code="403",path="/gate/check"\} [1-9]`))
 	})
 
-	It("keeps an opened gate over a restart of the load tester", func(ctx SpecContext) {
-		lt := startLoadTester(ctx, 0, GinkgoT().TempDir())
+	It("keeps an opened gate in its ConfigMap over a pod replacement, shared with a second replica", func(ctx SpecContext) {
+		// A new process with no local state stands for a replaced pod: only the ConfigMap,
+		// reached through the shipped Role, carries the gate over.
+		lt := startLoadTester(ctx, 0, shippedGateStore()...)
 		code, body := lt.post("/gate/open", "lt-kept")
 		Expect(code).To(Equal(http.StatusAccepted), body)
 		lt = lt.restart(ctx)
 		code, body = lt.post("/gate/check", "lt-kept")
 		Expect(code).To(Equal(http.StatusOK), body)
+
+		replica := startLoadTester(ctx, 0, lt.args...)
+		code, body = replica.post("/rollback/open", "lt-kept")
+		Expect(code).To(Equal(http.StatusAccepted), body)
+		code, body = lt.post("/rollback/check", "lt-kept")
+		Expect(code).To(Equal(http.StatusOK), "a rollback opened on one replica is seen by the other: %s", body)
+		code, body = replica.post("/rollback/close", "lt-kept")
+		Expect(code).To(Equal(http.StatusAccepted), body)
+		code, _ = lt.post("/rollback/check", "lt-kept")
+		Expect(code).To(Equal(http.StatusForbidden))
 
 		app(ctx, "lt-kept")
 		blueGreen(ctx, "lt-kept", 1, hook("approval", flaggerv1.ConfirmRolloutHook, lt.URL+"/gate/check"))
@@ -147,7 +177,7 @@ var _ = Describe("The load tester", func() {
 		var received atomic.Int64
 		target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { received.Add(1) }))
 		DeferCleanup(target.Close)
-		lt := startLoadTester(ctx, 0, GinkgoT().TempDir())
+		lt := startLoadTester(ctx, 0, fileState()...)
 
 		load := hook("load-test", flaggerv1.RolloutHook, lt.URL+"/")
 		load.Metadata = map[string]string{"type": "cmd", "cmd": "hey -z 1m -q 10 -c 2 " + target.URL + "/"}
@@ -170,7 +200,10 @@ var _ = Describe("The load tester", func() {
 		Expect(err).NotTo(HaveOccurred())
 		out, err := kubectl("apply", "--dry-run=server", "-n", ctrlNS, "-k", filepath.Join(root, "config", "loadtester"))
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(out).To(ContainSubstring("deployment.apps/flagger-loadtester"))
-		Expect(out).To(ContainSubstring("service/flagger-loadtester"))
+		for _, want := range []string{"serviceaccount/flagger-loadtester", "role.rbac.authorization.k8s.io/flagger-loadtester-gates",
+			"rolebinding.rbac.authorization.k8s.io/flagger-loadtester-gates", "configmap/" + gatesConfigMap,
+			"deployment.apps/flagger-loadtester", "service/flagger-loadtester"} {
+			Expect(out).To(ContainSubstring(want))
+		}
 	})
 })
