@@ -14,9 +14,6 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/zapr"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -36,6 +33,7 @@ import (
 	"github.com/herald-rollouts/herald/controllers/metricchecks"
 	"github.com/herald-rollouts/herald/controllers/metrics"
 	"github.com/herald-rollouts/herald/controllers/router"
+	"github.com/herald-rollouts/herald/internal/logging"
 	canaryhook "github.com/herald-rollouts/herald/webhooks/canary"
 )
 
@@ -108,11 +106,8 @@ func (o *options) validate() error {
 	if len(splitList(o.selectorLabels)) == 0 {
 		errs = append(errs, errors.New("-selector-labels must name at least one label"))
 	}
-	if _, err := zapcore.ParseLevel(o.logLevel); err != nil {
-		errs = append(errs, fmt.Errorf("-log-level: %w", err))
-	}
-	if o.logEncoding != "json" && o.logEncoding != "console" {
-		errs = append(errs, fmt.Errorf("-log-encoding %q: use json or console", o.logEncoding))
+	if err := logging.Validate(o.logLevel, o.logEncoding); err != nil {
+		errs = append(errs, err)
 	}
 	if o.enableWebhooks {
 		if _, err := o.webhookDNSName(); err != nil {
@@ -136,7 +131,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	log := newLogger(o.logLevel, o.logEncoding)
+	log := logging.New(o.logLevel, o.logEncoding)
 	ctrl.SetLogger(log)
 	klog.SetLogger(log.WithName("klog"))
 	if err := run(ctrl.SetupSignalHandler(), o, log); err != nil {
@@ -268,24 +263,6 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	log.Info("Starting Herald", "version", metrics.Version, "meshProvider", o.meshProvider,
 		"selectorLabels", o.selectorLabels, "metricsServer", o.metricsServer, "namespace", o.namespace)
 	return mgr.Start(ctx)
-}
-
-// newLogger builds the zap logger behind logr, JSON by default as log pipelines expect.
-func newLogger(level, encoding string) logr.Logger {
-	lvl, _ := zapcore.ParseLevel(level) // validated in options.validate
-	cfg := zap.NewProductionConfig()
-	if encoding == "console" {
-		cfg = zap.NewDevelopmentConfig()
-	}
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.DisableStacktrace = lvl > zapcore.DebugLevel
-	cfg.EncoderConfig.TimeKey = "ts"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	z, err := cfg.Build()
-	if err != nil {
-		panic(fmt.Sprintf("building logger: %v", err)) // only on an invalid static config
-	}
-	return zapr.NewLogger(z)
 }
 
 func splitList(s string) []string {

@@ -27,10 +27,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/go-logr/zapr"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -41,6 +38,7 @@ import (
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/metrics"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/server"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/tasks"
+	"github.com/herald-rollouts/herald/internal/logging"
 )
 
 // gateTokenEnv holds the default of -gate-token, so that the token can come from a
@@ -112,7 +110,6 @@ type config struct {
 	rules      commands.Rules
 	configMap  gates.ID // namespace and name of -state-configmap
 	namespaces *regexp.Regexp
-	level      zapcore.Level
 }
 
 func (o *options) validate() (config, error) {
@@ -153,11 +150,8 @@ func (o *options) validate() (config, error) {
 	if o.maxWorkers < 1 {
 		errs = append(errs, fmt.Errorf("-max-workers %d must be at least 1", o.maxWorkers))
 	}
-	if c.level, err = zapcore.ParseLevel(o.logLevel); err != nil {
-		errs = append(errs, fmt.Errorf("-log-level: %w", err))
-	}
-	if o.logEncoding != "json" && o.logEncoding != "console" {
-		errs = append(errs, fmt.Errorf("-log-encoding %q: use json or console", o.logEncoding))
+	if err := logging.Validate(o.logLevel, o.logEncoding); err != nil {
+		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)
 }
@@ -171,7 +165,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	log := newLogger(c.level, o.logEncoding)
+	log := logging.New(o.logLevel, o.logEncoding)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o, c, log); err != nil {
@@ -263,21 +257,4 @@ func run(ctx context.Context, o options, c config, log logr.Logger) error {
 		return fmt.Errorf("waiting for loads and commands to stop: %w", jobsErr)
 	}
 	return nil
-}
-
-// newLogger builds the zap logger behind logr, JSON by default as log pipelines expect.
-func newLogger(level zapcore.Level, encoding string) logr.Logger {
-	cfg := zap.NewProductionConfig()
-	if encoding == "console" {
-		cfg = zap.NewDevelopmentConfig()
-	}
-	cfg.Level = zap.NewAtomicLevelAt(level)
-	cfg.DisableStacktrace = level > zapcore.DebugLevel
-	cfg.EncoderConfig.TimeKey = "ts"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	z, err := cfg.Build()
-	if err != nil {
-		panic(fmt.Sprintf("building logger: %v", err)) // only on an invalid static config
-	}
-	return zapr.NewLogger(z)
 }
