@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -215,18 +214,19 @@ func (d *demo) query(ctx context.Context, q string) (float64, error) {
 	return float64(vec[0].Value), nil
 }
 
-// history returns the distinct successive values of a query over a time range, sampled every
-// second: what Prometheus recorded of a gauge.
+// history returns the distinct successive values a query's series took between from and
+// to: every sample Prometheus scraped, read through a range selector.
 func (d *demo) history(ctx context.Context, q string, from, to time.Time) ([]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, _, _, err := d.prom.QueryRange(ctx, q, promv1.Range{Start: from, End: to, Step: time.Second})
+	ranged := fmt.Sprintf("%s[%dms]", q, to.Sub(from).Milliseconds())
+	res, _, _, err := d.prom.Query(ctx, ranged, to)
 	if err != nil {
-		return nil, fmt.Errorf("prometheus range query %q: %w", q, err)
+		return nil, fmt.Errorf("prometheus query %q: %w", ranged, err)
 	}
 	matrix, ok := res.(model.Matrix)
 	if !ok {
-		return nil, fmt.Errorf("prometheus range query %q: a %s, not a matrix", q, res.Type())
+		return nil, fmt.Errorf("prometheus query %q: a %s, not a matrix", ranged, res.Type())
 	}
 	var values []float64
 	for _, series := range matrix {
@@ -258,11 +258,33 @@ func (d *demo) settled(ctx context.Context) error {
 		}
 		if o.primary == 100 && o.canaryW == 0 && replicas == 0 {
 			say("VirtualService %s: primary 100%% / canary 0%%; Deployment %s scaled to 0", name, name)
-			return nil
+			return d.scrapedIdle(ctx)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("after the run the VirtualService sends %d%% to the primary and %d%% to the canary, and %s has %d replicas; want 100/0 and 0",
 				o.primary, o.canaryW, name, replicas)
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// scrapedIdle waits until Prometheus has scraped Herald's canary weight back at 0, so that
+// the record of the next release starts from the end of this one.
+func (d *demo) scrapedIdle(ctx context.Context) error {
+	q := fmt.Sprintf(`flagger_canary_weight{workload=%q,namespace=%q}`, name, namespace)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, err := d.query(ctx, q)
+		if err != nil {
+			return err
+		}
+		if v == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("prometheus still has %s at %v: is it scraping Herald's metrics?", q, v)
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return err

@@ -115,6 +115,9 @@ func (d *demo) abTest(ctx context.Context) error {
 	if insider == 0 {
 		return fmt.Errorf("no insider request reached the canary during the A/B test")
 	}
+	if err := d.settled(ctx); err != nil {
+		return err
+	}
 	return d.showDeployments(ctx)
 }
 
@@ -185,8 +188,14 @@ func (d *demo) weightHistory(ctx context.Context) error {
 	say("")
 	say("flagger_canary_weight of podinfo during each release, as Prometheus recorded it from Herald:")
 	q := fmt.Sprintf(`flagger_canary_weight{workload=%q,namespace=%q}`, name, namespace)
-	for _, r := range d.releases {
-		values, err := d.history(ctx, q, r.applied, r.applied.Add(r.took+2*time.Second))
+	for i, r := range d.releases {
+		// Each release ended with Prometheus scraping the weight back at 0 (see scrapedIdle)
+		// before the next one began.
+		end := time.Now()
+		if i+1 < len(d.releases) {
+			end = d.releases[i+1].applied
+		}
+		values, err := d.history(ctx, q, r.applied, end)
 		if err != nil {
 			return err
 		}
