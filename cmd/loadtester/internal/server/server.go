@@ -48,6 +48,7 @@ import (
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/gates"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/metrics"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/tasks"
+	"github.com/herald-rollouts/herald/controllers/hooks"
 )
 
 // MaxBody is the largest request body accepted; a payload is a few hundred bytes.
@@ -142,7 +143,7 @@ func (s *server) guarded(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // payloadHandler handles a call whose payload was read and checked.
-type payloadHandler func(w http.ResponseWriter, r *http.Request, p tasks.Payload)
+type payloadHandler func(w http.ResponseWriter, r *http.Request, p hooks.Payload)
 
 // post reads and checks the payload of a POST, answering 405, 413, 400 or 403 itself.
 func (s *server) post(h payloadHandler) http.HandlerFunc {
@@ -163,7 +164,7 @@ func (s *server) post(h payloadHandler) http.HandlerFunc {
 			reply(w, http.StatusBadRequest, "reading the request body: "+err.Error())
 			return
 		}
-		var p tasks.Payload
+		var p hooks.Payload
 		if err := json.Unmarshal(body, &p); err != nil {
 			reply(w, http.StatusBadRequest, "the body is not a hook payload (JSON with name and namespace): "+err.Error())
 			return
@@ -214,20 +215,20 @@ func peek(w http.ResponseWriter, r *http.Request) {
 	if err != nil || len(body) == 0 {
 		return
 	}
-	var p tasks.Payload
+	var p hooks.Payload
 	if json.Unmarshal(body, &p) == nil {
 		c := callOf(r)
 		c.canary, c.namespace = p.Name, p.Namespace
 	}
 }
 
-func (s *server) task(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
+func (s *server) task(w http.ResponseWriter, r *http.Request, p hooks.Payload) {
 	res := s.Tasks.Run(r.Context(), p)
 	reply(w, res.Status, res.Body)
 }
 
 func (s *server) check(k gates.Kind) payloadHandler {
-	return func(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
+	return func(w http.ResponseWriter, r *http.Request, p hooks.Payload) {
 		open, err := s.Gates.IsOpen(r.Context(), k, gates.ID{Namespace: p.Namespace, Name: p.Name})
 		switch {
 		case err != nil:
@@ -245,7 +246,7 @@ func (s *server) check(k gates.Kind) payloadHandler {
 
 func (s *server) set(k gates.Kind, open bool) payloadHandler {
 	verb := map[bool]string{true: "opened", false: "closed"}[open]
-	return func(w http.ResponseWriter, r *http.Request, p tasks.Payload) {
+	return func(w http.ResponseWriter, r *http.Request, p hooks.Payload) {
 		if err := s.Gates.Set(r.Context(), k, gates.ID{Namespace: p.Namespace, Name: p.Name}, open); err != nil {
 			reply(w, http.StatusInternalServerError, err.Error())
 			return

@@ -38,6 +38,7 @@ import (
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/load"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/metrics"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/shellwords"
+	"github.com/herald-rollouts/herald/controllers/hooks"
 )
 
 // Task types, the values of metadata.type.
@@ -52,15 +53,6 @@ const (
 
 // supported lists the task types for messages.
 const supported = "cmd (the default), load, bash, helm, helmv3, kubectl"
-
-// Payload is the body every hook call carries (Flagger's CanaryWebhookPayload).
-type Payload struct {
-	Name      string            `json:"name"`
-	Namespace string            `json:"namespace"`
-	Phase     string            `json:"phase,omitempty"`
-	Checksum  string            `json:"checksum,omitempty"`
-	Metadata  map[string]string `json:"metadata,omitempty"`
-}
 
 // Response is the answer to a task call.
 type Response struct {
@@ -84,8 +76,9 @@ type Runner struct {
 	Log     logr.Logger
 }
 
-// Run runs the task that p's metadata describes.
-func (r *Runner) Run(ctx context.Context, p Payload) Response {
+// Run runs the task that p's metadata describes. p is the payload Herald's hooks send
+// (hooks.Payload, Flagger's CanaryWebhookPayload).
+func (r *Runner) Run(ctx context.Context, p hooks.Payload) Response {
 	md := p.Metadata
 	if len(md) == 0 {
 		return Response{http.StatusBadRequest, "metadata is missing: set metadata.cmd to a command such as " +
@@ -145,7 +138,7 @@ func missingCmd(typ string) Response {
 
 // cmd runs a cmd task: hey on the built-in generator, anything else as an allowed
 // command, both in the background.
-func (r *Runner) cmd(p Payload) Response {
+func (r *Runner) cmd(p hooks.Payload) Response {
 	line := p.Metadata["cmd"]
 	if strings.TrimSpace(line) == "" {
 		return missingCmd(TypeCmd)
@@ -218,7 +211,7 @@ func (r *Runner) plan(typ string, decide func() (commands.Plan, error)) (command
 }
 
 // startLoad starts a load unless the same one runs already for the same Canary.
-func (r *Runner) startLoad(p Payload, spec load.Spec) Response {
+func (r *Runner) startLoad(p hooks.Payload, spec load.Spec) Response {
 	key := jobs.Key{Namespace: p.Namespace, Name: p.Name, Kind: "load", ID: spec.Key()}
 	log := r.logFor(p)
 	desc := spec.String()
@@ -259,7 +252,7 @@ func startError(err error) Response {
 
 // blocking runs an allowed command and answers with its outcome: 200, or 500 with its
 // output. metadata.returnCmdOutput "true" puts the standard output in a 200's body.
-func (r *Runner) blocking(ctx context.Context, p Payload, typ string, plan commands.Plan) Response {
+func (r *Runner) blocking(ctx context.Context, p hooks.Payload, typ string, plan commands.Plan) Response {
 	if r.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
@@ -295,6 +288,6 @@ func (r *Runner) finished(log logr.Logger, typ, line string, out commands.Output
 	log.Info("command succeeded", "type", typ, "command", line)
 }
 
-func (r *Runner) logFor(p Payload) logr.Logger {
+func (r *Runner) logFor(p hooks.Payload) logr.Logger {
 	return r.Log.WithValues("canary", p.Name, "namespace", p.Namespace)
 }
