@@ -161,7 +161,7 @@ func (c *Caller) Call(ctx context.Context, hook flaggerv1.CanaryWebhook, p Paylo
 	if p.Metadata == nil {
 		p.Metadata = hook.Metadata
 	}
-	e := &Error{Hook: hook.Name, URL: redactURL(hook.URL)}
+	e := &Error{Hook: hook.Name, URL: RedactURL(hook.URL)}
 
 	u, err := url.Parse(hook.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -297,8 +297,9 @@ func snippet(b []byte) string {
 	return s
 }
 
-// redactURL returns raw without userinfo, query and fragment, which may hold secrets.
-func redactURL(raw string) string {
+// RedactURL returns raw without userinfo, query and fragment, which may hold secrets: a
+// URL as it may appear in errors, events and logs.
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// Keep only what precedes any query and strip what looks like userinfo.

@@ -483,8 +483,8 @@ func TestRedactURL(t *testing.T) {
 		"http://u:p@bad host/%zz?token=t":                "http://bad host/%zz",
 		"https://hooks.example.com:8443/a/b?sig=abc&x=1": "https://hooks.example.com:8443/a/b",
 	} {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

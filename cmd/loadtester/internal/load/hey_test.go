@@ -167,7 +167,7 @@ func TestStringHidesSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := s.String()
-	if want := "GET http://x/path?... at 10 req/s with 2 workers for 1m0s"; got != want {
+	if want := "GET http://x/path at 10 req/s with 2 workers for 1m0s"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 	for _, secret := range []string{"secret", "tok", "abc", "pw"} {

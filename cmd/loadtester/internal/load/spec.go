@@ -23,6 +23,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/herald-rollouts/herald/controllers/hooks"
 )
 
 // MaxConcurrency bounds the workers of one load: each one holds a connection and a
@@ -187,7 +189,7 @@ func (s *Spec) String() string {
 	if method == "" {
 		method = http.MethodGet
 	}
-	fmt.Fprintf(&b, "%s %s", method, redactURL(s.URL))
+	fmt.Fprintf(&b, "%s %s", method, hooks.RedactURL(s.URL))
 	if s.Rate > 0 {
 		fmt.Fprintf(&b, " at %s req/s", formatRate(s.Rate))
 	} else {
@@ -208,19 +210,6 @@ func (s *Spec) String() string {
 
 func formatRate(r float64) string {
 	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", r), "0"), ".")
-}
-
-// redactURL keeps the scheme, host and path of raw.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(invalid URL)"
-	}
-	out := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-	if u.RawQuery != "" {
-		out.RawQuery = "..."
-	}
-	return out.String()
 }
 
 // isToken reports whether s is an RFC 9110 token (method and header names).
