@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +111,42 @@ func textOf(g Gomega, typ string, p chatPost) string {
 	return s
 }
 
+// severityOf reads the severity a post in the shape of provider type typ shows, from its
+// colour (the generic webhook says it outright): "info", "warn" or "error".
+func severityOf(g Gomega, typ string, p chatPost) string {
+	b := p.body
+	var colour any
+	var byColour map[any]string
+	switch typ {
+	case "slack":
+		colour = dig(b, "attachments", 0, "color")
+		byColour = map[any]string{"good": "info", "warning": "warn", "danger": "error"}
+	case "msteams":
+		colour = dig(b, "attachments", 0, "content", "body", 1, "color")
+		byColour = map[any]string{"Good": "info", "Warning": "warn", "Attention": "error"}
+	case "discord":
+		colour = dig(b, "embeds", 0, "color")
+		byColour = map[any]string{float64(0x2EB886): "info", float64(0xDAA038): "warn", float64(0xA30200): "error"}
+	case "rocket":
+		colour = dig(b, "attachments", 0, "color")
+		byColour = map[any]string{"#2EB886": "info", "#DAA038": "warn", "#A30200": "error"}
+	case "gchat":
+		// The colour is in the HTML of the message.
+		text, _ := dig(b, "cardsV2", 0, "card", "sections", 0, "widgets", 0, "textParagraph", "text").(string)
+		byColour = map[any]string{"#2EB886": "info", "#DAA038": "warn", "#A30200": "error"}
+		for hex := range byColour {
+			if strings.Contains(text, `color="`+hex.(string)+`"`) {
+				colour = hex
+			}
+		}
+	case "webhook":
+		return fmt.Sprint(b["severity"])
+	}
+	sev, ok := byColour[colour]
+	g.Expect(ok).To(BeTrue(), "%s post with an unknown colour %v: %v", typ, colour, b)
+	return sev
+}
+
 func alertProvider(ctx context.Context, name, typ, address string, mutate ...func(*flaggerv1.AlertProviderSpec)) {
 	p := &flaggerv1.AlertProvider{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ctrlNS, Name: name},
@@ -203,18 +241,29 @@ var _ = Describe("The Canary controller's alerts", func() {
 		Expect(scrape(herald.MetricsURL)).To(MatchRegexp(`herald_alerts_total\{provider="gchat",result="sent"\} [1-9]`))
 	})
 
-	It("send the rollback with severity error and its reason", func(ctx SpecContext) {
+	It("send the rollback with severity error and its reason to every provider type, in its shape", func(ctx SpecContext) {
 		chat := newChatReceiver()
 		failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "boom", http.StatusInternalServerError)
 		}))
 		DeferCleanup(failing.Close)
 		alertProvider(ctx, "alerts-fail-slack", "slack", chat.URL+"/slack")
+		alertProvider(ctx, "alerts-fail-msteams", "msteams", chat.URL+"/msteams")
+		alertProvider(ctx, "alerts-fail-discord", "discord", chat.URL+"/discord")
+		alertProvider(ctx, "alerts-fail-rocket", "rocket", chat.URL+"/rocket")
+		alertProvider(ctx, "alerts-fail-gchat", "gchat", chat.URL+"/gchat")
 		alertProvider(ctx, "alerts-fail-errors", "webhook", chat.URL+"/errors")
 
 		app(ctx, "alerted-fail")
 		alertedCanary(ctx, "alerted-fail", 1,
-			[]flaggerv1.CanaryAlert{alertTo("alerts-fail-slack", ""), alertTo("alerts-fail-errors", flaggerv1.SeverityError)},
+			[]flaggerv1.CanaryAlert{
+				alertTo("alerts-fail-slack", ""), // everything, the rollback last
+				alertTo("alerts-fail-msteams", flaggerv1.SeverityError),
+				alertTo("alerts-fail-discord", flaggerv1.SeverityError),
+				alertTo("alerts-fail-rocket", flaggerv1.SeverityWarn), // warn and error: a run without gates has only the error
+				alertTo("alerts-fail-gchat", flaggerv1.SeverityError),
+				alertTo("alerts-fail-errors", flaggerv1.SeverityError),
+			},
 			hook("acceptance", flaggerv1.RolloutHook, failing.URL))
 		initialized(ctx, "alerted-fail")
 		setImage(ctx, "alerted-fail", image2)
@@ -230,10 +279,124 @@ var _ = Describe("The Canary controller's alerts", func() {
 			g.Expect(b["message"]).To(ContainSubstring("failed checks threshold reached 1"))
 		}).WithTimeout(15 * time.Second).Should(Succeed())
 		Eventually(func(g Gomega) {
+			for _, typ := range []string{"msteams", "discord", "rocket", "gchat"} {
+				posts := chat.at("/" + typ)
+				g.Expect(posts).To(HaveLen(1), "%s: only the rollback", typ)
+				g.Expect(textOf(g, typ, posts[0])).To(SatisfyAll(ContainSubstring("Canary analysis failed"), ContainSubstring("failed checks threshold reached 1")), typ)
+				g.Expect(severityOf(g, typ, posts[0])).To(Equal("error"), "%s shows the rollback as an error", typ)
+			}
 			posts := chat.at("/slack")
 			g.Expect(posts).To(HaveLen(3), "initialised, started, rolled back")
-			g.Expect(dig(posts[2].body, "attachments", 0, "color")).To(Equal("danger"))
-			g.Expect(dig(posts[2].body, "attachments", 0, "text")).To(ContainSubstring("Canary analysis failed"))
+			g.Expect(textOf(g, "slack", posts[2])).To(ContainSubstring("Canary analysis failed"))
+			g.Expect(severityOf(g, "slack", posts[2])).To(Equal("error"))
+			g.Expect(severityOf(g, "slack", posts[1])).To(Equal("info"))
 		}).WithTimeout(15 * time.Second).Should(Succeed())
+	})
+
+	It("warn that a Canary waits for approval, unless the gate that holds it mutes the alert", func(ctx SpecContext) {
+		chat := newChatReceiver()
+		gate := newGate(false)
+		alertProvider(ctx, "alerts-wait-slack", "slack", chat.URL+"/slack")
+		alertProvider(ctx, "alerts-wait-warn", "webhook", chat.URL+"/warn")
+		alertProvider(ctx, "alerts-wait-errors", "webhook", chat.URL+"/errors")
+		alertProvider(ctx, "alerts-wait-muted", "webhook", chat.URL+"/muted")
+
+		app(ctx, "alerted-wait")
+		alertedCanary(ctx, "alerted-wait", 2, []flaggerv1.CanaryAlert{
+			alertTo("alerts-wait-slack", flaggerv1.SeverityInfo),
+			alertTo("alerts-wait-warn", flaggerv1.SeverityWarn),
+			alertTo("alerts-wait-errors", flaggerv1.SeverityError),
+		}, hook("approve", flaggerv1.ConfirmRolloutHook, gate.URL))
+		quiet := hook("approve-quietly", flaggerv1.ConfirmRolloutHook, gate.URL)
+		quiet.MuteAlert = true
+		app(ctx, "alerted-muted")
+		alertedCanary(ctx, "alerted-muted", 2, []flaggerv1.CanaryAlert{alertTo("alerts-wait-muted", flaggerv1.SeverityInfo)}, quiet)
+		initialized(ctx, "alerted-wait")
+		initialized(ctx, "alerted-muted")
+		setImage(ctx, "alerted-wait", image2)
+		setImage(ctx, "alerted-muted", image2)
+		Eventually(phaseOf(ctx, "alerted-wait")).WithTimeout(30 * time.Second).Should(Equal(flaggerv1.CanaryPhaseWaiting))
+		Eventually(phaseOf(ctx, "alerted-muted")).WithTimeout(30 * time.Second).Should(Equal(flaggerv1.CanaryPhaseWaiting))
+
+		const waiting = "Canary is waiting for approval."
+		Eventually(func(g Gomega) {
+			posts := chat.at("/warn")
+			g.Expect(posts).To(HaveLen(1), "a warn subscription gets the waiting alert, and it only")
+			g.Expect(posts[0].body).To(HaveKeyWithValue("message", waiting))
+			g.Expect(posts[0].body).To(HaveKeyWithValue("severity", "warn"))
+			g.Expect(posts[0].body).To(HaveKeyWithValue("phase", "Waiting"))
+			g.Expect(posts[0].body).To(HaveKeyWithValue("canary", "alerted-wait"))
+			slack := chat.at("/slack")
+			g.Expect(slack).To(HaveLen(2), "initialised, waiting")
+			g.Expect(textOf(g, "slack", slack[1])).To(Equal(waiting))
+			g.Expect(severityOf(g, "slack", slack[1])).To(Equal("warn"))
+		}).WithTimeout(15 * time.Second).Should(Succeed())
+		Consistently(func() int { return len(chat.at("/warn")) }).WithTimeout(3*time.Second).Should(Equal(1), "announced once while the gate stays closed")
+
+		gate.open.Store(true)
+		Eventually(phaseOf(ctx, "alerted-wait")).WithTimeout(60 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
+		Eventually(phaseOf(ctx, "alerted-muted")).WithTimeout(60 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
+		Eventually(func(g Gomega) {
+			var texts []string
+			for _, p := range chat.at("/muted") {
+				texts = append(texts, textOf(g, "webhook", p))
+			}
+			g.Expect(texts).To(HaveExactElements(
+				"New Deployment detected, initialization completed.",
+				"New revision detected, progressing canary analysis.",
+				"Canary analysis completed successfully, promotion finished."), "the muted gate's Canary: no waiting alert")
+			texts = nil
+			for _, p := range chat.at("/slack") {
+				texts = append(texts, textOf(g, "slack", p))
+			}
+			g.Expect(texts).To(HaveExactElements(
+				"New Deployment detected, initialization completed.",
+				waiting,
+				"New revision detected, progressing canary analysis.",
+				"Canary analysis completed successfully, promotion finished."))
+		}).WithTimeout(15 * time.Second).Should(Succeed())
+		Expect(chat.at("/errors")).To(BeEmpty(), "an error subscription gets no warnings")
+	})
+
+	It("are still delivered when Herald stops right after a promotion", func(ctx SpecContext) {
+		// A chat service that takes a second to answer: at the stop, alerts are in flight
+		// or queued.
+		var mu sync.Mutex
+		var delivered []string
+		aborted := 0
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			var body map[string]any
+			_ = json.NewDecoder(req.Body).Decode(&body)
+			select {
+			case <-time.After(time.Second):
+				mu.Lock()
+				delivered = append(delivered, fmt.Sprint(body["message"]))
+				mu.Unlock()
+				w.WriteHeader(http.StatusOK)
+			case <-req.Context().Done():
+				mu.Lock()
+				aborted++
+				mu.Unlock()
+			}
+		}))
+		DeferCleanup(slow.Close)
+		alertProvider(ctx, "alerts-slow", "webhook", slow.URL)
+		app(ctx, "alerted-stop")
+		alertedCanary(ctx, "alerted-stop", 2, []flaggerv1.CanaryAlert{alertTo("alerts-slow", flaggerv1.SeverityInfo)})
+		initialized(ctx, "alerted-stop")
+		setImage(ctx, "alerted-stop", image2)
+		Eventually(phaseOf(ctx, "alerted-stop")).WithTimeout(60 * time.Second).WithPolling(100 * time.Millisecond).
+			Should(Equal(flaggerv1.CanaryPhaseSucceeded))
+
+		DeferCleanup(func(ctx SpecContext) { startHerald(ctx) }, NodeTimeout(time.Minute))
+		herald.Stop() // SIGTERM, as on an upgrade; the process has exited when Stop returns
+
+		mu.Lock()
+		defer mu.Unlock()
+		Expect(aborted).To(BeZero(), "no POST cut by the shutdown")
+		Expect(delivered).To(HaveExactElements(
+			"New Deployment detected, initialization completed.",
+			"New revision detected, progressing canary analysis.",
+			"Canary analysis completed successfully, promotion finished."))
 	})
 })
