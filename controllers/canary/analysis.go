@@ -167,9 +167,9 @@ func (p *pass) detect(ctx context.Context, t *target, rev string, configs map[st
 	if rev == c.Status.LastAppliedSpec && c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
 		return ctrl.Result{}, nil // a failed revision is retried only with a new template
 	}
-	if ok, msg := p.gate(ctx, flaggerv1.ConfirmRolloutHook, rev); !ok {
+	if ok, msg, halting := p.gate(ctx, flaggerv1.ConfirmRolloutHook, rev); !ok {
 		if c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
-			p.setPhase(flaggerv1.CanaryPhaseWaiting, "Waiting for approval.")
+			p.awaitApproval(flaggerv1.CanaryPhaseWaiting, "Waiting for approval.", halting)
 			p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for approval %s", c.Name, c.Namespace, msg)
 		}
 		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
@@ -224,7 +224,7 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 		}
 		return p.promote(ctx, t, refs)
 	}
-	if ok, _ := p.gate(ctx, flaggerv1.RollbackHook, c.Status.LastAppliedSpec); ok {
+	if ok, _, _ := p.gate(ctx, flaggerv1.RollbackHook, c.Status.LastAppliedSpec); ok {
 		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s manual webhook invoked", c.Name, c.Namespace))
 	}
 	if c.Status.FailedChecks >= c.GetAnalysisThreshold() {
@@ -306,9 +306,9 @@ func (p *pass) confirmPromotion(ctx context.Context, t *target, refs []revision.
 	// the gate is asked once per run.
 	approved := p.shifts() && p.strategy() == flaggerv1.StrategyBlueGreen && c.Status.Iterations > p.iterations()
 	if !approved {
-		if ok, msg := p.gate(ctx, flaggerv1.ConfirmPromotionHook, c.Status.LastAppliedSpec); !ok {
+		if ok, msg, halting := p.gate(ctx, flaggerv1.ConfirmPromotionHook, c.Status.LastAppliedSpec); !ok {
 			if c.Status.Phase != flaggerv1.CanaryPhaseWaitingPromotion {
-				p.setPhase(flaggerv1.CanaryPhaseWaitingPromotion, "Waiting for approval.")
+				p.awaitApproval(flaggerv1.CanaryPhaseWaitingPromotion, "Waiting for approval.", halting)
 				p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for promotion approval %s", c.Name, c.Namespace, msg)
 			}
 			c.Status.LastTransitionTime = p.nowTime()
@@ -573,26 +573,23 @@ func (p *pass) currentPods(ctx context.Context, t *target) ([]corev1.Pod, error)
 }
 
 // gate runs the hooks of a gate type; it is open when every hook answers with success (or
-// there is none). For rollback hooks "open" means: roll back.
-func (p *pass) gate(ctx context.Context, t flaggerv1.HookType, rev string) (bool, string) {
+// there is none). For rollback hooks "open" means: roll back, which one hook answering with
+// success asks for. hook names the hook that decided (closed the gate, or asked to roll back).
+func (p *pass) gate(ctx context.Context, t flaggerv1.HookType, rev string) (open bool, msg, hook string) {
 	analysis := p.c.GetAnalysis()
 	if analysis == nil {
-		return t != flaggerv1.RollbackHook, ""
+		return t != flaggerv1.RollbackHook, "", ""
 	}
-	list := hooks.Of(analysis.Webhooks, t)
-	if len(list) == 0 {
-		return t != flaggerv1.RollbackHook, ""
-	}
-	for _, h := range list {
+	for _, h := range hooks.Of(analysis.Webhooks, t) {
 		err := p.r.Hooks.Call(ctx, h, p.hookPayload(h, rev))
 		switch {
 		case t == flaggerv1.RollbackHook && err == nil:
-			return true, h.Name // one hook asking for a rollback is enough
+			return true, h.Name, h.Name
 		case t != flaggerv1.RollbackHook && err != nil:
-			return false, err.Error()
+			return false, err.Error(), h.Name
 		}
 	}
-	return t != flaggerv1.RollbackHook, ""
+	return t != flaggerv1.RollbackHook, "", ""
 }
 
 // runHooks calls every hook of type t; the first failure is the step's failure.

@@ -196,7 +196,7 @@ func (p *pass) stepWeight(ctx context.Context, t *target, refs []revision.Ref) (
 		p.event(corev1.EventTypeNormal, "Start traffic mirroring to %s.%s", c.Spec.TargetRef.Name, c.Namespace)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
-	if ok, msg := p.gate(ctx, flaggerv1.ConfirmTrafficIncreaseHook, s.LastAppliedSpec); !ok {
+	if ok, msg, _ := p.gate(ctx, flaggerv1.ConfirmTrafficIncreaseHook, s.LastAppliedSpec); !ok {
 		s.LastTransitionTime = p.nowTime()
 		p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for traffic increase approval %s", c.Name, c.Namespace, msg)
 		return ctrl.Result{RequeueAfter: interval}, nil
