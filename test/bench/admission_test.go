@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +20,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/herald-rollouts/herald/controllers/revision"
 	"github.com/herald-rollouts/herald/test/cluster"
@@ -42,6 +44,8 @@ func startHerald(b *testing.B) (client.Client, *harness.Herald) {
 // an admin client, Herald and the cluster.
 func startHeraldWith(b *testing.B, o cluster.Options, flags ...string) (client.Client, *harness.Herald, *cluster.Cluster) {
 	b.Helper()
+	// controller-runtime's clients log API warnings through this; the figures are the output.
+	ctrllog.SetLogger(logr.Discard())
 	ctx := context.Background()
 	env, err := cluster.Start(ctx, o)
 	if err != nil {

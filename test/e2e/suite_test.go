@@ -18,6 +18,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/test/cluster"
@@ -44,6 +45,8 @@ func TestE2E(t *testing.T) {
 }
 
 var _ = BeforeSuite(func(ctx SpecContext) {
+	// controller-runtime's clients log API warnings (e.g. deprecated fields) through this.
+	ctrllog.SetLogger(GinkgoLogr)
 	var err error
 	// Prometheus scrapes the traffic simulator every second; Istio's CRDs let istio Canaries
 	// have their VirtualServices and DestinationRules.
