@@ -67,6 +67,12 @@ type Options struct {
 	// validator built directly), no lookup is made.
 	Reader client.Reader
 
+	// MissReader reads from the API server what Reader does not have: an object created a
+	// moment before the Canary (the same kubectl apply, or a GitOps commit) may not have
+	// reached the cache yet, and refusing the Canary for it would be wrong. Only misses pay
+	// for it. SetupWithManager defaults it to the manager's API reader.
+	MissReader client.Reader
+
 	// LookupTimeout bounds all the cache reads of one validation together (a read from an
 	// informer that has not synced yet blocks); a read that times out becomes a warning.
 	// Default DefaultLookupTimeout, well below the webhook's 3 s timeout.
@@ -96,6 +102,9 @@ func (o Options) withDefaults() Options {
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.Reader == nil {
 		opts.Reader = mgr.GetCache()
+	}
+	if opts.MissReader == nil {
+		opts.MissReader = mgr.GetAPIReader()
 	}
 	if c, ok := opts.Reader.(cache.Cache); ok && c == mgr.GetCache() {
 		for _, obj := range []client.Object{

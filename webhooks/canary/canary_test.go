@@ -544,3 +544,20 @@ func fakeReaderWith(t *testing.T, funcs interceptor.Funcs) client.Reader {
 	t.Helper()
 	return fakeClientBuilder(t).WithInterceptorFuncs(funcs).Build()
 }
+
+// TestCacheMissReadsTheAPIServer: a MetricTemplate or AlertProvider created just before the
+// Canary (one kubectl apply) may not be cached yet; the API server has it, so the Canary is
+// accepted. What neither has is still refused.
+func TestCacheMissReadsTheAPIServer(t *testing.T) {
+	cached := fakeReader(t, podinfo("test", "podinfo"))
+	live := fakeReader(t, metricTemplate("test", "error-rate"), alertProvider("test", "slack"))
+	v := NewCanaryValidator(Options{Reader: cached, MissReader: live})
+	if _, err := v.ValidateCreate(context.Background(), validCanary()); err != nil {
+		t.Fatalf("refused although the API server has the objects: %v", err)
+	}
+	v = NewCanaryValidator(Options{Reader: cached, MissReader: fakeReader(t)})
+	_, err := v.ValidateCreate(context.Background(), validCanary())
+	if err == nil || !strings.Contains(err.Error(), "spec.analysis.metrics[2].templateRef") {
+		t.Fatalf("a MetricTemplate missing everywhere must be refused, got %v", err)
+	}
+}

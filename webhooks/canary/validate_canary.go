@@ -97,10 +97,14 @@ func (k *check) warn(p *field.Path, format string, args ...any) {
 	k.warns = append(k.warns, w)
 }
 
-// get reads one object from the cache (within the lookup deadline of the validation). It
-// reports whether the object exists; err is set only for failures other than NotFound.
+// get reads one object from the cache, and on a miss from the API server (within the lookup
+// deadline of the validation). It reports whether the object exists; err is set only for
+// failures other than NotFound.
 func (k *check) get(key types.NamespacedName, obj client.Object) (bool, error) {
 	err := k.opts.Reader.Get(k.ctx, key, obj)
+	if apierrors.IsNotFound(err) && k.opts.MissReader != nil {
+		err = k.opts.MissReader.Get(k.ctx, key, obj)
+	}
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
