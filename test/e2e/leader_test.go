@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -64,44 +60,7 @@ func (r *replica) leads() bool {
 }
 
 // kill sends SIGKILL, as a node failure or an OOM kill would: the replica releases nothing.
-// harness.Herald does not expose its process, so the process is found by the metrics port
-// only it was started with, among this test's own children.
-func (r *replica) kill() {
-	u, err := url.Parse(r.MetricsURL)
-	Expect(err).NotTo(HaveOccurred())
-	arg := []byte("--metrics-bind-address=" + u.Host)
-	dirs, err := filepath.Glob("/proc/[0-9]*")
-	Expect(err).NotTo(HaveOccurred())
-	pid := 0
-	for _, dir := range dirs {
-		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
-		if err != nil || !containsArg(cmdline, arg) {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join(dir, "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the command name (in parentheses): state, then the parent's pid.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) {
-			pid, _ = strconv.Atoi(filepath.Base(dir))
-			break
-		}
-	}
-	Expect(pid).NotTo(BeZero(), "no child process of this test runs with %s", arg)
-	Expect(syscall.Kill(pid, syscall.SIGKILL)).To(Succeed())
-	r.Stop() // returns once the killed process has been reaped
-}
-
-func containsArg(cmdline, arg []byte) bool {
-	for _, a := range bytes.Split(cmdline, []byte{0}) {
-		if bytes.Equal(a, arg) {
-			return true
-		}
-	}
-	return false
-}
+func (r *replica) kill() { r.Kill() }
 
 func leaseHolder(ctx context.Context) string {
 	var lease coordinationv1.Lease

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/herald-rollouts/herald/test/cluster"
@@ -88,6 +89,13 @@ func (h *Herald) Stop() {
 	if h == nil {
 		return
 	}
+	h.proc.Stop()
+}
+
+// Kill sends SIGKILL, as a node failure or an OOM kill would (nothing is released), and
+// returns once the process has been reaped.
+func (h *Herald) Kill() {
+	_ = syscall.Kill(h.proc.Pid(), syscall.SIGKILL)
 	h.proc.Stop()
 }
 
