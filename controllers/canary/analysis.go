@@ -231,13 +231,6 @@ func (p *pass) analyse(ctx context.Context, t *target, refs []revision.Ref) (ctr
 		return p.rollback(ctx, t, fmt.Sprintf("Rolling back %s.%s failed checks threshold reached %d", c.Name, c.Namespace, c.Status.FailedChecks))
 	}
 
-	if p.shifts() {
-		if _, _, mirrored, err := p.router.GetRoutes(ctx, c); err != nil {
-			return ctrl.Result{}, fmt.Errorf("reading routes: %w", err)
-		} else {
-			p.mirrored = mirrored
-		}
-	}
 	// The first step runs as soon as the canary is ready; later ones one interval apart,
 	// counted from the previous step so that a reconcile in between does not shift them.
 	first := c.Status.Iterations == 0 && c.Status.CanaryWeight == 0 && !p.mirrored

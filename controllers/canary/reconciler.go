@@ -247,7 +247,8 @@ type pass struct {
 	log logr.Logger
 	now time.Time
 	// provider and router carry the Canary's traffic (see resolveProvider); mirrored is
-	// whether the canary currently receives a copy of the traffic.
+	// whether the canary currently receives a copy of the traffic (read by keepRoutes, once
+	// per pass).
 	provider string
 	router   router.Router
 	mirrored bool

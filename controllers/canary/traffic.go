@@ -128,11 +128,15 @@ func (p *pass) keepRoutes(ctx context.Context) error {
 	if !p.shifts() {
 		return nil
 	}
+	gp, gc, gm, err := p.router.GetRoutes(ctx, p.c)
+	p.mirrored = err == nil && gm // the analysis of this pass needs it
 	wp, wc, wm, ok := p.wantedRoutes()
 	if !ok {
+		if err != nil {
+			return fmt.Errorf("reading routes: %w", err)
+		}
 		return nil
 	}
-	gp, gc, gm, err := p.router.GetRoutes(ctx, p.c)
 	if err == nil && gp == wp && gc == wc && gm == wm {
 		return nil
 	}
@@ -144,6 +148,7 @@ func (p *pass) keepRoutes(ctx context.Context) error {
 	if err == nil {
 		p.log.Info("Routes changed outside Herald, restoring them", "primaryWeight", gp, "canaryWeight", gc, "mirrored", gm, "wantPrimaryWeight", wp, "wantCanaryWeight", wc, "wantMirrored", wm)
 	}
+	p.mirrored = wm
 	return p.route(ctx, wp, wc, wm)
 }
 
