@@ -61,8 +61,11 @@ func TestTrustBundle(t *testing.T) {
 		{"rotation keeps the previous CA", ca2, ca1, []string{"ca2", "ca1"}},
 		{"already injected is unchanged", ca2, cat(ca2, ca1), []string{"ca2", "ca1"}},
 		{"expired CAs drop out", ca2, cat(ca1, expired), []string{"ca2", "ca1"}},
+		{"an expired previous CA drops out", ca2, cat(expired), []string{"ca2"}},
 		{"non-CA certificates drop out", ca2, cat(leaf, ca1), []string{"ca2", "ca1"}},
-		{"at most three", ca4, cat(ca3, ca2, ca1), []string{"ca4", "ca3", "ca2"}},
+		{"only the current and the previous CA", ca4, cat(ca3, ca2, ca1), []string{"ca4", "ca3"}},
+		{"a second rotation drops the oldest", ca3, cat(ca2, ca1), []string{"ca3", "ca2"}},
+		{"an expired previous CA is not replaced by an older one", ca3, cat(expired, ca1), []string{"ca3"}},
 		{"garbage in the old bundle is ignored", ca1, []byte("not pem"), []string{"ca1"}},
 	}
 	for _, c := range cases {

@@ -7,7 +7,9 @@
 // leaf, and admission requests fail (fatal for failurePolicy: Fail). Here, instead:
 //
 //  1. the new CA is added to the caBundle of every Herald webhook configuration next to the
-//     previous one (a trust bundle of the CAs that are still valid);
+//     previous one (a trust bundle of the current and the previous CA: every older CA, even
+//     one still valid, is dropped, so a CA key that leaked is trusted for one rotation at
+//     most);
 //  2. only once every configuration trusts the new CA, and after SwitchDelay (time for the API
 //     server's informers to see the new bundle), the server starts presenting the new leaf;
 //  3. CAs that have expired drop out of the bundle on the next pass.
@@ -269,11 +271,13 @@ func (m *Manager) inject(ctx context.Context, c client.Client, caPEM []byte) (bo
 	return all, nil
 }
 
-// maxBundle bounds the trust bundle: the current CA and the ones before it that are still valid.
-const maxBundle = 3
+// maxBundle bounds the trust bundle: the current CA and the previous one, which the server
+// may still present until it switches to the new leaf. cert-controller's CAs are valid for
+// ten years; keeping every valid one would trust each CA ever generated for that long.
+const maxBundle = 2
 
-// TrustBundle returns the PEM bundle that trusts newCA first, followed by the CAs of existing
-// that are still valid at now (at most maxBundle certificates, no duplicates). The output is
+// TrustBundle returns the PEM bundle that trusts newCA first, followed by the previous CA (the
+// first other CA of existing) while it is valid at now: at most maxBundle certificates. The output is
 // deterministic for the same input, so re-running it changes nothing.
 func TrustBundle(newCA, existing []byte, now time.Time) []byte {
 	var out bytes.Buffer
@@ -290,12 +294,17 @@ func TrustBundle(newCA, existing []byte, now time.Time) []byte {
 	for _, der := range certsOf(newCA) {
 		add(der)
 	}
+	// The bundle is kept newest first, so the previous CA is the first other CA in it; it
+	// stays only while valid, and nothing older is looked for.
 	for _, der := range certsOf(existing) {
 		cert, err := x509.ParseCertificate(der)
-		if err != nil || !cert.IsCA || now.After(cert.NotAfter) {
+		if err != nil || !cert.IsCA || seen[string(der)] {
 			continue
 		}
-		add(der)
+		if !now.After(cert.NotAfter) {
+			add(der)
+		}
+		break
 	}
 	return out.Bytes()
 }

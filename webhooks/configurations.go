@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/herald-rollouts/herald/webhooks/meta"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 // Names of the two configurations, also given to the certificate manager for CA injection.
@@ -55,6 +55,25 @@ const (
 	validatingTimeout = 3
 )
 
+// SpecChanged lets a fail-closed validator see creates and spec changes only. A missing
+// spec calls Herald (it judges that), and so does anything the expression cannot read.
+var SpecChanged = admissionregistrationv1.MatchCondition{
+	Name: "created-or-spec-changed",
+	Expression: "request.operation == 'CREATE' || !has(object.spec) || !has(oldObject.spec) || " +
+		"object.spec != oldObject.spec",
+}
+
+// ScaleFromZero lets the scale webhook see only what it may refuse. A Scale carries no labels,
+// so no objectSelector can pick Herald's targets; but the handler refuses only a scale-up of an
+// idle target, which Herald keeps at zero replicas: every other scale, and every HPA scale
+// (an HPA never scales from zero), is not sent to Herald. A Scale's spec.replicas is omitted
+// when zero.
+var ScaleFromZero = admissionregistrationv1.MatchCondition{
+	Name: "scale-up-from-zero",
+	Expression: "(!has(oldObject.spec) || !has(oldObject.spec.replicas) || oldObject.spec.replicas == 0) && " +
+		"has(object.spec) && has(object.spec.replicas) && object.spec.replicas > 0",
+}
+
 // Configurations returns the mutating and validating configurations. heraldNamespace is left
 // out of the namespaceSelector together with kube-system, so Herald can never block itself or
 // the control plane.
@@ -91,8 +110,8 @@ func Configurations(e Endpoint, heraldNamespace string) (*admissionregistrationv
 			{
 				Name:              "workload.herald.dev",
 				ClientConfig:      e.clientConfig(WorkloadPath),
-				Rules:             rule("apps", "v1", createUpdate, "deployments", "daemonsets"),
-				ObjectSelector:    exists(meta.LabelCanary),
+				Rules:             rule("apps", "v1", createUpdate, "deployments", "daemonsets", "statefulsets"),
+				ObjectSelector:    exists(contract.LabelCanary),
 				NamespaceSelector: nsSelector,
 				// The API server calls Herald only when what Herald looks at changed: the pod
 				// template (a new revision) or the replicas (transparent replicas), or on create.
@@ -113,7 +132,7 @@ func Configurations(e Endpoint, heraldNamespace string) (*admissionregistrationv
 				Name:                    "config.herald.dev",
 				ClientConfig:            e.clientConfig(ConfigPath),
 				Rules:                   rule("", "v1", createUpdate, "configmaps", "secrets"),
-				ObjectSelector:          exists(meta.LabelTracked),
+				ObjectSelector:          exists(contract.LabelTracked),
 				NamespaceSelector:       nsSelector,
 				FailurePolicy:           ignore,
 				SideEffects:             none,
@@ -131,10 +150,14 @@ func Configurations(e Endpoint, heraldNamespace string) (*admissionregistrationv
 	}
 	own := func(name, path, resource string) admissionregistrationv1.ValidatingWebhook {
 		return admissionregistrationv1.ValidatingWebhook{
-			Name:                    name,
-			ClientConfig:            e.clientConfig(path),
-			Rules:                   rule("flagger.app", "v1beta1", createUpdate, resource),
-			NamespaceSelector:       nsSelector,
+			Name:              name,
+			ClientConfig:      e.clientConfig(path),
+			Rules:             rule("flagger.app", "v1beta1", createUpdate, resource),
+			NamespaceSelector: nsSelector,
+			// Fail-closed webhooks see only what they judge: a new object or a new spec.
+			// Metadata-only updates (a finalizer removed while a namespace is deleted, a
+			// label) never need Herald, so they go through while Herald is down.
+			MatchConditions:         []admissionregistrationv1.MatchCondition{SpecChanged},
 			FailurePolicy:           fail,
 			SideEffects:             none,
 			TimeoutSeconds:          ptr.To(int32(validatingTimeout)),
@@ -151,8 +174,9 @@ func Configurations(e Endpoint, heraldNamespace string) (*admissionregistrationv
 			// labels, so no objectSelector can narrow it; the handler answers from its cache.
 			Name:                    "scale.herald.dev",
 			ClientConfig:            e.clientConfig(ScalePath),
-			Rules:                   rule("apps", "v1", []admissionregistrationv1.OperationType{admissionregistrationv1.Update}, "deployments/scale"),
+			Rules:                   rule("apps", "v1", []admissionregistrationv1.OperationType{admissionregistrationv1.Update}, "deployments/scale", "statefulsets/scale"),
 			NamespaceSelector:       nsSelector,
+			MatchConditions:         []admissionregistrationv1.MatchCondition{ScaleFromZero},
 			FailurePolicy:           ignore,
 			SideEffects:             none,
 			TimeoutSeconds:          ptr.To(int32(mutatingTimeout)),

@@ -170,14 +170,29 @@ func (s *SessionAffinity) GetMaxAge() int {
 }
 
 // Providers (spec.provider, and Herald's -mesh-provider) that Herald routes traffic with.
+// The Gateway API provider has Flagger's three spellings: the bare name and the two API
+// versions of HTTPRoute it can write (gateway.networking.k8s.io/v1, the default, or v1beta1
+// for implementations that serve only the older version).
 const (
-	ProviderIstio      = "istio"
-	ProviderKubernetes = "kubernetes"
+	ProviderIstio             = "istio"
+	ProviderKubernetes        = "kubernetes"
+	ProviderGatewayAPI        = "gatewayapi"
+	ProviderGatewayAPIV1      = "gatewayapi:v1"
+	ProviderGatewayAPIV1Beta1 = "gatewayapi:v1beta1"
 )
 
 // SupportedProviders are the values of spec.provider that Herald implements; the Canary
 // webhook refuses others by name.
-var SupportedProviders = []string{ProviderIstio, ProviderKubernetes}
+var SupportedProviders = []string{ProviderIstio, ProviderKubernetes, ProviderGatewayAPI, ProviderGatewayAPIV1, ProviderGatewayAPIV1Beta1}
+
+// IsGatewayAPI reports whether provider is one of the Gateway API spellings.
+func IsGatewayAPI(provider string) bool {
+	switch provider {
+	case ProviderGatewayAPI, ProviderGatewayAPIV1, ProviderGatewayAPIV1Beta1:
+		return true
+	}
+	return false
+}
 
 // GetProvider returns spec.provider, or defaultProvider (the controller's -mesh-provider)
 // when unset, or istio when both are empty, as Flagger.

@@ -57,7 +57,7 @@ type CanarySpec struct {
 	// Provider selects the router (service mesh, ingress or plain Kubernetes) for this
 	// Canary, overriding the controller's default. The schema accepts every value Flagger
 	// knows; the Canary webhook refuses the ones Herald does not implement.
-	// +kubebuilder:validation:Enum=apisix;appmesh;"appmesh:v1beta2";contour;"gatewayapi:v1";"gatewayapi:v1beta1";gloo;istio;knative;kubernetes;kuma;linkerd;nginx;osm;skipper;"smi:v1alpha1";"smi:v1alpha2";"smi:v1alpha3";traefik
+	// +kubebuilder:validation:Enum=apisix;appmesh;"appmesh:v1beta2";contour;gatewayapi;"gatewayapi:v1";"gatewayapi:v1beta1";gloo;istio;knative;kubernetes;kuma;linkerd;nginx;osm;skipper;"smi:v1alpha1";"smi:v1alpha2";"smi:v1alpha3";traefik
 	// +optional
 	Provider string `json:"provider,omitempty"`
 
@@ -67,7 +67,7 @@ type CanarySpec struct {
 	MetricsServer string `json:"metricsServer,omitempty"`
 
 	// TargetRef is the workload released by this Canary.
-	// +kubebuilder:validation:XValidation:rule="self.kind in ['Deployment', 'DaemonSet', 'Service']",message="kind must be one of Deployment, DaemonSet, Service",fieldPath=".kind"
+	// +kubebuilder:validation:XValidation:rule="self.kind in ['Deployment', 'DaemonSet', 'StatefulSet', 'Service']",message="kind must be one of Deployment, DaemonSet, StatefulSet, Service",fieldPath=".kind"
 	TargetRef LocalObjectReference `json:"targetRef"`
 
 	// AutoscalerRef is the HorizontalPodAutoscaler or KEDA ScaledObject of the target;
@@ -239,12 +239,13 @@ type CanaryService struct {
 	// +optional
 	Gateways []string `json:"gateways,omitempty"`
 
-	// GatewayRefs are the parents of the generated Gateway API HTTPRoute.
+	// GatewayRefs are the parents of the generated Gateway API HTTPRoute or GRPCRoute: Gateways,
+	// or for an east-west (GAMMA) route the apex Service.
 	// +kubebuilder:validation:MaxItems=32
 	// +optional
 	GatewayRefs []ParentReference `json:"gatewayRefs,omitempty"`
 
-	// Hosts of the generated VirtualService or HTTPRoute.
+	// Hosts of the generated VirtualService, or hostnames of the HTTPRoute or GRPCRoute.
 	// +optional
 	Hosts []string `json:"hosts,omitempty"`
 
@@ -618,8 +619,20 @@ const (
 // CanaryConditionType is the type of a Canary condition.
 type CanaryConditionType string
 
-// PromotedType is the only condition type of a Canary. Its reason is the phase.
-const PromotedType CanaryConditionType = "Promoted"
+// The condition types of a Canary. Promoted is Flagger's (its reason is the phase); Ready,
+// Reconciling and Stalled are the ones kstatus reads (Flux health checks, kubectl wait).
+const (
+	// PromotedType is True when the Canary is Initialized or Succeeded, False when Failed,
+	// Unknown otherwise.
+	PromotedType CanaryConditionType = "Promoted"
+	// ReadyType is True when the Canary is initialised or its last release was promoted.
+	ReadyType CanaryConditionType = "Ready"
+	// ReconcilingType is True while a release runs; absent otherwise.
+	ReconcilingType CanaryConditionType = "Reconciling"
+	// StalledType is True while the Canary cannot proceed without a change (a configuration
+	// problem) and after a failed release; absent otherwise.
+	StalledType CanaryConditionType = "Stalled"
+)
 
 // CanaryStatus is the observed state of a Canary.
 type CanaryStatus struct {
@@ -667,9 +680,146 @@ type CanaryStatus struct {
 	// +optional
 	PreviousSessionAffinityCookie string `json:"previousSessionAffinityCookie,omitempty"`
 
-	// Conditions of the Canary; the only type is Promoted.
+	// ObservedGeneration is the generation of the spec the last completed pass acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions of the Canary: Flagger's Promoted, and Ready, Reconciling and Stalled.
 	// +optional
 	Conditions []CanaryCondition `json:"conditions,omitempty"`
+
+	// LastRequest is the last request made on the Canary with `kubectl herald` (promote,
+	// abort, retry, pause, resume: the herald.dev/request annotation) that Herald handled, and
+	// what came of it. Herald acts on a request once: an annotation whose id is this one is
+	// not acted on again.
+	// +optional
+	LastRequest *CanaryRequestStatus `json:"lastRequest,omitempty"`
+
+	// Paused is set while `kubectl herald pause` holds the analysis of a revision: no step,
+	// hook or metric check runs until `kubectl herald resume`. It holds only the revision it
+	// was asked for; a new revision is analysed as usual.
+	// +optional
+	Paused *CanaryPauseStatus `json:"paused,omitempty"`
+
+	// LastCheck is the last metric check of an analysis step: each metric's value and
+	// whether it was within its thresholds.
+	// +optional
+	LastCheck *CanaryCheckStatus `json:"lastCheck,omitempty"`
+}
+
+// CanaryRequestAction is what a request made with `kubectl herald` asks for.
+// +kubebuilder:validation:Enum=promote;abort;retry;pause;resume
+type CanaryRequestAction string
+
+// The request actions.
+const (
+	// RequestPromote ends the analysis of the current revision at its current weight and
+	// promotes it.
+	RequestPromote CanaryRequestAction = "promote"
+	// RequestAbort rolls the current revision back now.
+	RequestAbort CanaryRequestAction = "abort"
+	// RequestRetry runs the analysis of a Failed revision again, without a change to the
+	// target.
+	RequestRetry CanaryRequestAction = "retry"
+	// RequestPause holds the analysis of the current revision.
+	RequestPause CanaryRequestAction = "pause"
+	// RequestResume lets a paused analysis go on.
+	RequestResume CanaryRequestAction = "resume"
+)
+
+// CanaryRequestOutcome is what Herald did with a request.
+// +kubebuilder:validation:Enum=Honoured;Refused;Stale
+type CanaryRequestOutcome string
+
+// The request outcomes.
+const (
+	// RequestHonoured: Herald did what the request asked.
+	RequestHonoured CanaryRequestOutcome = "Honoured"
+	// RequestRefused: the request made no sense in the Canary's state (a promote with no
+	// analysis in progress, say); nothing was done.
+	RequestRefused CanaryRequestOutcome = "Refused"
+	// RequestStale: the request was made for another revision than the current one; nothing
+	// was done.
+	RequestStale CanaryRequestOutcome = "Stale"
+)
+
+// CanaryRequestStatus records a request Herald handled.
+type CanaryRequestStatus struct {
+	// ID is the request's unique id.
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id"`
+
+	// Action is what the request asked for; empty when the annotation was not a request.
+	// +optional
+	Action CanaryRequestAction `json:"action,omitempty"`
+
+	// Revision is the revision the request was made for (status.lastAppliedSpec then).
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Revision string `json:"revision,omitempty"`
+
+	// Outcome is what Herald did with it.
+	Outcome CanaryRequestOutcome `json:"outcome"`
+
+	// Message says why, in words.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+
+	// User who made the request, as the plugin names it (informational).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	User string `json:"user,omitempty"`
+
+	// Time is when Herald handled the request.
+	Time metav1.Time `json:"time"`
+}
+
+// CanaryPauseStatus is a held analysis.
+type CanaryPauseStatus struct {
+	// Revision is the revision whose analysis is held.
+	// +kubebuilder:validation:MaxLength=128
+	Revision string `json:"revision"`
+
+	// Since is when the analysis was paused.
+	Since metav1.Time `json:"since"`
+}
+
+// CanaryCheckStatus is the result of one metric check of an analysis step.
+type CanaryCheckStatus struct {
+	// Revision is the revision that was checked.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Revision string `json:"revision,omitempty"`
+
+	// Time is when the check ran.
+	Time metav1.Time `json:"time"`
+
+	// Metrics are the results, in the order of spec.analysis.metrics.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Metrics []CanaryMetricResult `json:"metrics,omitempty"`
+}
+
+// CanaryMetricResult is one metric's result in a check.
+type CanaryMetricResult struct {
+	// Name of the metric (spec.analysis.metrics[].name).
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Value measured, as text (milliseconds for request-duration); empty when the query gave
+	// no value.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Value string `json:"value,omitempty"`
+
+	// Passed is true when the value was within the metric's thresholds.
+	Passed bool `json:"passed"`
+
+	// Message is why the check failed.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Message string `json:"message,omitempty"`
 }
 
 // CanaryCondition is a condition of a Canary.

@@ -4,16 +4,21 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/go-logr/logr"
+	// Mozilla's CA roots, used when the image has none (it is a static binary on an empty
+	// base), so that HTTPS alerts and metric servers verify.
+	_ "golang.org/x/crypto/x509roots/fallback"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -22,8 +27,13 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/certs"
@@ -33,8 +43,10 @@ import (
 	"github.com/herald-rollouts/herald/controllers/metricchecks"
 	"github.com/herald-rollouts/herald/controllers/metrics"
 	"github.com/herald-rollouts/herald/controllers/router"
+	"github.com/herald-rollouts/herald/internal/contract"
+	"github.com/herald-rollouts/herald/internal/egress"
 	"github.com/herald-rollouts/herald/internal/logging"
-	canaryhook "github.com/herald-rollouts/herald/webhooks/canary"
+	"github.com/herald-rollouts/herald/internal/version"
 )
 
 type options struct {
@@ -51,6 +63,8 @@ type options struct {
 	enableConfigTracking    bool
 	installCRDs             bool
 
+	version bool
+
 	pprofAddr          string
 	enableWebhooks     bool
 	webhookHost        string
@@ -64,17 +78,37 @@ type options struct {
 
 	// globalAlerts are Flagger's -slack-* and -msteams-* flags.
 	globalAlerts alerts.GlobalFlags
+
+	metricsSecure        optionalBool
+	noCrossNamespaceRefs bool
+	egressAllowLoopback  bool
+	hookWorkers          int
+	eventHookWorkers     int
+
+	// flagger are Flagger's other flags (flagger.go).
+	flagger flaggerFlags
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
 	// -kubeconfig is registered by controller-runtime's config package on flag.CommandLine.
+	fs.BoolVar(&o.version, "version", false, "Print the version and exit.")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the /metrics endpoint; 0 disables it.")
+	fs.Var(&o.metricsSecure, "metrics-secure", "Serve /metrics over HTTPS to callers the API server authenticates and authorizes "+
+		"(get on the non-resource URL /metrics, see the ClusterRole herald-metrics-reader); Herald's chart and kustomize install set it. "+
+		"false serves plain HTTP, only on a loopback -metrics-bind-address (local runs and tests). Unset, Herald serves what Flagger "+
+		"serves on its port, so that Flagger's manifests run it unchanged: plain /metrics and /healthz, with a warning.")
+	fs.BoolVar(&o.noCrossNamespaceRefs, "no-cross-namespace-refs", false, "Refuse templateRef and providerRef namespaces other than "+
+		"the Canary's, as Flagger's -no-cross-namespace-refs: the Canary webhook refuses them and the controller does not follow them.")
+	fs.BoolVar(&o.egressAllowLoopback, "egress-allow-loopback", true, "Let metric queries, hooks and alerts call loopback addresses "+
+		"(127.0.0.0/8, ::1). Link-local and cloud metadata addresses are always refused.")
+	fs.IntVar(&o.hookWorkers, "hook-workers", hooks.DefaultRunnerWorkers, "Analysis hook calls made at once, off the reconcile workers.")
+	fs.IntVar(&o.eventHookWorkers, "event-hook-workers", hooks.DefaultEventWorkers, "Event hook posts made at once; beyond a bounded queue they are dropped and counted.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the namespace Herald runs in).")
 	fs.StringVar(&o.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&o.logEncoding, "log-encoding", "json", "Log encoding: json or console.")
-	fs.StringVar(&o.selectorLabels, "selector-labels", strings.Join(canaryhook.DefaultSelectorLabels, ","), "Comma-separated pod labels that identify a workload, as Flagger's -selector-labels.")
+	fs.StringVar(&o.selectorLabels, "selector-labels", strings.Join(contract.DefaultSelectorLabels, ","), "Comma-separated pod labels that identify a workload, as Flagger's -selector-labels.")
 	fs.StringVar(&o.meshProvider, "mesh-provider", flaggerv1.ProviderIstio, "Default provider for Canaries without spec.provider ("+strings.Join(flaggerv1.SupportedProviders, ", ")+").")
 	fs.StringVar(&o.metricsServer, "metrics-server", "http://prometheus:9090", "Default Prometheus URL for builtin metrics, as Flagger's -metrics-server.")
 	fs.StringVar(&o.namespace, "namespace", "", "Watch only this namespace (default: all).")
@@ -96,12 +130,18 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.podNamespace, "pod-namespace", podNamespace, "Herald's own namespace (env POD_NAMESPACE).")
 	fs.StringVar(&o.controllerUsername, "controller-username", "", "User name of Herald's own writes, let through to idle targets (default system:serviceaccount:<pod-namespace>:herald).")
 	o.globalAlerts.Bind(fs)
+	o.bindFlagger(fs)
 }
 
 func (o *options) validate() error {
 	var errs []error
-	if !slices.Contains(flaggerv1.SupportedProviders, o.meshProvider) {
-		errs = append(errs, fmt.Errorf("-mesh-provider %q is not supported; use one of %s", o.meshProvider, strings.Join(flaggerv1.SupportedProviders, ", ")))
+	// An unsupported -mesh-provider is accepted, as Flagger's overlays pass their own (see
+	// ignored): Canaries relying on it are refused and stalled with its name.
+	if strings.TrimSpace(o.meshProvider) == "" {
+		errs = append(errs, errors.New("-mesh-provider must not be empty"))
+	}
+	if err := o.validateFlagger(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(splitList(o.selectorLabels)) == 0 {
 		errs = append(errs, errors.New("-selector-labels must name at least one label"))
@@ -120,6 +160,12 @@ func (o *options) validate() error {
 	if o.controllerUsername == "" {
 		o.controllerUsername = "system:serviceaccount:" + o.podNamespace + ":herald"
 	}
+	if o.metricsSecure.set && !o.metricsSecure.value && o.metricsAddr != "0" && !loopbackAddress(o.metricsAddr) {
+		errs = append(errs, fmt.Errorf("-metrics-secure=false serves /metrics without authentication: -metrics-bind-address %q must then be a loopback address such as 127.0.0.1:8080", o.metricsAddr))
+	}
+	if o.hookWorkers < 1 || o.eventHookWorkers < 1 {
+		errs = append(errs, errors.New("-hook-workers and -event-hook-workers must be at least 1"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -127,11 +173,17 @@ func main() {
 	var o options
 	o.bind(flag.CommandLine)
 	flag.Parse()
+	o.flagger.recordSet(flag.CommandLine)
+	if o.version {
+		fmt.Println(version.String("herald"))
+		return
+	}
 	if err := o.validate(); err != nil { // also fills in defaults derived from other flags
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	log := logging.New(o.logLevel, o.logEncoding)
+	o.flagger.replaceGlobals(log)
 	ctrl.SetLogger(log)
 	klog.SetLogger(log.WithName("klog"))
 	if err := run(ctrl.SetupSignalHandler(), o, log); err != nil {
@@ -145,6 +197,8 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	o.flagger.restConfig(cfg)
+	o.logIgnored(log)
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(flaggerv1.AddToScheme(scheme))
@@ -172,7 +226,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	mgrOpts := ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   o.cacheOptions(),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                 o.metricsOptions(),
 		HealthProbeBindAddress:  o.probeAddr,
 		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
@@ -222,9 +276,18 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	if !istio {
 		log.Info("The cluster does not serve networking.istio.io/v1: istio Canaries cannot route traffic until Istio's CRDs are installed (restart Herald then)")
 	}
+	gatewayRoutes, err := servedGatewayRoutes(cfg)
+	if err != nil {
+		return err
+	}
+	if len(gatewayRoutes) == 0 {
+		log.Info("The cluster does not serve the Gateway API's HTTPRoute: gatewayapi Canaries cannot route traffic until its CRDs are installed (restart Herald then)")
+	}
 	// Alerts go out from their own workers: a slow chat service never holds a reconcile.
 	globalAlerts, _ := o.globalAlerts.Destinations(os.Getenv) // checked in options.validate
-	alertDispatcher := alerts.NewDispatcher(&alerts.Sender{Reader: mgr.GetAPIReader(), Global: globalAlerts}, log.WithName("alerts"), alerts.Options{})
+	egressPolicy := egress.Policy{DenyLoopback: !o.egressAllowLoopback}
+	alertDispatcher := alerts.NewDispatcher(&alerts.Sender{Reader: mgr.GetAPIReader(), Global: globalAlerts,
+		NoCrossNamespaceRefs: o.noCrossNamespaceRefs, Egress: egressPolicy}, log.WithName("alerts"), alerts.Options{})
 	// Not a manager runnable: the manager stops those before its controllers, and the alerts
 	// of the last reconciles would find no one to send them. The dispatcher stops once
 	// mgr.Start has returned, and drains its queues within alerts.DefaultDrainTimeout.
@@ -232,24 +295,48 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	alertsStopped := make(chan struct{})
 	go func() { defer close(alertsStopped); _ = alertDispatcher.Start(alertsCtx) }()
 	defer func() { stopAlerts(); <-alertsStopped }()
+	hookCaller := &hooks.Caller{Egress: egressPolicy}
+	// Hook calls and event posts run off the reconcile workers, in bounded pools.
+	hookRunner := hooks.NewRunner(hookCaller, log.WithName("hooks"), hooks.RunnerOptions{Workers: o.hookWorkers})
+	eventPoster := hooks.NewEventPoster(hookCaller, log.WithName("event-hooks"), hooks.EventPosterOptions{Workers: o.eventHookWorkers})
+	for _, r := range []manager.Runnable{hookRunner, eventPoster} {
+		if err := mgr.Add(r); err != nil {
+			return fmt.Errorf("adding the hook workers: %w", err)
+		}
+	}
+	events, stopEvents, err := newEventRecorder(cfg, scheme)
+	if err != nil {
+		return err
+	}
+	defer stopEvents()
 	reconciler := &canary.Reconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Events:    mgr.GetEventRecorderFor("herald"), //nolint:staticcheck // see canary.Reconciler.Events
-		Metrics:   &metrics.Recorder{},
-		Hooks:     &hooks.Caller{},
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Events:     events,
+		Metrics:    &metrics.Recorder{},
+		Hooks:      hookCaller,
+		HookRunner: hookRunner,
+		EventHooks: eventPoster,
 		Checks: &metricchecks.Checker{
 			// Live reads: MetricTemplates change rarely and Secrets must not be cached.
-			Reader:         mgr.GetAPIReader(),
-			DefaultAddress: o.metricsServer,
-			Provider:       o.meshProvider,
+			Reader:               mgr.GetAPIReader(),
+			DefaultAddress:       o.metricsServer,
+			Provider:             o.meshProvider,
+			NoCrossNamespaceRefs: o.noCrossNamespaceRefs,
+			Egress:               egressPolicy,
 		},
 		Alerts: alertDispatcher,
 		Options: canary.Options{
-			MeshProvider:   o.meshProvider,
-			WatchIstio:     istio,
-			SelectorLabels: splitList(o.selectorLabels),
-			ConfigTracking: o.enableConfigTracking,
+			MeshProvider:         o.meshProvider,
+			WatchIstio:           istio,
+			OwnedRoutes:          gatewayRoutes,
+			SelectorLabels:       splitList(o.selectorLabels),
+			ConfigTracking:       o.enableConfigTracking,
+			Workers:              o.flagger.threadiness,
+			IncludeLabelPrefix:   o.flagger.labelPrefixes(),
+			EventWebhook:         o.flagger.eventWebhookURL(os.Getenv),
+			ClusterName:          o.flagger.clusterName,
+			NoCrossNamespaceRefs: o.noCrossNamespaceRefs,
 		},
 	}
 	if err := reconciler.SetupWithManager(mgr, metadata); err != nil {
@@ -260,10 +347,66 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	if _, err := mgr.GetCache().GetInformer(ctx, &flaggerv1.Canary{}); err != nil {
 		return fmt.Errorf("watching canaries: %w", err)
 	}
-	log.Info("Starting Herald", "version", metrics.Version, "meshProvider", o.meshProvider,
+	if !o.metricsSecure.set && o.metricsAddr != "0" {
+		log.Info("Serving /metrics and /healthz over plain HTTP without authentication, as Flagger does on its port: "+
+			"set --metrics-secure (Herald's chart and kustomize install do) to require authorization", "address", o.metricsAddr)
+	}
+	log.Info("Starting Herald", "version", version.Version, "meshProvider", o.meshProvider,
 		"selectorLabels", o.selectorLabels, "metricsServer", o.metricsServer, "namespace", o.namespace)
 	return mgr.Start(ctx)
 }
+
+// metricsOptions serves /metrics behind controller-runtime's authentication and
+// authorization filter (a TokenReview and a SubjectAccessReview per new caller, cached), on
+// HTTPS with a self-signed certificate; -metrics-secure=false serves plain HTTP on loopback.
+func (o *options) metricsOptions() metricsserver.Options {
+	if !o.metricsSecure.value || o.flagger.port != "" {
+		// Plain HTTP: Flagger's manifests (no -metrics-secure), its -port, or a loopback
+		// local run. /healthz beside /metrics, where Flagger's probes look.
+		return metricsserver.Options{BindAddress: o.metricsAddr, ExtraHandlers: map[string]http.Handler{"/healthz": healthzHandler()}}
+	}
+	return metricsserver.Options{
+		BindAddress:    o.metricsAddr,
+		SecureServing:  true,
+		FilterProvider: filters.WithAuthenticationAndAuthorization,
+		TLSOpts:        []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+	}
+}
+
+// loopbackAddress reports whether a bind address (host:port) listens on loopback only.
+func loopbackAddress(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// optionalBool is a boolean flag that knows whether it was given.
+type optionalBool struct{ set, value bool }
+
+func (b *optionalBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	b.set, b.value = true, v
+	return nil
+}
+
+func (b *optionalBool) String() string {
+	if b == nil || !b.set {
+		return "unset"
+	}
+	return strconv.FormatBool(b.value)
+}
+
+// IsBoolFlag lets "-metrics-secure" alone mean true.
+func (b *optionalBool) IsBoolFlag() bool { return true }
 
 func splitList(s string) []string {
 	var out []string
@@ -281,15 +424,49 @@ func servesIstio(cfg *rest.Config) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("creating discovery client: %w", err)
 	}
-	resources, err := dc.ServerResourcesForGroupVersion("networking.istio.io/v1")
+	return serves(dc, "networking.istio.io/v1", "virtualservices")
+}
+
+// servedGatewayRoutes returns the Gateway API route kinds the cluster serves, for the
+// controller to watch: HTTPRoute of v1 (or, on older installations, v1beta1) and GRPCRoute.
+func servedGatewayRoutes(cfg *rest.Config) ([]client.Object, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating discovery client: %w", err)
+	}
+	var out []client.Object
+	v1 := gatewayv1.GroupVersion.String()
+	switch ok, err := serves(dc, v1, "httproutes"); {
+	case err != nil:
+		return nil, err
+	case ok:
+		out = append(out, &gatewayv1.HTTPRoute{})
+	default:
+		if ok, err := serves(dc, gatewayv1beta1.GroupVersion.String(), "httproutes"); err != nil {
+			return nil, err
+		} else if ok {
+			out = append(out, &gatewayv1beta1.HTTPRoute{})
+		}
+	}
+	if ok, err := serves(dc, v1, "grpcroutes"); err != nil {
+		return nil, err
+	} else if ok {
+		out = append(out, &gatewayv1.GRPCRoute{})
+	}
+	return out, nil
+}
+
+// serves reports whether the cluster serves resource in groupVersion.
+func serves(dc discovery.DiscoveryInterface, groupVersion, resource string) (bool, error) {
+	resources, err := dc.ServerResourcesForGroupVersion(groupVersion)
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("discovering networking.istio.io/v1: %w", err)
+		return false, fmt.Errorf("discovering %s: %w", groupVersion, err)
 	}
 	for _, r := range resources.APIResources {
-		if r.Name == "virtualservices" {
+		if r.Name == resource {
 			return true, nil
 		}
 	}

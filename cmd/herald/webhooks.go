@@ -9,6 +9,7 @@ import (
 	"net/url"
 
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,10 +24,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/herald-rollouts/herald/certs"
+	"github.com/herald-rollouts/herald/internal/contract"
 	"github.com/herald-rollouts/herald/webhooks"
 	"github.com/herald-rollouts/herald/webhooks/canary"
 	"github.com/herald-rollouts/herald/webhooks/configs"
-	"github.com/herald-rollouts/herald/webhooks/meta"
 	"github.com/herald-rollouts/herald/webhooks/workload"
 )
 
@@ -44,13 +45,19 @@ func (o *options) webhookDNSName() (string, error) {
 }
 
 // cacheOptions narrows the manager's cache: of all Secrets it holds only Herald's own
-// certificate Secret.
+// certificate Secret, and of the webhook configurations only Herald's own two (its RBAC
+// names them: a list or watch of them must select them by name).
 func (o *options) cacheOptions() cache.Options {
+	byName := func(name string) cache.ByObject {
+		return cache.ByObject{Field: fields.OneTermEqualSelector("metadata.name", name)}
+	}
 	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Secret{}: {
 			Namespaces: map[string]cache.Config{o.podNamespace: {}},
 			Field:      fields.OneTermEqualSelector("metadata.name", o.webhookSecret),
 		},
+		&admissionregistrationv1.MutatingWebhookConfiguration{}:   byName(webhooks.MutatingName),
+		&admissionregistrationv1.ValidatingWebhookConfiguration{}: byName(webhooks.ValidatingName),
 	}}
 	if o.namespace != "" {
 		opts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
@@ -75,9 +82,10 @@ func newMetadataCache(mgr ctrl.Manager, o *options) (cache.Cache, error) {
 		Scheme: mgr.GetScheme(),
 		Mapper: mgr.GetRESTMapper(),
 		ByObject: map[client.Object]cache.ByObject{
-			partial("v1", "Secret"):          {Label: exists(meta.LabelTracked)},
-			partial("v1", "ConfigMap"):       {Label: exists(meta.LabelTracked)},
-			partial("apps/v1", "Deployment"): {Label: exists(meta.LabelCanary)},
+			partial("v1", "Secret"):           {Label: exists(contract.LabelTracked)},
+			partial("v1", "ConfigMap"):        {Label: exists(contract.LabelTracked)},
+			partial("apps/v1", "Deployment"):  {Label: exists(contract.LabelCanary)},
+			partial("apps/v1", "StatefulSet"): {Label: exists(contract.LabelCanary)},
 		},
 		DefaultTransform: cache.TransformStripManagedFields(),
 	}
@@ -142,8 +150,9 @@ func setupWebhooks(mgr ctrl.Manager, o *options, metadata cache.Cache) (*certs.M
 	server.Register(webhooks.ScalePath, &webhook.Admission{Handler: workload.NewScaleHandler(metadata, controllerOpts)})
 	server.Register(webhooks.ConfigPath, &webhook.Admission{Handler: configs.NewHandler()})
 	if err := canary.SetupWithManager(mgr, canary.Options{
-		DefaultProvider: o.meshProvider,
-		SelectorLabels:  splitList(o.selectorLabels),
+		DefaultProvider:      o.meshProvider,
+		SelectorLabels:       splitList(o.selectorLabels),
+		NoCrossNamespaceRefs: o.noCrossNamespaceRefs,
 	}); err != nil {
 		return nil, err
 	}

@@ -28,6 +28,9 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	// Mozilla's CA roots, used when the image has none (it is a static binary on an empty base).
+	_ "golang.org/x/crypto/x509roots/fallback"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -39,6 +42,7 @@ import (
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/server"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/tasks"
 	"github.com/herald-rollouts/herald/internal/logging"
+	"github.com/herald-rollouts/herald/internal/version"
 )
 
 // gateTokenEnv holds the default of -gate-token, so that the token can come from a
@@ -59,6 +63,7 @@ type options struct {
 	gateToken       string
 	logLevel        string
 	logEncoding     string
+	version         bool
 }
 
 // patternList is a repeatable flag. Values are not split on commas: commas are part of
@@ -73,6 +78,7 @@ func (p *patternList) Set(v string) error {
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
+	fs.BoolVar(&o.version, "version", false, "Print the version and exit.")
 	fs.IntVar(&o.port, "port", 8080, "Port of the HTTP API. 8080 is where Flagger's chart runs its load tester and where its "+
 		"docs send gate calls (curl localhost:8080/gate/open); Flagger's binary default, 9090, is Prometheus's port.")
 	fs.StringVar(&o.stateDir, "state-dir", filepath.Join(os.TempDir(), "herald-loadtester"),
@@ -97,7 +103,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxLoads, "max-loads", 10, "Most loads and background commands running at once; more get 429.")
 	fs.IntVar(&o.maxWorkers, "max-workers", 500, "Most workers (concurrent requests) of all running loads together; a load that "+
 		"would exceed it gets 429, one that asks for more on its own 400.")
-	fs.StringVar(&o.gateToken, "gate-token", os.Getenv(gateTokenEnv), "Token that /gate/check|open|close and "+
+	fs.StringVar(&o.gateToken, "gate-token", os.Getenv(gateTokenEnv), "Token that the task endpoint /, /gate/check|open|close and "+
 		"/rollback/check|open|close require (401 without it), as 'Authorization: Bearer <token>' or as the password of a "+
 		"hook URL (http://herald:<token>@flagger-loadtester.test/gate/check). Default: $"+gateTokenEnv+", or none: "+
 		"whoever reaches the load tester can open gates. Prefer the environment variable: flags show in process lists.")
@@ -160,6 +166,10 @@ func main() {
 	var o options
 	o.bind(flag.CommandLine)
 	flag.Parse()
+	if o.version {
+		fmt.Println(version.String("loadtester"))
+		return
+	}
 	c, err := o.validate()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

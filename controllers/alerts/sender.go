@@ -16,6 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/internal/backoff"
+	"github.com/herald-rollouts/herald/internal/egress"
 )
 
 // Defaults of AlertProviders, Flagger's: Slack and Rocket.Chat post to #general as "flagger"
@@ -70,9 +72,17 @@ type Sender struct {
 	Attempts int
 	Backoff  time.Duration
 	Timeout  time.Duration
+	// NoCrossNamespaceRefs refuses a providerRef to another namespace than the Canary's
+	// (Flagger's -no-cross-namespace-refs).
+	NoCrossNamespaceRefs bool
+	// Egress decides which addresses alerts may be posted to (see package egress).
+	Egress egress.Policy
 
-	mu      sync.Mutex
-	clients map[string]*http.Client // by proxy URL; "" is the environment's proxy
+	// One client for every destination: a provider's proxy is chosen per request (see
+	// proxyFor), so there is no client per proxy URL to keep, and the transport's idle
+	// connections are bounded.
+	once       sync.Once
+	httpClient *http.Client
 }
 
 // Destinations returns where a message of severity sev from a Canary in namespace goes: the
@@ -92,6 +102,10 @@ func (s *Sender) Destinations(ctx context.Context, namespace string, alerts []fl
 		ns := a.ProviderRef.Namespace
 		if ns == "" {
 			ns = namespace
+		}
+		if s.NoCrossNamespaceRefs && ns != namespace {
+			errs = append(errs, fmt.Errorf("spec.analysis.alerts[%d].providerRef.namespace: %q is not the Canary's namespace %q, and Herald runs with -no-cross-namespace-refs", i, ns, namespace))
+			continue
 		}
 		d, err := s.Resolve(ctx, ns, a.ProviderRef.Name)
 		if err != nil {
@@ -185,37 +199,43 @@ func (s *Sender) Send(ctx context.Context, d Destination, m Message) error {
 	if err != nil {
 		return fmt.Errorf("%s: encoding the alert: %w", d, err)
 	}
-	attempts, backoff := s.Attempts, s.Backoff
+	attempts, first := s.Attempts, s.Backoff
 	if attempts <= 0 {
 		attempts = DefaultAttempts
 	}
-	if backoff <= 0 {
-		backoff = DefaultBackoff
+	if first <= 0 {
+		first = DefaultBackoff
 	}
-	for try := 1; ; try++ {
-		err = s.post(ctx, d, body)
+	var last error
+	err = backoff.Do(ctx, backoff.Policy{Attempts: attempts, First: first}, func(ctx context.Context, _ int) (bool, error) {
+		last = s.post(ctx, d, body)
 		var permanent *permanentError
-		if err == nil || errors.As(err, &permanent) || try == attempts {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (giving up: %w)", d, err, ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff *= 2
+		return !errors.As(last, &permanent), last
+	})
+	switch {
+	case err == nil:
+		return nil
+	case last != nil && !errors.Is(err, last):
+		return fmt.Errorf("%s: %w (giving up: %w)", d, last, err)
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", d, err)
-	}
-	return nil
+	return fmt.Errorf("%s: %w", d, err)
 }
 
 // post makes one attempt. Any 2xx is success: Discord answers 204, the others 200.
 func (s *Sender) post(ctx context.Context, d Destination, body []byte) error {
-	httpClient, err := s.client(d.Proxy)
-	if err != nil {
+	if err := s.Egress.CheckURL(d.Address); err != nil {
 		return &permanentError{err}
+	}
+	var proxy *url.URL
+	if d.Proxy != "" {
+		u, err := url.Parse(d.Proxy)
+		if err != nil || !httpURL(d.Proxy) {
+			return &permanentError{errors.New("proxy: must be an absolute http or https URL")}
+		}
+		if err := s.Egress.CheckHost(u.Hostname()); err != nil {
+			return &permanentError{fmt.Errorf("proxy: %w", err)}
+		}
+		proxy = u
 	}
 	timeout := s.Timeout
 	if timeout <= 0 {
@@ -223,6 +243,9 @@ func (s *Sender) post(ctx context.Context, d Destination, body []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if proxy != nil {
+		ctx = context.WithValue(ctx, proxyKey{}, proxy)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.Address, bytes.NewReader(body))
 	if err != nil {
 		return &permanentError{errors.New("building the request failed (check the address)")}
@@ -232,12 +255,15 @@ func (s *Sender) post(ctx context.Context, d Destination, body []byte) error {
 	if d.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+d.Token)
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := s.client().Do(req)
 	if err != nil {
 		// A *url.Error carries the address, which is a credential: keep only its cause.
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err
+		}
+		if errors.Is(err, egress.ErrRefused) {
+			return &permanentError{fmt.Errorf("POST refused: %w", err)}
 		}
 		return fmt.Errorf("POST failed: %w", err)
 	}
@@ -255,25 +281,26 @@ func (s *Sender) post(ctx context.Context, d Destination, body []byte) error {
 	return &permanentError{err}
 }
 
-// client returns the HTTP client for a proxy; one per proxy URL, so connections are reused.
-func (s *Sender) client(proxy string) (*http.Client, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, ok := s.clients[proxy]; ok {
-		return c, nil
+// proxyKey carries a destination's proxy in its request's context.
+type proxyKey struct{}
+
+// proxyFor is the transport's Proxy function: the destination's own proxy, else the
+// environment's.
+func proxyFor(req *http.Request) (*url.URL, error) {
+	if u, ok := req.Context().Value(proxyKey{}).(*url.URL); ok {
+		return u, nil
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone() // proxy from the environment
-	if proxy != "" {
-		u, err := url.Parse(proxy)
-		if err != nil || !httpURL(proxy) {
-			return nil, errors.New("proxy: must be an absolute http or https URL")
-		}
-		transport.Proxy = http.ProxyURL(u)
-	}
-	if s.clients == nil {
-		s.clients = map[string]*http.Client{}
-	}
-	c := &http.Client{Transport: transport}
-	s.clients[proxy] = c
-	return c, nil
+	return http.ProxyFromEnvironment(req)
+}
+
+// client is the Sender's one HTTP client: it dials through the egress policy, picks each
+// destination's proxy per request and follows redirects only to the same host, without
+// the token.
+func (s *Sender) client() *http.Client {
+	s.once.Do(func() {
+		t := s.Egress.Transport()
+		t.Proxy = proxyFor
+		s.httpClient = &http.Client{Transport: &egress.Guard{Policy: s.Egress, Next: t}, CheckRedirect: s.Egress.CheckRedirect}
+	})
+	return s.httpClient
 }

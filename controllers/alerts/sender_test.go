@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/internal/egress"
 )
 
 func fakeReader(t testing.TB, objs ...client.Object) client.Reader {
@@ -302,5 +304,80 @@ func TestSendThroughProxy(t *testing.T) {
 	}
 	if got, _ := seen.Load().(string); got != "http://chat.invalid/v1/spaces/x/messages" {
 		t.Errorf("the proxy saw %q", got)
+	}
+}
+
+// Each destination's proxy is chosen per request from one shared client: no client is
+// kept per proxy URL, and two destinations with different proxies reach each their own.
+func TestOneClientManyProxies(t *testing.T) {
+	var hits [3]atomic.Int32
+	var proxies [3]*httptest.Server
+	for i := range proxies {
+		proxies[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits[i].Add(1)
+			w.WriteHeader(http.StatusOK)
+		}))
+		defer proxies[i].Close()
+	}
+	s := fastSender()
+	for round := range 2 {
+		for i, p := range proxies {
+			d := Destination{Type: "webhook", Name: "test/w", Address: "http://chat.invalid/hook", Proxy: p.URL}
+			if err := s.Send(context.Background(), d, sample(flaggerv1.SeverityInfo)); err != nil {
+				t.Fatal(err)
+			}
+			if got := hits[i].Load(); got != int32(round+1) {
+				t.Errorf("round %d: proxy %d got %d requests", round, i, got)
+			}
+		}
+	}
+	first := s.client()
+	if s.client() != first {
+		t.Error("the sender built a second client")
+	}
+}
+
+func TestSendEgress(t *testing.T) {
+	other := newReceiver(t, 0, 0)
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/steal", http.StatusTemporaryRedirect)
+	}))
+	defer redirect.Close()
+	for _, addr := range []string{"http://169.254.169.254/latest/meta-data", "http://metadata.google.internal/x", redirect.URL + "/hook"} {
+		d := Destination{Type: "webhook", Name: "test/w", Address: addr, Token: "team-token"}
+		err := fastSender().Send(context.Background(), d, sample(flaggerv1.SeverityInfo))
+		if !errors.Is(err, egress.ErrRefused) {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	if n := other.count(); n != 0 {
+		t.Errorf("a redirect to another host was followed (%d requests)", n)
+	}
+	d := Destination{Type: "webhook", Name: "test/w", Address: "http://chat.invalid/hook", Proxy: "http://169.254.169.254:3128"}
+	if err := fastSender().Send(context.Background(), d, sample(flaggerv1.SeverityInfo)); !errors.Is(err, egress.ErrRefused) {
+		t.Errorf("a link-local proxy: %v", err)
+	}
+}
+
+func TestNoCrossNamespaceProviderRefs(t *testing.T) {
+	reader := fakeReader(t,
+		provider("team-b", "chat", "webhook", address("https://example.com/b")),
+		provider("team-a", "chat", "webhook", address("https://example.com/a")))
+	s := &Sender{Reader: reader, NoCrossNamespaceRefs: true}
+	dests, err := s.Destinations(context.Background(), "team-a", []flaggerv1.CanaryAlert{
+		{Name: "other", Severity: flaggerv1.SeverityInfo, ProviderRef: flaggerv1.CrossNamespaceObjectReference{Name: "chat", Namespace: "team-b"}},
+		{Name: "own", Severity: flaggerv1.SeverityInfo, ProviderRef: flaggerv1.CrossNamespaceObjectReference{Name: "chat"}},
+	}, flaggerv1.SeverityInfo)
+	if err == nil || !strings.Contains(err.Error(), `spec.analysis.alerts[0].providerRef.namespace: "team-b" is not the Canary's namespace "team-a"`) {
+		t.Errorf("error %v", err)
+	}
+	if len(dests) != 1 || dests[0].Name != "team-a/chat" {
+		t.Errorf("destinations %v", dests)
+	}
+	s.NoCrossNamespaceRefs = false
+	if dests, err := s.Destinations(context.Background(), "team-a", []flaggerv1.CanaryAlert{
+		{Name: "other", Severity: flaggerv1.SeverityInfo, ProviderRef: flaggerv1.CrossNamespaceObjectReference{Name: "chat", Namespace: "team-b"}},
+	}, flaggerv1.SeverityInfo); err != nil || len(dests) != 1 {
+		t.Errorf("without the flag: %v, %v", dests, err)
 	}
 }

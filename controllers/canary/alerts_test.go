@@ -58,6 +58,8 @@ func TestPhaseAlert(t *testing.T) {
 			flaggerv1.CanaryPhaseWaitingPromotion, "", "Canary promotion is waiting for approval.", "warn"},
 		{"waiting promotion, muted", canary(flaggerv1.CanaryPhaseProgressing, gate(flaggerv1.ConfirmPromotionHook, true)), flaggerv1.CanaryPhaseWaitingPromotion, "", "", ""},
 		{"promoted", canary(flaggerv1.CanaryPhaseFinalising), flaggerv1.CanaryPhaseSucceeded, "", "Canary analysis completed successfully, promotion finished.", "info"},
+		// The pass that sees the primary rolled out goes through Finalising to Succeeded.
+		{"promoted in one pass", canary(flaggerv1.CanaryPhasePromoting), flaggerv1.CanaryPhaseSucceeded, "", "Canary analysis completed successfully, promotion finished.", "info"},
 		{"promoted without analysis", skipped, flaggerv1.CanaryPhaseSucceeded, "", "Canary analysis was skipped, promotion finished.", "info"},
 		{"back to the promoted revision", canary(flaggerv1.CanaryPhaseWaiting), flaggerv1.CanaryPhaseSucceeded, "Back to the promoted revision.", "", ""},
 		{"rolled back", canary(flaggerv1.CanaryPhaseProgressing), flaggerv1.CanaryPhaseFailed, failed, failed, "error"},
@@ -66,7 +68,7 @@ func TestPhaseAlert(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m, ok := phaseAlert(tc.c, tc.next, tc.message)
+			m, ok := phaseAlert(tc.c, tc.c.Status.Phase, tc.next, tc.message, 3)
 			if tc.text == "" {
 				if ok {
 					t.Fatalf("unexpected alert %+v", m)
@@ -84,7 +86,7 @@ func TestPhaseAlert(t *testing.T) {
 			}
 		})
 	}
-	if m, _ := phaseAlert(canary(flaggerv1.CanaryPhaseProgressing), flaggerv1.CanaryPhaseFailed, failed); m.Fields[1].Value != "3 of 3" {
+	if m, _ := phaseAlert(canary(flaggerv1.CanaryPhaseProgressing), flaggerv1.CanaryPhaseProgressing, flaggerv1.CanaryPhaseFailed, failed, 3); m.Fields[1].Value != "3 of 3" {
 		t.Errorf("a rollback says how many checks failed: %v", m.Fields)
 	}
 }
@@ -116,7 +118,7 @@ func TestGateAlertFollowsTheHaltingHook(t *testing.T) {
 		{flaggerv1.CanaryPhaseWaitingPromotion, "quiet", true}, // a rollout gate's name does not mute a promotion gate
 		{flaggerv1.CanaryPhaseProgressing, "loud", false},
 	} {
-		m, ok := gateAlert(c, tc.next, tc.halting)
+		m, ok := gateAlert(c, c.Status.Phase, tc.next, tc.halting)
 		if ok != tc.alert {
 			t.Errorf("%s halted by %q: alert %t, want %t", tc.next, tc.halting, ok, tc.alert)
 			continue
@@ -127,8 +129,8 @@ func TestGateAlertFollowsTheHaltingHook(t *testing.T) {
 	}
 }
 
-// awaitApproval leaves the status setPhase leaves, and sends the waiting alert once, unless
-// the hook that halted mutes it.
+// awaitApproval leaves the status setPhase leaves, and the phase change sends the waiting
+// alert once, unless the hook that halted mutes it.
 func TestAwaitApproval(t *testing.T) {
 	var mu sync.Mutex
 	var received []string
@@ -183,9 +185,7 @@ func TestAwaitApproval(t *testing.T) {
 			t.Errorf("halted by %q from %s: status\n%+v\nwant setPhase's\n%+v", tc.halting, tc.from, p.c.Status, ref.c.Status)
 		}
 
-		for _, f := range p.afterStatus {
-			f()
-		}
+		p.alertPhaseChange(tc.from)
 		// One Canary's alerts arrive in order: once this one is in, any alert before it is.
 		sentinel := fmt.Sprint("sentinel ", i)
 		dispatcher.Enqueue(c, alerts.Message{Canary: c.Name, Namespace: c.Namespace, Text: sentinel})

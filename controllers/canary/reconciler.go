@@ -6,7 +6,13 @@
 // once; only the analysis cadence uses RequeueAfter, computed from the time of the last step
 // (status.lastTransitionTime) so that steps do not drift. All state is in Canary.status, written
 // by one deferred patch per reconcile, so a restarted controller resumes where the last one
-// stopped.
+// stopped; what a pass announces (events, alerts, counters, post-rollout hooks) is derived from
+// the difference between the status it read and the status it wrote, once that write succeeded.
+//
+// Files: reconciler.go (setup, one pass), target.go (reading the target and its configs),
+// phases.go (what each phase does), analysis.go (the chain of checks of an analysis step),
+// traffic.go (weights, iterations, routes), sync.go (primaries, Services, autoscalers),
+// status.go (phase, conditions, what a status change announces), deletion.go, alerts.go.
 package canary
 
 import (
@@ -29,7 +35,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -41,11 +46,9 @@ import (
 	"github.com/herald-rollouts/herald/controllers/metricchecks"
 	"github.com/herald-rollouts/herald/controllers/metrics"
 	"github.com/herald-rollouts/herald/controllers/router"
+	"github.com/herald-rollouts/herald/controllers/workloads"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
-
-// Finalizer lets Herald remove its labels from the target and configs (and, with
-// revertOnDeletion, restore the target) before a Canary goes away.
-const Finalizer = "herald.dev/finalizer"
 
 // targetIndex indexes Canaries by "<kind>/<name>" of their target.
 const targetIndex = "spec.targetRef"
@@ -61,9 +64,26 @@ type Options struct {
 	// WatchIstio watches the VirtualServices and DestinationRules Herald owns, so that direct
 	// edits are put back at once; only when the cluster serves Istio's CRDs.
 	WatchIstio bool
+	// OwnedRoutes are further routing kinds Herald writes and the cluster serves (the Gateway
+	// API's HTTPRoute and GRPCRoute), watched for the same reason.
+	OwnedRoutes []client.Object
 	// PodPollInterval is how often pods of a canary that is not ready are checked for crash
 	// loops and image pull errors (pods are not watched: caching every pod would be costly).
 	PodPollInterval time.Duration
+	// Workers is how many Canaries are reconciled at once (-threadiness); default 4. Hook
+	// calls can take up to their timeout, and one slow endpoint must not stall every Canary.
+	Workers int
+	// IncludeLabelPrefix lists the prefixes of the target's labels and annotations copied to
+	// the primary and the primary copies of configs and autoscalers (-include-label-prefix,
+	// "*" for all; none when empty).
+	IncludeLabelPrefix workloads.LabelPrefixes
+	// EventWebhook receives every event of a Canary without event hooks (-event-webhook).
+	EventWebhook string
+	// ClusterName is shown as the Cluster field of every alert (-cluster-name).
+	ClusterName string
+	// NoCrossNamespaceRefs stalls Canaries whose MetricTemplates or AlertProviders are in
+	// another namespace (-no-cross-namespace-refs), as Flagger refuses to run them.
+	NoCrossNamespaceRefs bool
 }
 
 // Reconciler reconciles Canaries.
@@ -77,6 +97,12 @@ type Reconciler struct {
 	Events  record.EventRecorder
 	Metrics *metrics.Recorder
 	Hooks   *hooks.Caller
+	// HookRunner makes the hook calls of the analysis off the reconcile workers; nil makes
+	// them inside Reconcile (tests).
+	HookRunner *hooks.Runner
+	// EventHooks posts events to event hooks from a bounded pool; nil posts them from a
+	// goroutine each (tests).
+	EventHooks *hooks.EventPoster
 	// Checks runs the analysis metrics against Prometheus.
 	Checks *metricchecks.Checker
 	// Alerts sends phase changes to the Canary's AlertProviders; nil disables alerts.
@@ -95,22 +121,25 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	if r.Options.PodPollInterval == 0 {
 		r.Options.PodPollInterval = 2 * time.Second
 	}
+	if r.Options.Workers <= 0 {
+		r.Options.Workers = 4
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &flaggerv1.Canary{}, targetIndex, func(o client.Object) []string {
 		c := o.(*flaggerv1.Canary)
-		return []string{c.Spec.TargetRef.Kind + "/" + c.Spec.TargetRef.Name}
+		return []string{targetKey(c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name)}
 	}); err != nil {
 		return fmt.Errorf("indexing canaries by target: %w", err)
 	}
 	byTarget := func(kind string) handler.EventHandler {
 		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			var list flaggerv1.CanaryList
-			if err := mgr.GetCache().List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{targetIndex: kind + "/" + o.GetName()}); err != nil {
+			if err := mgr.GetCache().List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{targetIndex: targetKey(kind, o.GetName())}); err != nil {
 				return nil
 			}
 			return requests(list.Items)
 		})
 	}
-	byTrackedConfig := func(kind string) handler.TypedEventHandler[*metav1.PartialObjectMetadata, reconcile.Request] {
+	byTrackedConfig := func(kind contract.ConfigKind) handler.TypedEventHandler[*metav1.PartialObjectMetadata, reconcile.Request] {
 		return handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, o *metav1.PartialObjectMetadata) []reconcile.Request {
 			var list flaggerv1.CanaryList
 			if err := mgr.GetCache().List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
@@ -118,7 +147,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 			}
 			var out []flaggerv1.Canary
 			for _, c := range list.Items {
-				if _, ok := c.Status.TrackedConfigs[kind+"/"+o.GetName()]; ok {
+				if _, ok := c.Status.TrackedConfigs[contract.ConfigKey(kind, o.GetName())]; ok {
 					out = append(out, c)
 				}
 			}
@@ -130,22 +159,52 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("canary").
-		// Hook calls can take up to their timeout; one slow endpoint must not stall every Canary.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
-		For(&flaggerv1.Canary{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate()))).
-		Owns(&appsv1.Deployment{}).
-		Owns(&appsv1.DaemonSet{}).
-		Owns(&corev1.Service{}).
-		Watches(&appsv1.Deployment{}, byTarget("Deployment")).
-		Watches(&appsv1.DaemonSet{}, byTarget("DaemonSet"))
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.Workers}).
+		For(&flaggerv1.Canary{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate(), requestChanged()))).
+		Owns(&corev1.Service{}) // an apex Service Herald made
+	// A primary is not owned by its Canary (see sync.go) but labelled with its name; what only
+	// the primary needs is owned by the primary and labelled the same way.
+	byPrimaryOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		name := o.GetLabels()[contract.LabelPrimaryOf]
+		if name == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+	})
+	for _, kind := range workloads.Kinds {
+		w, _ := workloads.New(kind)
+		b = b.Watches(w.Object(), byTarget(kind)).Watches(w.Object(), byPrimaryOf)
+	}
+	b = b.Watches(&corev1.Service{}, byPrimaryOf)
 	if r.Options.WatchIstio {
 		b = b.Owns(&istionetworking.VirtualService{}).Owns(&istionetworking.DestinationRule{})
 	}
-	if metadataCache != nil {
-		b = b.WatchesRawSource(source.Kind(metadataCache, partial("ConfigMap"), byTrackedConfig("configmap"))).
-			WatchesRawSource(source.Kind(metadataCache, partial("Secret"), byTrackedConfig("secret")))
+	for _, kind := range r.Options.OwnedRoutes {
+		b = b.Owns(kind)
 	}
-	return b.Complete(r)
+	listCanaries := func(ctx context.Context, l *flaggerv1.CanaryList) error { return mgr.GetCache().List(ctx, l) }
+	b = b.Watches(&flaggerv1.MetricTemplate{}, referencedBy(listCanaries, true)).
+		Watches(&flaggerv1.AlertProvider{}, referencedBy(listCanaries, false))
+	if metadataCache != nil {
+		b = b.WatchesRawSource(source.Kind(metadataCache, partial("ConfigMap"), byTrackedConfig(contract.ConfigMap))).
+			WatchesRawSource(source.Kind(metadataCache, partial("Secret"), byTrackedConfig(contract.Secret)))
+	}
+	if r.HookRunner != nil {
+		// A finished hook call wakes its Canary, whose pass then reads the result.
+		b = b.WatchesRawSource(source.Channel(r.HookRunner.Events(), &handler.EnqueueRequestForObject{}))
+	}
+	if err := b.Complete(r); err != nil {
+		return err
+	}
+	return r.setupReleaser(mgr)
+}
+
+// targetKey is the targetIndex value of a target; an empty kind is a Deployment, as in the API.
+func targetKey(kind, name string) string {
+	if kind == "" {
+		kind = "Deployment"
+	}
+	return kind + "/" + name
 }
 
 func requests(canaries []flaggerv1.Canary) []reconcile.Request {
@@ -161,7 +220,8 @@ func deletionPredicate() predicate.Funcs {
 }
 
 // Reconcile orchestrates one pass: fetch, deletion, finalizer, suspend, then the phase work in
-// run; the status is written once, at the end.
+// run; the status is written once, at the end, and what the change of status announces is
+// announced once it is written.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
 	ctx = ctrl.LoggerInto(ctx, log)
@@ -177,24 +237,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 		return ctrl.Result{}, fmt.Errorf("reading canary: %w", err)
 	}
+	if err := r.dropLegacyFinalizer(ctx, &c); err != nil {
+		return ctrl.Result{}, err
+	}
 	if !c.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, &c)
-	}
-	if !controllerutil.ContainsFinalizer(&c, Finalizer) {
-		patch := client.MergeFrom(c.DeepCopy())
-		controllerutil.AddFinalizer(&c, Finalizer)
-		if err := r.Client.Patch(ctx, &c, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
-	}
-	if c.Spec.Suspend {
-		log.V(1).Info("Canary is suspended")
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, nil // the releaser gives the target back once it is gone
 	}
 
 	before := c.DeepCopy()
-	p := &pass{r: r, c: &c, log: log, now: r.Now(), deferEvents: true}
+	p := &pass{r: r, c: &c, log: log, now: r.Now()}
 	defer func() {
+		if err == nil || isTerminal(err) {
+			// The pass completed (or found a configuration problem): the conditions tell
+			// what it saw. After a transient error the pass runs again, and so does this.
+			p.setConditions(err)
+		}
 		if !equality.Semantic.DeepEqual(before.Status, c.Status) {
 			if perr := r.Client.Status().Patch(ctx, &c, client.MergeFrom(before)); perr != nil {
 				// The step is not recorded, so it will run again: its once-only effects must not.
@@ -205,20 +262,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		// Every pass, not only on a change: after a restart or a fail-over the series must be
 		// there for idle Canaries too.
 		r.Metrics.SetStatus(c.Spec.TargetRef.Name, c.Namespace, c.Status.Phase)
-		for _, f := range p.afterStatus {
-			f()
+		p.announce(ctx, &before.Status)
+		if isTerminal(err) {
+			err = nil // reported on the Canary (Stalled); retried at the interval below
 		}
 	}()
 
+	if c.Spec.Suspend {
+		p.event(corev1.EventTypeNormal, "skipping canary run as object is suspended")
+		return ctrl.Result{}, nil
+	}
 	result, err = p.run(ctx)
 	var terminal *terminalError
 	if errors.As(err, &terminal) {
-		// A configuration problem: say so on the Canary and wait for it to change.
-		p.event(corev1.EventTypeWarning, "%s", terminal.Error())
 		r.Metrics.IncReconcileError("config")
 		// Not every fix arrives as a watched change (an HPA created later, say): look again
 		// at the analysis interval.
-		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
+		return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, err
 	}
 	if apierrors.IsConflict(err) {
 		// Another writer got there first (usually our own earlier pass, seen through a stale
@@ -231,13 +291,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	return result, err
 }
 
-// terminalError is a problem only a change to the Canary or its target can fix.
-type terminalError struct{ msg string }
+// terminalError is a problem only a change to the Canary or to an object it names can fix:
+// it is shown on the Canary as its Stalled condition (reason and message) instead of being
+// retried with backoff.
+type terminalError struct{ reason, msg string }
 
 func (e *terminalError) Error() string { return e.msg }
 
-func terminalf(format string, args ...any) error {
-	return &terminalError{msg: fmt.Sprintf(format, args...)}
+// stalled returns a terminalError with reason (a CamelCase word for the Stalled condition).
+func stalled(reason, format string, args ...any) error {
+	return &terminalError{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+func isTerminal(err error) bool {
+	var t *terminalError
+	return errors.As(err, &t)
 }
 
 // pass is the state of one reconcile of one Canary.
@@ -246,15 +314,82 @@ type pass struct {
 	c   *flaggerv1.Canary
 	log logr.Logger
 	now time.Time
+
+	// The target and what is derived from it, read once at the start of the pass (loadTarget).
+	target workloads.Workload
+	// label=value names the target's pods (contract.SelectorLabel).
+	label, value string
+	// primary is the live primary (nil before it exists); replaced by what a write returns.
+	primary workloads.Workload
+	// rev is the target's revision; configs and refs the configs it tracks.
+	rev     string
+	configs map[string]string
+	refs    []contract.Ref
+
 	// provider and router carry the Canary's traffic (see resolveProvider); mirrored is
 	// whether the canary currently receives a copy of the traffic (read by keepRoutes, once
 	// per pass).
 	provider string
 	router   router.Router
 	mirrored bool
-	// afterStatus runs once the pass's status is written: effects that must happen once per
-	// step (post-rollout hooks, success and failure counters) wait for the step to be recorded.
-	afterStatus []func()
-	// deferEvents publishes events in afterStatus (the main pass); elsewhere at once.
-	deferEvents bool
+
+	// notes are the events of this pass that its status does not tell (which gate halted, why
+	// a check failed): published with what the status change announces, once it is written.
+	notes []note
+	// halting names the gate hook that holds the Canary in a waiting phase (its muteAlert
+	// decides the phase change's alert).
+	halting string
+	// alerts are alerts of this pass that no phase change announces, sent once its status is
+	// written (announce).
+	alerts []alerts.Message
+	// failedChecks are the failed checks of a run this pass rolled back (the status resets
+	// them), for its alert.
+	failedChecks int
+}
+
+// targetPrimary is the target's primary workload kind, as a Workload to read into.
+func (p *pass) newPrimaryObject() workloads.Workload {
+	w, _ := workloads.New(p.target.Kind())
+	return w
+}
+
+// get reads name in the Canary's namespace from the cache into obj; found is false when it
+// does not exist.
+func (p *pass) get(ctx context.Context, name string, obj client.Object) (found bool, err error) {
+	err = p.r.Client.Get(ctx, types.NamespacedName{Namespace: p.c.Namespace, Name: name}, obj)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading %s %s: %w", kindOf(obj), name, err)
+	}
+	return true, nil
+}
+
+// patch sends the difference between original and changed (a modified copy) as a JSON merge
+// patch, as Herald: the workload webhook lets Herald's own writes through to an idle target.
+func (p *pass) patch(ctx context.Context, changed, original client.Object) error {
+	if err := p.r.Client.Patch(ctx, changed, client.MergeFrom(original)); err != nil {
+		return fmt.Errorf("patching %s %s: %w", kindOf(original), original.GetName(), err)
+	}
+	return nil
+}
+
+// kindOf names an object's kind for messages.
+func kindOf(obj client.Object) string {
+	switch obj.(type) {
+	case *appsv1.Deployment:
+		return "deployment"
+	case *appsv1.DaemonSet:
+		return "daemonset"
+	case *appsv1.StatefulSet:
+		return "statefulset"
+	case *corev1.ConfigMap:
+		return "configmap"
+	case *corev1.Secret:
+		return "secret"
+	case *corev1.Service:
+		return "service"
+	}
+	return fmt.Sprintf("%T", obj)
 }

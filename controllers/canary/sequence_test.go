@@ -96,6 +96,8 @@ type hookServer struct {
 	mu     sync.Mutex
 	status map[string]int
 	calls  map[string]int
+	// blocks holds a hook's answers until its channel is closed.
+	blocks map[string]chan struct{}
 }
 
 func newHookServer(t *testing.T) *hookServer {
@@ -105,7 +107,11 @@ func newHookServer(t *testing.T) *hookServer {
 		h.mu.Lock()
 		h.calls[name]++
 		code, ok := h.status[name]
+		block := h.blocks[name]
 		h.mu.Unlock()
+		if block != nil {
+			<-block
+		}
 		if !ok {
 			code = http.StatusOK
 		}
@@ -117,6 +123,16 @@ func newHookServer(t *testing.T) *hookServer {
 
 func (h *hookServer) hook(typ flaggerv1.HookType) flaggerv1.CanaryWebhook {
 	return flaggerv1.CanaryWebhook{Name: string(typ), Type: typ, URL: h.srv.URL + "/" + string(typ), Timeout: "5s"}
+}
+
+// block makes the hook answer only once release is closed.
+func (h *hookServer) block(name flaggerv1.HookType, release chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.blocks == nil {
+		h.blocks = map[string]chan struct{}{}
+	}
+	h.blocks[string(name)] = release
 }
 
 func (h *hookServer) set(name flaggerv1.HookType, code int) {
@@ -146,6 +162,9 @@ type world struct {
 	failStatus atomic.Bool
 	// vsWrites are the splits of every VirtualService update, in order.
 	vsWrites []string
+	// broken names Deployments that never roll out: rollout leaves their updated pods
+	// unready and past their progress deadline.
+	broken map[string]bool
 }
 
 func newWorld(t *testing.T, provider string, analysis *flaggerv1.CanaryAnalysis) *world {
@@ -279,9 +298,18 @@ func (w *world) rollout() {
 			n = *d.Spec.Replicas
 		}
 		st := &d.Status
-		if st.ObservedGeneration == d.Generation && st.Replicas == n && st.UpdatedReplicas == n && st.AvailableReplicas == n && st.ReadyReplicas == n {
+		if w.broken[d.Name] {
+			st.ObservedGeneration, st.Replicas, st.UpdatedReplicas, st.AvailableReplicas, st.ReadyReplicas = d.Generation, n, n, 0, 0
+			st.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}}
+			if err := w.cl.Status().Update(w.ctx, d); err != nil {
+				w.t.Fatal(err)
+			}
 			continue
 		}
+		if st.ObservedGeneration == d.Generation && st.Replicas == n && st.UpdatedReplicas == n && st.AvailableReplicas == n && st.ReadyReplicas == n && len(st.Conditions) == 0 {
+			continue
+		}
+		st.Conditions = nil
 		st.ObservedGeneration, st.Replicas, st.UpdatedReplicas, st.AvailableReplicas, st.ReadyReplicas = d.Generation, n, n, n, n
 		if err := w.cl.Status().Update(w.ctx, d); err != nil {
 			w.t.Fatal(err)
@@ -587,7 +615,7 @@ func TestRunSequences(t *testing.T) {
 				"Progressing w0 i3 f0 | 100/0+mirror",
 				"Progressing w100 i4 f0 | 0/100",
 				"Promoting w100 i4 f0 | 0/100",
-				"Succeeded w0 i4 f0 | 100/0",
+				"Succeeded w0 i0 f0 | 100/0",
 			},
 			checks: 4,
 			events: []string{
@@ -611,7 +639,7 @@ func TestRunSequences(t *testing.T) {
 				"Progressing w0 i2 f0 | 0/100, 100/0",
 				"Progressing w0 i3 f0 | 0/100, 100/0",
 				"Promoting w0 i3 f0 | 0/100, 100/0",
-				"Succeeded w0 i3 f0 | 100/0, 100/0",
+				"Succeeded w0 i0 f0 | 100/0, 100/0",
 			},
 			checks: 3,
 			events: []string{
@@ -629,7 +657,7 @@ func TestRunSequences(t *testing.T) {
 				"Progressing w0 i1 f0 | no-vs",
 				"Progressing w0 i2 f0 | no-vs",
 				"Promoting w0 i2 f0 | no-vs",
-				"Succeeded w0 i2 f0 | no-vs",
+				"Succeeded w0 i0 f0 | no-vs",
 			},
 			checks: 2,
 		},
@@ -643,14 +671,14 @@ func TestRunSequences(t *testing.T) {
 				"Progressing w10 i0 f0 | 90/10",
 				"Progressing w10 i0 f1 | 90/10",
 				// Herald rolls back on the pass that reaches the threshold (Flagger one later).
-				"Failed w0 i0 f2 | 100/0",
+				"Failed w0 i0 f0 | 100/0",
 			},
 			checks: 2,
 			events: []string{
 				"Warning Rolling back podinfo.test failed checks threshold reached 2…",
 				"Warning Canary failed! Scaling down podinfo.test",
 			},
-			condition: "Halt podinfo.test advancement request-success-rate 50.00 < 99",
+			condition: "Halt podinfo.test advancement success rate 50.00% < 99%",
 		},
 		{
 			name:     "no values is a failed check",
@@ -660,7 +688,7 @@ func TestRunSequences(t *testing.T) {
 			want: []string{
 				"Progressing w0 i0 f0 | 100/0",
 				"Progressing w10 i0 f0 | 90/10",
-				"Failed w0 i0 f1 | 100/0",
+				"Failed w0 i0 f0 | 100/0",
 			},
 			checks: 1,
 			events: []string{
@@ -780,7 +808,7 @@ func TestNewRevisionDuringWaitingPromotion(t *testing.T) {
 		"WaitingPromotion w50 i0 f1 | 50/50",
 		"Progressing w0 i0 f0 | 100/0",
 	})
-	w.wantEvent("Normal Halt podinfo.test advancement waiting for promotion approval…", 1)
+	w.wantEvent("Warning Halt podinfo.test advancement waiting for promotion approval confirm-promotion", 1)
 	w.wantEvent("Normal New revision detected! Restarting analysis for podinfo.test", 1)
 	if c := w.canary(); c.Status.LastAppliedSpec == c.Status.LastPromotedSpec {
 		t.Errorf("lastAppliedSpec %q must be the new revision, not the promoted one", c.Status.LastAppliedSpec)
@@ -922,7 +950,7 @@ func TestFailedStatusWriteDoesNotRepeatTheStep(t *testing.T) {
 		{
 			name: "first step", before: 1, want: "Progressing w10 i0 f0 | 90/10",
 			events: []string{"Normal Starting canary analysis for podinfo.test", "Normal Advance podinfo.test canary weight 10"},
-			hooks:  []flaggerv1.HookType{flaggerv1.PreRolloutHook, flaggerv1.RolloutHook},
+			hooks:  []flaggerv1.HookType{flaggerv1.PreRolloutHook},
 			checks: 0, routes: "90/10",
 		},
 		{

@@ -2,30 +2,26 @@ package canary
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/hooks"
-	"github.com/herald-rollouts/herald/controllers/revision"
-	"github.com/herald-rollouts/herald/controllers/workloads"
-	"github.com/herald-rollouts/herald/webhooks/meta"
+	"github.com/herald-rollouts/herald/controllers/metrics"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 func (p *pass) nowTime() metav1.Time { return metav1.NewTime(p.now) }
 
 // setPhase moves the Canary to phase and keeps the Promoted condition as Flagger does: True
 // when Initialized or Succeeded, False when Failed, Unknown otherwise; its reason is the phase.
+// What the change announces (events, alerts, counters, post-rollout hooks) is derived from it
+// once the status is written (announce).
 func (p *pass) setPhase(phase flaggerv1.CanaryPhase, message string) {
-	p.queueAlert(phase, message) // before the change: it needs the phase being left
 	s := &p.c.Status
 	if s.Phase != phase {
 		s.LastTransitionTime = p.nowTime()
@@ -33,7 +29,12 @@ func (p *pass) setPhase(phase flaggerv1.CanaryPhase, message string) {
 	s.Phase = phase
 	switch phase {
 	case flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed:
-		s.CanaryWeight = 0
+		// As in Flagger, a run that ended keeps no counters: the next one starts from zero.
+		// The failed checks of a rollback are kept for its alert.
+		if phase == flaggerv1.CanaryPhaseFailed && s.FailedChecks > 0 {
+			p.failedChecks = s.FailedChecks
+		}
+		s.CanaryWeight, s.Iterations, s.FailedChecks = 0, 0, 0
 	}
 	status := corev1.ConditionUnknown
 	switch phase {
@@ -42,35 +43,110 @@ func (p *pass) setPhase(phase flaggerv1.CanaryPhase, message string) {
 	case flaggerv1.CanaryPhaseFailed:
 		status = corev1.ConditionFalse
 	}
-	now := p.nowTime()
-	for i := range s.Conditions {
-		cond := &s.Conditions[i]
-		if cond.Type != flaggerv1.PromotedType {
-			continue
-		}
-		if cond.Status != status {
-			cond.LastTransitionTime = now
-		}
-		cond.Status, cond.Reason, cond.Message, cond.LastUpdateTime = status, string(phase), message, now
-		return
-	}
-	s.Conditions = append(s.Conditions, flaggerv1.CanaryCondition{
-		Type: flaggerv1.PromotedType, Status: status, Reason: string(phase), Message: message,
-		LastUpdateTime: now, LastTransitionTime: now,
-	})
+	p.setCondition(flaggerv1.PromotedType, status, string(phase), message)
 }
 
 // setMessage updates the Promoted condition's message without a phase change.
 func (p *pass) setMessage(message string) {
-	for i := range p.c.Status.Conditions {
-		if cond := &p.c.Status.Conditions[i]; cond.Type == flaggerv1.PromotedType {
-			cond.Message, cond.LastUpdateTime = message, p.nowTime()
-		}
+	if cond := p.condition(flaggerv1.PromotedType); cond != nil {
+		cond.Message, cond.LastUpdateTime = message, p.nowTime()
 	}
 }
 
-// event records a Kubernetes event with Flagger's reason ("Synced") and message, logs it, and
-// posts it to the Canary's event hooks.
+func (p *pass) condition(t flaggerv1.CanaryConditionType) *flaggerv1.CanaryCondition {
+	for i := range p.c.Status.Conditions {
+		if p.c.Status.Conditions[i].Type == t {
+			return &p.c.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// setCondition sets a condition, moving its transition time only when its status changes.
+func (p *pass) setCondition(t flaggerv1.CanaryConditionType, status corev1.ConditionStatus, reason, message string) {
+	now := p.nowTime()
+	if cond := p.condition(t); cond != nil {
+		if cond.Status != status {
+			cond.LastTransitionTime = now
+		}
+		if cond.Status != status || cond.Reason != reason || cond.Message != message {
+			cond.LastUpdateTime = now
+		}
+		cond.Status, cond.Reason, cond.Message = status, reason, message
+		return
+	}
+	p.c.Status.Conditions = append(p.c.Status.Conditions, flaggerv1.CanaryCondition{
+		Type: t, Status: status, Reason: reason, Message: message, LastUpdateTime: now, LastTransitionTime: now,
+	})
+}
+
+// removeCondition drops a condition: kstatus reads Reconciling and Stalled as "abnormal-true"
+// conditions, present only while they hold.
+func (p *pass) removeCondition(t flaggerv1.CanaryConditionType) {
+	conds := p.c.Status.Conditions[:0]
+	for _, cond := range p.c.Status.Conditions {
+		if cond.Type != t {
+			conds = append(conds, cond)
+		}
+	}
+	p.c.Status.Conditions = conds
+}
+
+// setConditions writes, beside Flagger's Promoted condition, the conditions kstatus reads
+// (sigs.k8s.io/cli-utils/pkg/kstatus), so that Flux health checks and `kubectl wait` follow a
+// release, and status.observedGeneration:
+//
+//   - Stalled=True while the Canary cannot proceed until somebody changes it or an object it
+//     names (a configuration problem: reason and message say which), and after a release
+//     failed (reason the phase): kstatus Failed;
+//   - Reconciling=True while a release runs (Initializing, Waiting, Progressing,
+//     WaitingPromotion, Promoting, Finalising): kstatus InProgress;
+//   - Ready=True once initialised or promoted (kstatus Current), False otherwise.
+//
+// passErr is the pass's error: nil or a terminalError.
+func (p *pass) setConditions(passErr error) {
+	s := &p.c.Status
+	s.ObservedGeneration = p.c.Generation
+	message := ""
+	if cond := p.condition(flaggerv1.PromotedType); cond != nil {
+		message = cond.Message
+	}
+	var stall *terminalError
+	if !errors.As(passErr, &stall) && s.Phase == flaggerv1.CanaryPhaseFailed {
+		stall = &terminalError{reason: string(s.Phase), msg: message}
+	}
+	reconciling := false
+	switch s.Phase {
+	case "", flaggerv1.CanaryPhaseInitializing, flaggerv1.CanaryPhaseWaiting, flaggerv1.CanaryPhaseProgressing,
+		flaggerv1.CanaryPhaseWaitingPromotion, flaggerv1.CanaryPhasePromoting, flaggerv1.CanaryPhaseFinalising:
+		reconciling = true
+	}
+	phase := string(s.Phase)
+	if phase == "" {
+		phase = string(flaggerv1.CanaryPhaseInitializing)
+	}
+	switch {
+	case stall != nil:
+		p.setCondition(flaggerv1.StalledType, corev1.ConditionTrue, stall.reason, stall.msg)
+		p.removeCondition(flaggerv1.ReconcilingType)
+		p.setCondition(flaggerv1.ReadyType, corev1.ConditionFalse, stall.reason, stall.msg)
+	case reconciling:
+		p.removeCondition(flaggerv1.StalledType)
+		p.setCondition(flaggerv1.ReconcilingType, corev1.ConditionTrue, phase, message)
+		p.setCondition(flaggerv1.ReadyType, corev1.ConditionFalse, phase, message)
+	default:
+		p.removeCondition(flaggerv1.StalledType)
+		p.removeCondition(flaggerv1.ReconcilingType)
+		p.setCondition(flaggerv1.ReadyType, corev1.ConditionTrue, phase, message)
+	}
+}
+
+// note is an event of a step that the status does not tell.
+type note struct{ eventType, message string }
+
+// event notes an event with Flagger's reason ("Synced") and message; it is logged at once and
+// published (Kubernetes event, event hooks) once the pass's status is written: a pass whose
+// status write fails runs again, and must not announce its step twice.
 func (p *pass) event(eventType, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if eventType == corev1.EventTypeWarning {
@@ -78,26 +154,117 @@ func (p *pass) event(eventType, format string, args ...any) {
 	} else {
 		p.log.Info(msg)
 	}
-	if p.deferEvents {
-		// A step's events are published once its status is written: a pass whose status
-		// write fails is run again, and must not announce its step twice.
-		p.afterStatus = append(p.afterStatus, func() { p.publish(eventType, msg) })
-		return
+	p.notes = append(p.notes, note{eventType, msg})
+}
+
+// announce publishes what the pass did, once its status is written: its notes, and what the
+// change from old to the new status means, derived here and nowhere else so that each change
+// is announced exactly once whatever code path made it — the events of a phase change, its
+// alert, the success and failure counters and the post-rollout hooks, and a new Stalled reason.
+func (p *pass) announce(ctx context.Context, old *flaggerv1.CanaryStatus) {
+	c := p.c
+	s := &c.Status
+	target := fmt.Sprintf("%s.%s", c.Spec.TargetRef.Name, c.Namespace)
+	events := p.notes
+	add := func(eventType, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		p.log.Info(msg, "eventType", eventType)
+		events = append(events, note{eventType, msg})
 	}
-	p.publish(eventType, msg)
+	// A configuration problem is announced when it appears or changes (a failed release has
+	// its own events).
+	if stall := p.condition(flaggerv1.StalledType); stall != nil && stall.Reason != string(s.Phase) {
+		if prev := findCondition(old.Conditions, flaggerv1.StalledType); prev == nil || prev.Message != stall.Message {
+			add(corev1.EventTypeWarning, "%s", stall.Message)
+		}
+	}
+	var after []func()
+	if old.Phase != s.Phase {
+		switch s.Phase {
+		case flaggerv1.CanaryPhaseInitialized:
+			add(corev1.EventTypeNormal, "Initialization done! %s.%s", c.Name, c.Namespace)
+		case flaggerv1.CanaryPhaseProgressing:
+			if steady(old.Phase) {
+				add(corev1.EventTypeNormal, "New revision detected! Scaling up %s", target)
+			}
+		case flaggerv1.CanaryPhasePromoting:
+			if steady(old.Phase) { // skipAnalysis: straight to the promotion
+				add(corev1.EventTypeNormal, "New revision detected! Scaling up %s", target)
+			}
+			add(corev1.EventTypeNormal, "Copying %s template spec to %s.%s", target, contract.PrimaryName(c.Spec.TargetRef.Name), c.Namespace)
+		case flaggerv1.CanaryPhaseSucceeded:
+			if old.Phase == flaggerv1.CanaryPhaseFinalising || old.Phase == flaggerv1.CanaryPhasePromoting {
+				add(corev1.EventTypeNormal, "Promotion completed! Scaling down %s", target)
+				status := metrics.AnalysisCompleted
+				if c.SkipAnalysis() {
+					status = metrics.AnalysisSkipped
+				}
+				after = append(after, func() {
+					p.r.Metrics.IncSuccess(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), status)
+				}, func() { p.postRollout(ctx) })
+			}
+		case flaggerv1.CanaryPhaseFailed:
+			if s.CanaryWeight == 100 {
+				add(corev1.EventTypeWarning, "Canary promotion failed! All traffic routed to %s", target)
+			} else {
+				add(corev1.EventTypeWarning, "Canary failed! Scaling down %s", target)
+			}
+			after = append(after, func() {
+				p.r.Metrics.IncFailure(c.Spec.TargetRef.Name, c.Namespace, c.DeploymentStrategy(), metrics.AnalysisCompleted)
+			}, func() { p.postRollout(ctx) })
+		}
+		p.alertPhaseChange(old.Phase)
+	}
+	for _, m := range p.alerts {
+		p.sendAlert(m)
+	}
+	for _, e := range events {
+		p.publish(e.eventType, e.message)
+	}
+	for _, f := range after {
+		f()
+	}
+}
+
+// steady reports whether a phase is one a new revision is detected from.
+func steady(phase flaggerv1.CanaryPhase) bool {
+	switch phase {
+	case flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed, flaggerv1.CanaryPhaseWaiting:
+		return true
+	}
+	return false
+}
+
+func findCondition(conds []flaggerv1.CanaryCondition, t flaggerv1.CanaryConditionType) *flaggerv1.CanaryCondition {
+	for i := range conds {
+		if conds[i].Type == t {
+			return &conds[i]
+		}
+	}
+	return nil
 }
 
 // publish records the Kubernetes event and posts it to the Canary's event hooks.
 func (p *pass) publish(eventType, msg string) {
 	p.r.Events.Event(p.c, eventType, "Synced", msg)
-	analysis := p.c.GetAnalysis()
-	if analysis == nil {
-		return
+	var eventHooks []flaggerv1.CanaryWebhook
+	if analysis := p.c.GetAnalysis(); analysis != nil {
+		eventHooks = hooks.Of(analysis.Webhooks, flaggerv1.EventHook)
+	}
+	if len(eventHooks) == 0 && p.r.Options.EventWebhook != "" {
+		// As in Flagger, the global -event-webhook gets the events of Canaries that have
+		// no event hooks of their own.
+		eventHooks = []flaggerv1.CanaryWebhook{{Name: "events", Type: flaggerv1.EventHook, URL: p.r.Options.EventWebhook}}
 	}
 	// Event hooks are notifications: they are posted in the background, so a slow or dead
 	// endpoint never delays the analysis.
-	for _, h := range hooks.Of(analysis.Webhooks, flaggerv1.EventHook) {
+	for _, h := range eventHooks {
 		pl := p.hookPayload(h, p.c.Status.LastAppliedSpec)
+		if p.r.EventHooks != nil {
+			// A bounded pool and queue: what does not fit is dropped and counted.
+			p.r.EventHooks.Post(h, pl, eventType, msg, p.now)
+			continue
+		}
 		log, caller, now := p.log, p.r.Hooks, p.now
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*h.GetTimeout())
@@ -109,103 +276,15 @@ func (p *pass) publish(eventType, msg string) {
 	}
 }
 
-// eventOnce records a warning only when the Canary's phase would not already say so, so a
-// missing target does not flood events on every watch event.
-func (p *pass) eventOnce(eventType, format string, args ...any) {
-	if p.c.Status.Phase == "" {
-		p.event(eventType, format, args...)
-	}
-}
-
 // observeDetection records how long after the target's last write Herald acted on it.
-func (p *pass) observeDetection(t *target) {
-	var latest metav1.Time
-	for _, f := range t.obj.GetManagedFields() {
-		if f.Time != nil && f.Time.After(latest.Time) {
-			latest = *f.Time
+func (p *pass) observeDetection() {
+	var latest time.Time
+	for _, f := range p.target.Object().GetManagedFields() {
+		if f.Time != nil && f.Time.After(latest) {
+			latest = f.Time.Time
 		}
 	}
 	if !latest.IsZero() {
-		p.r.Metrics.ObserveDetection(p.c.Namespace, p.now.Sub(latest.Time))
+		p.r.Metrics.ObserveDetection(p.c.Namespace, p.now.Sub(latest))
 	}
-}
-
-// finalize runs when a Canary is deleted: with revertOnDeletion the target gets its replicas
-// back; in every case Herald's labels and annotations leave the target and its configs, so
-// nothing reaches Herald's webhooks any more. Owned objects are garbage-collected.
-func (r *Reconciler) finalize(ctx context.Context, c *flaggerv1.Canary) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(c, Finalizer) {
-		return ctrl.Result{}, nil
-	}
-	p := &pass{r: r, c: c, log: ctrl.LoggerFrom(ctx), now: r.Now()}
-	t, err := p.getTarget(ctx)
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		if _, terminal := err.(*terminalError); !terminal {
-			return ctrl.Result{}, err
-		}
-	default:
-		if err := p.release(ctx, t); err != nil {
-			return ctrl.Result{}, err
-		}
-		// With revertOnDeletion the primary goes with the Canary: keep it (and the
-		// finalizer) until the restored target serves, so the release costs no downtime.
-		if d, ok := t.obj.(*appsv1.Deployment); ok && c.Spec.RevertOnDeletion {
-			var fresh appsv1.Deployment
-			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(d), &fresh); err != nil {
-				return ctrl.Result{}, err
-			}
-			deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
-			ready, _, failed := workloads.DeploymentReady(&fresh, 100, deadline, p.now)
-			restored := fresh.Spec.Replicas == nil || *fresh.Spec.Replicas > 0
-			if restored && !ready && !failed {
-				return ctrl.Result{RequeueAfter: r.Options.PodPollInterval}, nil
-			}
-		}
-	}
-	r.Metrics.Forget(c.Spec.TargetRef.Name, c.Spec.TargetRef.Name, c.Namespace)
-	patch := client.MergeFrom(c.DeepCopy())
-	controllerutil.RemoveFinalizer(c, Finalizer)
-	if err := r.Client.Patch(ctx, c, patch); err != nil && !apierrors.IsNotFound(err) {
-		return ctrl.Result{}, fmt.Errorf("removing finalizer: %w", err)
-	}
-	return ctrl.Result{}, nil
-}
-
-// release gives the target back to its owner.
-func (p *pass) release(ctx context.Context, t *target) error {
-	annotations := fmt.Sprintf(`{%q:null,%q:null,%q:null}`, meta.AnnotationIdle, meta.AnnotationDesiredReplicas, meta.AnnotationRevision)
-	labels := fmt.Sprintf(`{%q:null}`, meta.LabelCanary)
-	spec := ""
-	if p.c.Spec.RevertOnDeletion {
-		switch t.kind {
-		case "Deployment":
-			primary, err := p.getPrimary(ctx, t)
-			if err != nil {
-				return err
-			}
-			n := desiredReplicas(t, primary)
-			spec = fmt.Sprintf(`,"spec":{"replicas":%d}`, *n)
-		case "DaemonSet":
-			spec = fmt.Sprintf(`,"spec":{"template":{"spec":{"nodeSelector":{%q:null}}}}`, scaleToZeroKey)
-		}
-		p.event(corev1.EventTypeNormal, "Reverting %s.%s: restoring the target before the Canary is deleted", t.obj.GetName(), p.c.Namespace)
-	}
-	if err := p.mergePatch(ctx, t.obj, fmt.Sprintf(`{"metadata":{"labels":%s,"annotations":%s}%s}`, labels, annotations, spec)); err != nil {
-		return err
-	}
-	for _, ref := range revision.Refs(&t.template.Spec) {
-		var obj client.Object = &corev1.ConfigMap{}
-		if ref.Kind == revision.Secret {
-			obj = &corev1.Secret{}
-		}
-		obj.SetNamespace(p.c.Namespace)
-		obj.SetName(ref.Name)
-		err := p.mergePatch(ctx, obj, fmt.Sprintf(`{"metadata":{"labels":{%q:null},"annotations":{%q:null}}}`, meta.LabelTracked, meta.AnnotationChecksum))
-		if err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-	}
-	return nil
 }

@@ -2,6 +2,7 @@ package canary
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
-	"github.com/herald-rollouts/herald/controllers/revision"
 	"github.com/herald-rollouts/herald/controllers/router"
 )
 
@@ -29,7 +29,7 @@ const kubernetesIterations = 10
 func (p *pass) resolveProvider() error {
 	p.provider = p.c.GetProvider(p.r.Options.MeshProvider)
 	if !slices.Contains(flaggerv1.SupportedProviders, p.provider) {
-		return terminalf("spec.provider: %q is not supported: use one of %s", p.provider, strings.Join(flaggerv1.SupportedProviders, ", "))
+		return stalled("UnsupportedProvider", "spec.provider: %q is not supported: use one of %s", p.provider, strings.Join(flaggerv1.SupportedProviders, ", "))
 	}
 	p.router = router.For(p.provider, p.r.Client)
 	return nil
@@ -60,11 +60,17 @@ func (p *pass) iterations() int {
 }
 
 // reconcileRoutes creates or corrects the routing objects. A provider whose resources the
-// cluster does not serve is a configuration problem, reported on the Canary.
+// cluster does not serve, or routing the router cannot build or the API server refuses, is a
+// configuration problem, reported on the Canary.
 func (p *pass) reconcileRoutes(ctx context.Context) error {
 	if err := p.router.Reconcile(ctx, p.c); err != nil {
-		if router.IsNotInstalled(err) {
-			return terminalf("%v", err)
+		switch {
+		case router.IsNotInstalled(err):
+			return stalled("RouterNotInstalled", "%v", err)
+		case errors.Is(err, router.ErrRouteRefused):
+			return stalled("RouteNotAccepted", "%v", err)
+		case router.IsConfigError(err):
+			return stalled("InvalidRoute", "%v", err)
 		}
 		return fmt.Errorf("reconciling %s routes: %w", p.provider, err)
 	}
@@ -72,19 +78,41 @@ func (p *pass) reconcileRoutes(ctx context.Context) error {
 }
 
 // route sets the traffic split and records it in the status and metrics.
+// The status records the split the run asked for (its step); the routes get servingSplit of
+// it, which differs only while one side has no ready pod.
 func (p *pass) route(ctx context.Context, primary, canary int, mirrored bool) error {
 	if !p.shifts() {
 		return nil
-	}
-	if err := p.router.SetRoutes(ctx, p.c, primary, canary, mirrored); err != nil {
-		return fmt.Errorf("routing %d/%d: %w", primary, canary, err)
 	}
 	// An A/B test sends the matching requests, not a share of all of them, to the canary.
 	if p.strategy() != flaggerv1.StrategyABTesting {
 		p.c.Status.CanaryWeight = canary
 	}
-	p.r.Metrics.SetWeight(p.c.Spec.TargetRef.Name, p.c.Namespace, primary, canary)
+	sp, sc := p.servingSplit(primary, canary)
+	if sp != primary {
+		p.log.Info("Routing around a side with no ready pod", "askedPrimaryWeight", primary, "askedCanaryWeight", canary, "primaryWeight", sp, "canaryWeight", sc)
+	}
+	if err := p.router.SetRoutes(ctx, p.c, sp, sc, mirrored); err != nil {
+		return fmt.Errorf("routing %d/%d: %w", sp, sc, err)
+	}
+	p.r.Metrics.SetWeight(p.c.Spec.TargetRef.Name, p.c.Namespace, sp, sc)
 	return nil
+}
+
+// servingSplit is the split actually routed for an asked one: traffic only ever goes to pods
+// that are ready, so the weight of a side with no ready pod goes to the other side when that
+// one has ready pods (a failed primary hands its users to a ready canary, and a canary that
+// lost its pods hands them back). With neither side ready the asked split stands.
+func (p *pass) servingSplit(primary, canary int) (int, int) {
+	primaryServes := p.primary != nil && p.primary.ReadyPods() > 0
+	canaryServes := p.target != nil && p.target.ReadyPods() > 0
+	switch {
+	case canary > 0 && !canaryServes && primaryServes:
+		return 100, 0
+	case primary > 0 && !primaryServes && canaryServes:
+		return 0, 100
+	}
+	return primary, canary
 }
 
 // wantedRoutes is the split the status says should be in place; ok is false where the status
@@ -137,7 +165,7 @@ func (p *pass) keepRoutes(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err == nil && gp == wp && gc == wc && gm == wm {
+	if sp, sc := p.servingSplit(wp, wc); err == nil && gp == sp && gc == sc && gm == wm {
 		return nil
 	}
 	if err == nil && p.stepAhead(gp, gc, gm) {
@@ -160,23 +188,24 @@ func (p *pass) stepAhead(primary, canary int, mirrored bool) bool {
 		return false
 	}
 	next := nextWeight(a, s.CanaryWeight, p.c.GetMaxWeight())
-	return canary == next && primary == 100-next
+	sp, sc := p.servingSplit(100-next, next)
+	return canary == sc && primary == sp
 }
 
 // step advances the run after a successful check, by the strategy.
-func (p *pass) step(ctx context.Context, t *target, refs []revision.Ref) (ctrl.Result, error) {
+func (p *pass) step(ctx context.Context) (ctrl.Result, error) {
 	switch p.strategy() {
 	case flaggerv1.StrategyCanary:
-		return p.stepWeight(ctx, t, refs)
+		return p.stepWeight(ctx)
 	case flaggerv1.StrategyABTesting:
-		return p.stepIteration(ctx, t, refs, func() error {
+		return p.stepIteration(ctx, func() error {
 			if p.c.Status.Iterations == 0 {
 				return p.route(ctx, 0, 100, false) // the matching requests go to the canary
 			}
 			return nil
 		})
 	default:
-		return p.stepIteration(ctx, t, refs, func() error {
+		return p.stepIteration(ctx, func() error {
 			if a := p.c.GetAnalysis(); a != nil && a.Mirror && p.c.Status.Iterations == 0 {
 				return p.route(ctx, 100, 0, true) // the canary sees a copy of the traffic
 			}
@@ -186,12 +215,12 @@ func (p *pass) step(ctx context.Context, t *target, refs []revision.Ref) (ctrl.R
 }
 
 // stepWeight moves the canary's weight one step up, or, at maxWeight, asks to promote.
-func (p *pass) stepWeight(ctx context.Context, t *target, refs []revision.Ref) (ctrl.Result, error) {
+func (p *pass) stepWeight(ctx context.Context) (ctrl.Result, error) {
 	c := p.c
 	s := &c.Status
 	interval := c.GetAnalysisInterval()
 	if s.CanaryWeight >= c.GetMaxWeight() {
-		return p.confirmPromotion(ctx, t, refs)
+		return p.confirmPromotion(ctx)
 	}
 	if a := c.GetAnalysis(); a.Mirror && s.CanaryWeight == 0 && !p.mirrored {
 		if err := p.route(ctx, 100, 0, true); err != nil {
@@ -201,9 +230,14 @@ func (p *pass) stepWeight(ctx context.Context, t *target, refs []revision.Ref) (
 		p.event(corev1.EventTypeNormal, "Start traffic mirroring to %s.%s", c.Spec.TargetRef.Name, c.Namespace)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
-	if ok, msg, _ := p.gate(ctx, flaggerv1.ConfirmTrafficIncreaseHook, s.LastAppliedSpec); !ok {
+	ok, pending, msg, halting := p.gate(ctx, flaggerv1.ConfirmTrafficIncreaseHook, s.LastAppliedSpec)
+	if pending {
+		return ctrl.Result{RequeueAfter: interval}, nil
+	}
+	if !ok {
 		s.LastTransitionTime = p.nowTime()
-		p.event(corev1.EventTypeNormal, "Halt %s.%s advancement waiting for traffic increase approval %s", c.Name, c.Namespace, msg)
+		p.event(corev1.EventTypeWarning, "Halt %s.%s advancement waiting for traffic increase approval %s", c.Name, c.Namespace, halting)
+		p.awaitTrafficIncrease(halting, msg)
 		return ctrl.Result{RequeueAfter: interval}, nil
 	}
 	next := nextWeight(c.GetAnalysis(), s.CanaryWeight, c.GetMaxWeight())
@@ -235,12 +269,12 @@ func nextWeight(a *flaggerv1.CanaryAnalysis, current, maxWeight int) int {
 
 // stepIteration counts one blue/green or A/B iteration (first applying the strategy's routes),
 // and once all have passed asks to promote.
-func (p *pass) stepIteration(ctx context.Context, t *target, refs []revision.Ref, routes func() error) (ctrl.Result, error) {
+func (p *pass) stepIteration(ctx context.Context, routes func() error) (ctrl.Result, error) {
 	c := p.c
 	s := &c.Status
 	want := p.iterations()
 	if s.Iterations >= want {
-		return p.confirmPromotion(ctx, t, refs)
+		return p.confirmPromotion(ctx)
 	}
 	if err := routes(); err != nil {
 		return ctrl.Result{}, err
@@ -287,6 +321,9 @@ func (p *pass) promotionShift(ctx context.Context) (done bool, res ctrl.Result, 
 	if step <= 0 || primary >= 100 {
 		if err := p.route(ctx, 100, 0, false); err != nil {
 			return false, ctrl.Result{}, err
+		}
+		if primary < 100 {
+			p.event(corev1.EventTypeNormal, "Routing all traffic to primary")
 		}
 		return true, ctrl.Result{}, nil
 	}

@@ -30,7 +30,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/herald-rollouts/herald/internal/backoff"
+	"github.com/herald-rollouts/herald/internal/hookwire"
+
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/internal/egress"
 )
 
 const (
@@ -59,22 +63,6 @@ const (
 	TimestampKey    = "timestamp"
 )
 
-// Payload is the JSON body every hook receives; the same document as Flagger's
-// CanaryWebhookPayload.
-type Payload struct {
-	// Name of the Canary.
-	Name string `json:"name"`
-	// Namespace of the Canary.
-	Namespace string `json:"namespace"`
-	// Phase of the Canary's run.
-	Phase flaggerv1.CanaryPhase `json:"phase"`
-	// Checksum identifies the revision under analysis (last applied spec and tracked
-	// configs).
-	Checksum string `json:"checksum"`
-	// Metadata of the hook. Left nil, Call sends the hook's own metadata.
-	Metadata map[string]string `json:"metadata,omitempty"`
-}
-
 // Caller makes webhook calls. The zero value is ready to use; a Caller is safe for
 // concurrent use and must not be copied after first use.
 type Caller struct {
@@ -91,8 +79,14 @@ type Caller struct {
 	// RetryWait is the first pause between attempts, DefaultRetryWait when zero.
 	RetryWait time.Duration
 
-	mu       sync.Mutex
-	insecure *http.Client // derived from Client
+	// Egress decides which addresses hooks may call (see package egress); the clients the
+	// Caller builds itself dial through it and follow redirects only to the same host. A
+	// hook URL the policy refuses fails without a request, whatever Client is.
+	Egress egress.Policy
+
+	mu          sync.Mutex
+	insecure    *http.Client // derived from Client
+	own, ownTLS *http.Client // built from Egress when Client is nil
 }
 
 // Error is the failure of a hook call.
@@ -157,15 +151,19 @@ func Of(hooks []flaggerv1.CanaryWebhook, t flaggerv1.HookType) []flaggerv1.Canar
 // attempt is bounded by hook.GetTimeout(); transport errors (timeouts included) and 5xx
 // responses are retried hook.Retries times with a short, growing pause. A status of at
 // most 202 is success; anything else, or the cancellation of ctx, returns an *Error.
-func (c *Caller) Call(ctx context.Context, hook flaggerv1.CanaryWebhook, p Payload) error {
+func (c *Caller) Call(ctx context.Context, hook flaggerv1.CanaryWebhook, p hookwire.Payload) error {
 	if p.Metadata == nil {
 		p.Metadata = hook.Metadata
 	}
-	e := &Error{Hook: hook.Name, URL: RedactURL(hook.URL)}
+	e := &Error{Hook: hook.Name, URL: hookwire.RedactURL(hook.URL)}
 
 	u, err := url.Parse(hook.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		e.Err = errors.New("invalid URL: must be an absolute http or https URL")
+		return e
+	}
+	if err := c.Egress.CheckHost(u.Hostname()); err != nil {
+		e.Err = err
 		return e
 	}
 	body, err := json.Marshal(p)
@@ -182,28 +180,25 @@ func (c *Caller) Call(ctx context.Context, hook flaggerv1.CanaryWebhook, p Paylo
 	}
 	retries := max(hook.Retries, 0)
 
-	for attempt := 0; ; attempt++ {
-		e.Attempts = attempt + 1
-		retry := c.attempt(ctx, client, hook.URL, body, timeout, e)
-		if !retry {
-			if e.Err == nil && e.StatusCode > 0 && e.StatusCode <= http.StatusAccepted {
-				return nil
-			}
-			return e
+	policy := backoff.Policy{Attempts: retries + 1, First: wait, Max: min(maxRetryWait, timeout)}
+	err = backoff.Do(ctx, policy, func(ctx context.Context, attempt int) (bool, error) {
+		e.Attempts = attempt
+		if retry := c.attempt(ctx, client, hook.URL, body, timeout, e); retry {
+			return true, e
 		}
-		if attempt >= retries {
-			return e
+		if e.Err == nil && e.StatusCode > 0 && e.StatusCode <= http.StatusAccepted {
+			return false, nil
 		}
-		pause := min(wait<<attempt, maxRetryWait, timeout)
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			e.Err = ctx.Err()
-			return e
-		case <-t.C:
-		}
+		return false, e
+	})
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		e.Err = ctx.Err() // ended during a pause between attempts
+		return e
 	}
+	if err != nil {
+		return e
+	}
+	return nil
 }
 
 // attempt makes one request and records its outcome in e. It reports whether the
@@ -297,40 +292,11 @@ func snippet(b []byte) string {
 	return s
 }
 
-// RedactURL returns raw without userinfo, query and fragment, which may hold secrets: a
-// URL as it may appear in errors, events and logs.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		// Keep only what precedes any query and strip what looks like userinfo.
-		s := raw
-		if i := strings.IndexAny(s, "?#"); i >= 0 {
-			s = s[:i]
-		}
-		if i := strings.Index(s, "://"); i >= 0 {
-			authority := s[i+3:]
-			if k := strings.Index(authority, "/"); k >= 0 {
-				authority = authority[:k]
-			}
-			if j := strings.LastIndex(authority, "@"); j >= 0 {
-				s = s[:i+3] + s[i+3+j+1:]
-			}
-		}
-		return s
-	}
-	u.User = nil
-	u.RawQuery = ""
-	u.ForceQuery = false
-	u.Fragment = ""
-	u.RawFragment = ""
-	return u.String()
-}
-
 // Event posts an event to an event hook. The payload's metadata (the hook's when
 // p.Metadata is nil) is completed with eventMessage, eventType and timestamp (now in
 // Unix milliseconds); keys the metadata already has are kept. p.Phase should be the
 // Canary's status phase. The hook's metadata is not modified.
-func (c *Caller) Event(ctx context.Context, hook flaggerv1.CanaryWebhook, p Payload,
+func (c *Caller) Event(ctx context.Context, hook flaggerv1.CanaryWebhook, p hookwire.Payload,
 	eventType, message string, now time.Time) error {
 	base := p.Metadata
 	if base == nil {
@@ -353,32 +319,21 @@ func (c *Caller) Event(ctx context.Context, hook flaggerv1.CanaryWebhook, p Payl
 	return c.Call(ctx, hook, p)
 }
 
-var (
-	defaultClient = sync.OnceValue(func() *http.Client {
-		return &http.Client{Transport: newTransport()}
-	})
-	defaultInsecureClient = sync.OnceValue(func() *http.Client {
-		t := newTransport()
-		t.TLSClientConfig = insecureTLS(nil)
-		return &http.Client{Transport: t}
-	})
-)
-
-func newTransport() *http.Transport {
-	return &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   8,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+// ownClients builds the Caller's clients from its egress policy: a pooled transport that
+// dials through the policy and honours the proxy environment, and redirects only to the
+// same host, without credentials.
+func (c *Caller) ownClients() (verifying, insecure *http.Client) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.own == nil {
+		t := c.Egress.Transport()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		c.own = &http.Client{Transport: &egress.Guard{Policy: c.Egress, Next: t}, CheckRedirect: c.Egress.CheckRedirect}
+		ti := c.Egress.Transport()
+		ti.TLSClientConfig = insecureTLS(nil)
+		c.ownTLS = &http.Client{Transport: &egress.Guard{Policy: c.Egress, Next: ti}, CheckRedirect: c.Egress.CheckRedirect}
 	}
+	return c.own, c.ownTLS
 }
 
 func insecureTLS(base *tls.Config) *tls.Config {
@@ -398,13 +353,15 @@ func (c *Caller) client(disableTLS bool) *http.Client {
 		if c.Client != nil {
 			return c.Client
 		}
-		return defaultClient()
+		own, _ := c.ownClients()
+		return own
 	}
 	if c.InsecureClient != nil {
 		return c.InsecureClient
 	}
 	if c.Client == nil {
-		return defaultInsecureClient()
+		_, insecure := c.ownClients()
+		return insecure
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

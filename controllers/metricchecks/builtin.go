@@ -9,6 +9,7 @@ package metricchecks
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
@@ -105,16 +106,24 @@ histogram_quantile(0.99,
   ) by (le)
 )`
 
+// httpBuiltins read the application's own histogram, which is in seconds.
+var httpBuiltins = map[string]builtin{
+	RequestSuccessRate: {query: httpSuccessRate, scale: 1},
+	RequestDuration:    {query: httpDuration, scale: 1000},
+}
+
+// The Gateway API provider has no telemetry of its own (each implementation names its
+// metrics differently), so, as in Flagger, its builtins are the kubernetes provider's: the
+// application's histogram. MetricTemplates query an implementation's metrics.
 var builtins = map[string]map[string]builtin{
 	flaggerv1.ProviderIstio: {
 		RequestSuccessRate: {query: istioSuccessRate, scale: 1},
 		RequestDuration:    {query: istioDuration, scale: 1},
 	},
-	flaggerv1.ProviderKubernetes: {
-		RequestSuccessRate: {query: httpSuccessRate, scale: 1},
-		// The application's histogram is in seconds.
-		RequestDuration: {query: httpDuration, scale: 1000},
-	},
+	flaggerv1.ProviderKubernetes:        httpBuiltins,
+	flaggerv1.ProviderGatewayAPI:        httpBuiltins,
+	flaggerv1.ProviderGatewayAPIV1:      httpBuiltins,
+	flaggerv1.ProviderGatewayAPIV1Beta1: httpBuiltins,
 }
 
 // IsBuiltin reports whether name is a builtin metric.
@@ -137,7 +146,7 @@ func builtinFor(provider, name string) (builtin, error) {
 	}
 	qs, ok := builtins[provider]
 	if !ok {
-		return builtin{}, fmt.Errorf("the builtin metric %s has no query for provider %q (known: %s, %s); use a MetricTemplate", name, provider, flaggerv1.ProviderIstio, flaggerv1.ProviderKubernetes)
+		return builtin{}, fmt.Errorf("the builtin metric %s has no query for provider %q (known: %s); use a MetricTemplate", name, provider, strings.Join(flaggerv1.SupportedProviders, ", "))
 	}
 	return qs[name], nil
 }

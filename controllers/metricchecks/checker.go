@@ -17,6 +17,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 
@@ -27,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/internal/egress"
 )
 
 // Kinds of failure; test a Result's Err with errors.Is.
@@ -80,6 +84,12 @@ type Checker struct {
 	// Provider is the provider whose builtin queries are used ("istio" or "kubernetes")
 	// for Canaries without spec.provider; spec.provider wins when set. Empty means istio.
 	Provider string
+	// NoCrossNamespaceRefs refuses a templateRef to another namespace than the Canary's
+	// (Flagger's -no-cross-namespace-refs).
+	NoCrossNamespaceRefs bool
+	// Egress decides which metrics servers may be called (link-local and metadata
+	// addresses never).
+	Egress egress.Policy
 }
 
 // Result is the outcome of one metric check.
@@ -110,6 +120,16 @@ func (k *Checker) Check(ctx context.Context, c *flaggerv1.Canary) []Result {
 	var wg sync.WaitGroup
 	for i, m := range a.Metrics {
 		wg.Go(func() {
+			// A panic in a check (a bug, or an answer no one foresaw) fails that check
+			// instead of the process: this goroutine is Herald's, not the reconciler's, so
+			// nothing above it would recover.
+			defer func() {
+				if p := recover(); p != nil {
+					results[i] = Result{Name: m.Name, Err: &failure{kind: ErrQueryFailed,
+						msg: fmt.Sprintf("Metric %s: the check failed unexpectedly: %v", m.Name, p)}}
+					logger.Error(fmt.Errorf("panic: %v", p), "Metric check panicked", "metric", m.Name, "stack", string(debug.Stack()))
+				}
+			}()
 			r := k.checkOne(ctx, c, i, m)
 			logResult(logger, r)
 			results[i] = r
@@ -168,7 +188,7 @@ func (k *Checker) checkBuiltin(ctx context.Context, c *flaggerv1.Canary, path st
 		r.Err = invalid(err, "%s: rendering the builtin query of %s: %v", path, m.Name, err)
 		return
 	}
-	ep := &endpoint{address: k.canaryAddress(c)}
+	ep := &endpoint{address: k.canaryAddress(c), policy: k.Egress}
 	val, err := ep.run(ctx, r.Query)
 	if err != nil {
 		r.Err = explain(err, c, m.Name, provider+" metric")
@@ -185,7 +205,7 @@ func (k *Checker) checkInline(ctx context.Context, c *flaggerv1.Canary, path str
 		r.Err = invalid(err, "%s.query: %v", path, err)
 		return
 	}
-	ep := &endpoint{address: k.canaryAddress(c)}
+	ep := &endpoint{address: k.canaryAddress(c), policy: k.Egress}
 	val, err := ep.run(ctx, r.Query)
 	if err != nil {
 		r.Err = explain(err, c, m.Name, "custom metric")
@@ -203,6 +223,11 @@ func (k *Checker) checkTemplate(ctx context.Context, c *flaggerv1.Canary, path s
 	}
 	if ref.Name == "" {
 		r.Err = invalid(nil, "%s.templateRef.name is empty", path)
+		return
+	}
+	if k.NoCrossNamespaceRefs && ns != c.Namespace {
+		r.Err = invalid(nil, "%s.templateRef.namespace: %q is not the Canary's namespace %q, and Herald runs with -no-cross-namespace-refs",
+			path, ns, c.Namespace)
 		return
 	}
 	if k.Reader == nil {
@@ -230,19 +255,10 @@ func (k *Checker) checkTemplate(ctx context.Context, c *flaggerv1.Canary, path s
 		r.Err = invalid(err, "%s: spec.query: %v", tpath, err)
 		return
 	}
-	ep := &endpoint{
-		address:  k.canaryAddress(c),
-		headers:  t.Spec.Provider.Headers,
-		insecure: t.Spec.Provider.InsecureSkipVerify,
-	}
-	if t.Spec.Provider.Address != "" {
-		ep.address = t.Spec.Provider.Address
-	}
-	if ref := t.Spec.Provider.SecretRef; ref != nil {
-		if err := k.applySecret(ctx, ep, t.Namespace, ref.Name); err != nil {
-			r.Err = invalid(err, "%s: spec.provider.secretRef: %v", tpath, err)
-			return
-		}
+	ep, err := k.templateEndpoint(ctx, c, &t)
+	if err != nil {
+		r.Err = invalid(err, "%s: spec.provider.secretRef: %v", tpath, err)
+		return
 	}
 	val, err := ep.run(ctx, r.Query)
 	if err != nil {
@@ -251,6 +267,50 @@ func (k *Checker) checkTemplate(ctx context.Context, c *flaggerv1.Canary, path s
 	}
 	r.Value = val
 	r.Err = checkThreshold(c, m, val, false)
+}
+
+// templateEndpoint is where a MetricTemplate's query goes, and with which credentials. The
+// template's credentials (its Secret, and headers that carry credentials) go only to an
+// address the template names itself (spec.provider.address or its Secret's address): a
+// template without one is queried at the Canary's metricsServer or Herald's default, which
+// the Canary's author chose, so it is queried there without them. Otherwise any Canary that
+// references the template, in any namespace, could send its owner's token to a server of
+// its own.
+func (k *Checker) templateEndpoint(ctx context.Context, c *flaggerv1.Canary, t *flaggerv1.MetricTemplate) (*endpoint, error) {
+	ep := &endpoint{
+		address:  t.Spec.Provider.Address,
+		headers:  t.Spec.Provider.Headers,
+		insecure: t.Spec.Provider.InsecureSkipVerify,
+		policy:   k.Egress,
+	}
+	if ref := t.Spec.Provider.SecretRef; ref != nil {
+		if err := k.applySecret(ctx, ep, t.Namespace, ref.Name); err != nil {
+			return nil, err
+		}
+	}
+	if ep.address == "" {
+		ep.address = k.canaryAddress(c)
+		ep.username, ep.password, ep.token = "", "", ""
+		ep.headers = withoutCredentialHeaders(ep.headers)
+	}
+	return ep, nil
+}
+
+// credentialHeaders carry credentials; a template's literal headers of these names are
+// sent only to the template's own address.
+var credentialHeaders = []string{"Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key"}
+
+func withoutCredentialHeaders(h http.Header) http.Header {
+	if len(h) == 0 {
+		return h
+	}
+	out := make(http.Header, len(h))
+	for k, vs := range h {
+		if !slices.ContainsFunc(credentialHeaders, func(c string) bool { return strings.EqualFold(c, k) }) {
+			out[k] = vs
+		}
+	}
+	return out
 }
 
 // Keys of a MetricTemplate's Secret for the Prometheus provider. Flagger documents
@@ -306,6 +366,9 @@ func explain(err error, c *flaggerv1.Canary, name, what string) error {
 	switch {
 	case errors.Is(f.kind, ErrNoValues):
 		msg = fmt.Sprintf("Halt advancement no values found for %s %s probably %s is not receiving traffic", what, name, target)
+		if f.msg != "" && f.msg != noSamples {
+			msg += " (" + f.msg + ")"
+		}
 	case errors.Is(f.kind, ErrNaN):
 		msg = fmt.Sprintf("Halt advancement %s %s: %s, probably %s is not receiving traffic", what, name, f.msg, target)
 	case errors.Is(f.kind, ErrSeveralSeries), errors.Is(f.kind, ErrUnexpectedType):

@@ -259,14 +259,14 @@ func TestBuiltinIstio(t *testing.T) {
 		t.Fatalf("results %+v are not in spec order", res)
 	}
 	wantFailure(t, res[0], ErrOutOfRange)
-	if got, want := res[0].Err.Error(), "Halt podinfo.test advancement request-success-rate 42.00 < 99"; got != want {
+	if got, want := res[0].Err.Error(), "Halt podinfo.test advancement success rate 42.00% < 99%"; got != want {
 		t.Fatalf("reason %q, want %q", got, want)
 	}
 	if res[0].Value != 42 {
 		t.Fatalf("Value = %v, want 42 (the value stays readable when out of range)", res[0].Value)
 	}
 	wantFailure(t, res[1], ErrOutOfRange)
-	if got, want := res[1].Err.Error(), "Halt podinfo.test advancement request-duration 612.50 > 500"; got != want {
+	if got, want := res[1].Err.Error(), "Halt podinfo.test advancement request duration 612.5ms > 500ms"; got != want {
 		t.Fatalf("reason %q, want %q", got, want)
 	}
 	for _, part := range []string{`istio_requests_total{`, `reporter="destination"`, `destination_workload_namespace="test"`,
@@ -316,6 +316,31 @@ func TestBuiltinKubernetes(t *testing.T) {
 	}
 	if !strings.Contains(res[1].Query, `http_request_duration_seconds_bucket{`) {
 		t.Errorf("duration query: %s", res[1].Query)
+	}
+}
+
+// TestBuiltinGatewayAPI: every spelling of the Gateway API provider reads the application's
+// histogram, as Flagger's does, in seconds turned to milliseconds.
+func TestBuiltinGatewayAPI(t *testing.T) {
+	p := newFakeProm(t, func(q string) (int, string) {
+		if strings.Contains(q, "histogram_quantile") {
+			return 200, one("0.125")
+		}
+		return 200, one("98")
+	})
+	for _, provider := range []string{flaggerv1.ProviderGatewayAPI, flaggerv1.ProviderGatewayAPIV1, flaggerv1.ProviderGatewayAPIV1Beta1} {
+		c := canary(
+			flaggerv1.CanaryMetric{Name: RequestSuccessRate, ThresholdRange: &flaggerv1.CanaryThresholdRange{Min: ptr.To(99.0)}},
+			flaggerv1.CanaryMetric{Name: RequestDuration, ThresholdRange: &flaggerv1.CanaryThresholdRange{Max: ptr.To(500.0)}},
+		)
+		c.Spec.Provider = provider
+		res := (&Checker{DefaultAddress: p.URL}).Check(context.Background(), c)
+		if res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "98") || !strings.Contains(res[0].Query, `http_request_duration_seconds_count{`) {
+			t.Errorf("%s: success rate %v (%v), query %s", provider, res[0].Value, res[0].Err, res[0].Query)
+		}
+		if res[1].Err != nil || res[1].Value != 125 || !strings.Contains(res[1].Query, `http_request_duration_seconds_bucket{`) {
+			t.Errorf("%s: duration %v ms (%v), query %s", provider, res[1].Value, res[1].Err, res[1].Query)
+		}
 	}
 }
 

@@ -102,6 +102,9 @@ func (w logWriter) Write(p []byte) (int, error) {
 // can be computed.
 func startPrometheus(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("a real Prometheus: not in -short (make unit)")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	if _, err := cluster.Build(ctx, logWriter{t}, cluster.Prometheus); err != nil {
@@ -180,7 +183,9 @@ func TestAgainstPrometheus(t *testing.T) {
 	t.Run("istio builtins", func(t *testing.T) {
 		k := &Checker{DefaultAddress: promURL, Provider: flaggerv1.ProviderIstio}
 		res := k.Check(ctx, canary(
-			flaggerv1.CanaryMetric{Name: RequestSuccessRate, ThresholdRange: min(99)},
+			// 99 % within float rounding (Prometheus's rates may give 98.999...): the
+			// threshold sits below it, the value is checked with near.
+			flaggerv1.CanaryMetric{Name: RequestSuccessRate, ThresholdRange: min(98.5)},
 			flaggerv1.CanaryMetric{Name: RequestDuration, ThresholdRange: max(500)},
 			flaggerv1.CanaryMetric{Name: RequestDuration, ThresholdRange: max(100)},
 		))
@@ -191,7 +196,7 @@ func TestAgainstPrometheus(t *testing.T) {
 		if res[1].Err != nil || !near(res[1].Value, 199) {
 			t.Errorf("duration = %v ms, %v; want 199", res[1].Value, res[1].Err)
 		}
-		wantFailure(t, res[2], ErrOutOfRange, "Halt podinfo.test advancement request-duration 199.00 > 100")
+		wantFailure(t, res[2], ErrOutOfRange, "Halt podinfo.test advancement request duration 199ms > 100ms")
 	})
 
 	t.Run("kubernetes builtins read the canary's pods only", func(t *testing.T) {

@@ -9,6 +9,7 @@ package metricchecks
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
@@ -35,10 +36,20 @@ func checkThreshold(c *flaggerv1.Canary, m flaggerv1.CanaryMetric, val float64, 
 	return nil
 }
 
+// outOfRange says that a metric is out of range in Flagger's words: "success rate 98.50% < 99%"
+// and "request duration 612ms > 500ms" for the builtins, "<name> 4.20 > 1" for the others.
 func outOfRange(c *flaggerv1.Canary, name string, val float64, op string, bound float64) error {
-	return &failure{
-		kind: ErrOutOfRange,
-		msg: fmt.Sprintf("Halt %s.%s advancement %s %.2f %s %s",
-			c.Name, c.Namespace, name, val, op, strconv.FormatFloat(bound, 'f', -1, 64)),
+	var what string
+	switch name {
+	case RequestSuccessRate:
+		what = fmt.Sprintf("success rate %.2f%% %s %s%%", val, op, strconv.FormatFloat(bound, 'f', -1, 64))
+	case RequestDuration:
+		ms := func(v float64) time.Duration {
+			return time.Duration(v * float64(time.Millisecond)).Round(time.Microsecond)
+		}
+		what = fmt.Sprintf("request duration %v %s %v", ms(val), op, ms(bound))
+	default:
+		what = fmt.Sprintf("%s %.2f %s %s", name, val, op, strconv.FormatFloat(bound, 'f', -1, 64))
 	}
+	return &failure{kind: ErrOutOfRange, msg: fmt.Sprintf("Halt %s.%s advancement %s", c.Name, c.Namespace, what)}
 }

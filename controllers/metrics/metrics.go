@@ -14,10 +14,8 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/internal/version"
 )
-
-// Version is Herald's version, reported by flagger_info; set at link time.
-var Version = "dev"
 
 var info = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "flagger_info",
@@ -28,7 +26,7 @@ var info = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 // (an informer-backed cache in the manager) for flagger_canary_total, which is computed at
 // scrape time so that it can never drift from the cluster.
 func Register(reader client.Reader, meshProvider string) {
-	info.WithLabelValues(Version, meshProvider).Set(1)
+	info.WithLabelValues(version.Version, meshProvider).Set(1)
 	ctrlmetrics.Registry.MustRegister(info, &canaryTotal{reader: reader})
 	ctrlmetrics.Registry.MustRegister(collectors()...)
 }

@@ -20,20 +20,30 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/adopt"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 // For returns the router of a provider: Kubernetes for "kubernetes", Istio (writing through cl)
-// for "istio". The caller resolves an empty spec.provider to its default first. Any other
-// provider gets a router whose every call fails with an error naming it, so a Canary that
-// slipped past admission stalls with a clear message instead of a nil router.
+// for "istio", GatewayAPI for "gatewayapi" and "gatewayapi:v1" (HTTPRoutes of
+// gateway.networking.k8s.io/v1) and "gatewayapi:v1beta1" (the same through v1beta1). The
+// caller resolves an empty spec.provider to its default first. Any other provider gets a
+// router whose every call fails with an error naming it, so a Canary that slipped past
+// admission stalls with a clear message instead of a nil router.
 func For(provider string, cl client.Client) Router {
 	switch provider {
 	case flaggerv1.ProviderKubernetes:
 		return Kubernetes{}
 	case flaggerv1.ProviderIstio:
 		return &Istio{Client: cl}
+	case flaggerv1.ProviderGatewayAPI, flaggerv1.ProviderGatewayAPIV1:
+		return &GatewayAPI{Client: cl}
+	case flaggerv1.ProviderGatewayAPIV1Beta1:
+		return &GatewayAPI{Client: cl, V1Beta1: true}
 	default:
 		return unsupported{provider: provider}
 	}
@@ -42,7 +52,7 @@ func For(provider string, cl client.Client) Router {
 type unsupported struct{ provider string }
 
 func (u unsupported) err() error {
-	return fmt.Errorf("provider %q is not supported: Herald routes traffic with %q or %q", u.provider, flaggerv1.ProviderIstio, flaggerv1.ProviderKubernetes)
+	return fmt.Errorf("provider %q is not supported: Herald routes traffic with %s", u.provider, strings.Join(flaggerv1.SupportedProviders, ", "))
 }
 
 func (u unsupported) Reconcile(context.Context, *flaggerv1.Canary) error { return u.err() }
@@ -56,13 +66,30 @@ func (u unsupported) GetRoutes(context.Context, *flaggerv1.Canary) (int, int, bo
 }
 
 // AddToScheme registers Istio's networking.istio.io/v1 types (VirtualService,
-// DestinationRule, ...) in s: the client given to Istio needs them.
+// DestinationRule, ...) and the Gateway API's (HTTPRoute and GRPCRoute of
+// gateway.networking.k8s.io/v1, HTTPRoute of v1beta1) in s: the routers' clients need them.
 func AddToScheme(s *runtime.Scheme) error {
-	return istionet.AddToScheme(s)
+	for _, add := range []func(*runtime.Scheme) error{istionet.AddToScheme, gatewayv1.Install, gatewayv1beta1.Install} {
+		if err := add(s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// IsNotInstalled reports whether err says that the cluster does not serve Istio's kinds (its
-// CRDs are not installed).
+// ErrInvalidRoute marks the errors of a routing object that cannot be built from the Canary
+// (the Canary webhook refuses such Canaries; this catches those that bypassed it).
+var ErrInvalidRoute = errors.New("the Canary's routing cannot be built")
+
+// IsConfigError reports whether err is a problem only a change to the Canary or the cluster
+// can fix: a routing object that cannot be built, that the API server refuses as invalid or
+// that its gateway refuses, or a provider whose kinds the cluster does not serve.
+func IsConfigError(err error) bool {
+	return IsNotInstalled(err) || errors.Is(err, ErrInvalidRoute) || errors.Is(err, ErrRouteRefused) || apierrors.IsInvalid(err)
+}
+
+// IsNotInstalled reports whether err says that the cluster does not serve a router's kinds
+// (Istio's or the Gateway API's CRDs are not installed).
 func IsNotInstalled(err error) bool {
 	return meta.IsNoMatchError(err)
 }
@@ -71,6 +98,10 @@ func IsNotInstalled(err error) bool {
 func notInstalled(gvk schema.GroupVersionKind, err error) error {
 	if !IsNotInstalled(err) {
 		return err
+	}
+	if isGatewayAPIGroup(gvk) {
+		return fmt.Errorf("%s %s is not served by this cluster: install the Gateway API CRDs (standard channel) or use another provider: %w",
+			gvk.GroupVersion(), gvk.Kind, err)
 	}
 	return fmt.Errorf("%s %s is not served by this cluster: install Istio's CRDs or use provider kubernetes: %w",
 		gvk.GroupVersion(), gvk.Kind, err)
@@ -103,8 +134,10 @@ func ValidateIstio(c *flaggerv1.Canary) field.ErrorList {
 //     rewrite, timeout, retries, corsPolicy and headers. A/B testing, mirroring and session
 //     affinity shape the routes as described in VirtualService, httpRoutes and session.go.
 //
-// Every object gets the Canary as controller owner, and Flux's reconcile and drift-detection
-// opt-out annotations. An object that another controller owns is left alone, with an error.
+// Every object Herald creates gets the Canary as controller owner; one a user made before is
+// adopted and put back as it was when the Canary goes (Release). Each gets Flux's reconcile and
+// drift-detection opt-out annotations. An object that another controller owns is left alone,
+// with an error.
 type Istio struct {
 	Client client.Client
 }
@@ -132,9 +165,18 @@ func (r *Istio) Reconcile(ctx context.Context, c *flaggerv1.Canary) error {
 	return r.applyVirtualService(ctx, c)
 }
 
-// claim makes c the controller owner of obj, or says which controller already owns it. It
-// reports whether it added the owner reference.
-func (r *Istio) claim(c *flaggerv1.Canary, obj client.Object, gvk schema.GroupVersionKind) (bool, error) {
+// claim takes obj for c. An object Herald creates (new) gets c as its controller owner and
+// goes with the Canary. An object a user made before (no controller owner) is adopted instead:
+// Herald records what it was (package adopt) and puts it back when the Canary goes, and
+// garbage collection never deletes it. An object another controller manages is left alone,
+// with an error. claim reports whether it changed obj.
+func (r *Istio) claim(c *flaggerv1.Canary, obj client.Object, gvk schema.GroupVersionKind, new bool, spec proto.Message) (bool, error) {
+	return claim(r.Client.Scheme(), c, obj, gvk, new, spec)
+}
+
+// claim is Istio.claim for any kind: spec is the part of obj's spec Herald changes, recorded
+// when obj is adopted.
+func claim(scheme *runtime.Scheme, c *flaggerv1.Canary, obj client.Object, gvk schema.GroupVersionKind, new bool, spec any) (bool, error) {
 	if owner := metav1.GetControllerOf(obj); owner != nil {
 		if owner.UID == c.UID && owner.Kind == flaggerv1.CanaryKind {
 			return false, nil
@@ -143,9 +185,22 @@ func (r *Istio) claim(c *flaggerv1.Canary, obj client.Object, gvk schema.GroupVe
 			"another controller manages; delete it, or remove that controller owner reference",
 			gvk.Kind, obj.GetNamespace(), obj.GetName(), owner.Kind, owner.Name, owner.UID, c.Name)
 	}
-	if err := controllerutil.SetControllerReference(c, obj, r.Client.Scheme()); err != nil {
-		return false, fmt.Errorf("setting canary %s as owner of %s %s/%s: %w", c.Name, gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+	if new {
+		if err := controllerutil.SetControllerReference(c, obj, scheme); err != nil {
+			return false, fmt.Errorf("setting canary %s as owner of %s %s/%s: %w", c.Name, gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+		}
+		return true, nil
 	}
+	if by, adopted := adopt.Adopted(obj); adopted {
+		if by != c.Name {
+			return false, fmt.Errorf("%s %s/%s is already taken over by canary %s", gvk.Kind, obj.GetNamespace(), obj.GetName(), by)
+		}
+		return false, nil
+	}
+	if err := adopt.Record(obj, c.Name, spec); err != nil {
+		return false, err
+	}
+	logger(context.Background(), c).Info("Adopting a "+gvk.Kind+" made before the Canary; it is put back as it was when the Canary goes", "name", obj.GetName())
 	return true, nil
 }
 
@@ -175,7 +230,7 @@ func mergeMetadata(obj metav1.Object, wantLabels, wantAnnotations map[string]str
 // controller owner, want's labels and annotations, want's spec. It reports whether have
 // changed and must be written.
 func (r *Istio) converge(c *flaggerv1.Canary, have, want client.Object, gvk schema.GroupVersionKind, haveSpec, wantSpec proto.Message) (bool, error) {
-	claimed, err := r.claim(c, have, gvk)
+	claimed, err := r.claim(c, have, gvk, false, haveSpec)
 	if err != nil {
 		return false, err
 	}
@@ -225,7 +280,7 @@ func (r *Istio) apply(ctx context.Context, c *flaggerv1.Canary, k kind, name str
 			if err != nil {
 				return err
 			}
-			if _, err := r.claim(c, want, k.gvk); err != nil {
+			if _, err := r.claim(c, want, k.gvk, true, nil); err != nil {
 				return err
 			}
 			action = "created"
@@ -275,6 +330,45 @@ func (r *Istio) applyVirtualService(ctx context.Context, c *flaggerv1.Canary) er
 		}
 		return VirtualService(c, split)
 	})
+}
+
+// Release puts back the VirtualServices and DestinationRules of namespace that canary adopted,
+// as they were before Herald took them over. The caller calls it once the Canary is gone and
+// the objects the routes named no longer need to serve.
+func (r *Istio) Release(ctx context.Context, namespace, canary string) error {
+	for _, k := range []kind{virtualServiceKind, destinationRuleKind} {
+		var objs []client.Object
+		sel := client.MatchingLabels{contract.LabelAdoptedBy: canary}
+		if k.gvk == virtualServiceGVK {
+			var list istionet.VirtualServiceList
+			if err := r.Client.List(ctx, &list, client.InNamespace(namespace), sel); err != nil {
+				return fmt.Errorf("listing adopted %ss: %w", k.gvk.Kind, notInstalled(k.gvk, err))
+			}
+			for _, o := range list.Items {
+				objs = append(objs, o)
+			}
+		} else {
+			var list istionet.DestinationRuleList
+			if err := r.Client.List(ctx, &list, client.InNamespace(namespace), sel); err != nil {
+				return fmt.Errorf("listing adopted %ss: %w", k.gvk.Kind, notInstalled(k.gvk, err))
+			}
+			for _, o := range list.Items {
+				objs = append(objs, o)
+			}
+		}
+		for _, obj := range objs {
+			spec := k.spec(obj)
+			proto.Reset(spec)
+			if _, err := adopt.Restore(obj, spec); err != nil {
+				return err
+			}
+			if err := r.Client.Update(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("putting %s %s/%s back: %w", k.gvk.Kind, namespace, obj.GetName(), err)
+			}
+			log.FromContext(ctx).Info(k.gvk.Kind+" put back as it was before the Canary", "name", obj.GetName(), "canary", canary, "namespace", namespace)
+		}
+	}
+	return nil
 }
 
 // SetRoutes routes primaryWeight and canaryWeight percent and turns mirroring on or off: it

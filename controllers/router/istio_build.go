@@ -109,7 +109,7 @@ func DestinationRules(c *flaggerv1.Canary) (primary, canary *istionet.Destinatio
 	primary, canary = build(primaryName), build(canaryName)
 	if len(cv.errs) > 0 {
 		// The two rules share one policy: report its problems once.
-		return nil, nil, fmt.Errorf("DestinationRules of canary %s/%s: %w", c.Namespace, c.Name, dedupe(cv.errs).ToAggregate())
+		return nil, nil, fmt.Errorf("DestinationRules of canary %s/%s: %w: %w", c.Namespace, c.Name, ErrInvalidRoute, dedupe(cv.errs).ToAggregate())
 	}
 	return primary, canary, nil
 }
@@ -238,7 +238,7 @@ func (b *vsBuilder) mergeMatches(extra []*istio.HTTPMatchRequest) []*istio.HTTPM
 func VirtualService(c *flaggerv1.Canary, s Split) (*istionet.VirtualService, error) {
 	vs, errs := virtualService(c, s)
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("VirtualService of canary %s/%s: %w", c.Namespace, c.Name, errs.ToAggregate())
+		return nil, fmt.Errorf("VirtualService of canary %s/%s: %w: %w", c.Namespace, c.Name, ErrInvalidRoute, errs.ToAggregate())
 	}
 	return vs, nil
 }

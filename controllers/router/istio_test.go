@@ -1,12 +1,17 @@
 package router
 
 import (
+	"maps"
+
 	"context"
 	"errors"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/herald-rollouts/herald/internal/contract"
+
 	istio "istio.io/api/networking/v1alpha3"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -358,20 +363,46 @@ func TestTakeOverAndOwnership(t *testing.T) {
 	ctx := context.Background()
 	c := corpusCanary(t, "029")
 
-	// A VirtualService the user created by hand, with no controller, is taken over.
+	// A VirtualService the user created by hand, with no controller, is adopted: routed by
+	// Herald but never owned (garbage collection must not delete it with the Canary), and put
+	// back as it was by Release.
 	userVS := &istionet.VirtualService{
 		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: "test", Annotations: map[string]string{"owner": "me"}},
-		Spec:       istio.VirtualService{Hosts: []string{"podinfo"}},
+		Spec:       istio.VirtualService{Hosts: []string{"podinfo"}, Gateways: []string{"public"}},
 	}
 	r, cl := newIstio(t, c, userVS)
 	if err := r.Reconcile(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	vs := getVS(t, cl, c)
-	if owner := metav1.GetControllerOf(vs); owner == nil || owner.UID != c.UID {
-		t.Errorf("not taken over: owner %v", owner)
+	if owner := metav1.GetControllerOf(vs); owner != nil {
+		t.Errorf("a user's VirtualService got a controller owner: %v", owner)
+	}
+	if vs.Labels[contract.LabelAdoptedBy] != c.Name || vs.Annotations[contract.AnnotationOriginal] == "" {
+		t.Errorf("adoption not recorded: labels %v", vs.Labels)
 	}
 	assertRoutes(t, r, c, 100, 0, false)
+	if err := r.SetRoutes(ctx, c, 50, 50, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reconcile(ctx, c); err != nil { // a second pass keeps the first record
+		t.Fatal(err)
+	}
+	if err := r.Release(ctx, "test", c.Name); err != nil {
+		t.Fatal(err)
+	}
+	vs = getVS(t, cl, c)
+	if !proto.Equal(&vs.Spec, &userVS.Spec) || !maps.Equal(vs.Annotations, userVS.Annotations) || len(vs.Labels) != 0 {
+		t.Errorf("not put back as it was: spec %v labels %v annotations %v", &vs.Spec, vs.Labels, vs.Annotations)
+	}
+	// A VirtualService Herald made is the Canary's own.
+	r, cl = newIstio(t, c)
+	if err := r.Reconcile(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if owner := metav1.GetControllerOf(getVS(t, cl, c)); owner == nil || owner.UID != c.UID {
+		t.Errorf("Herald's own VirtualService: owner %v", owner)
+	}
 
 	// One that another controller manages is not.
 	other := &istionet.DestinationRule{ObjectMeta: metav1.ObjectMeta{

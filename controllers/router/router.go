@@ -1,6 +1,7 @@
-// Package router moves traffic between a Canary's primary and canary. Two providers exist:
+// Package router moves traffic between a Canary's primary and canary. Three providers exist:
 // kubernetes (blue/green through the apex Service, which always selects the primary, so the
-// router has nothing to write) and istio (a VirtualService and two DestinationRules).
+// router has nothing to write), istio (a VirtualService and two DestinationRules) and
+// gatewayapi (an HTTPRoute or GRPCRoute, for every implementation of the Gateway API).
 package router
 
 import (

@@ -69,10 +69,15 @@ func updateSessionCookies(c *flaggerv1.Canary, canaryWeight int) {
 // ".*name.*value.*", the pattern is anchored to cookie boundaries, so another cookie whose
 // name or value merely contains these strings does not match.
 func cookieMatch(name, value string) *istio.HTTPMatchRequest {
-	re := `^(.*;\s*)?` + regexp.QuoteMeta(name) + "=" + regexp.QuoteMeta(value) + `(;.*)?$`
 	return &istio.HTTPMatchRequest{Headers: map[string]*istio.StringMatch{
-		cookieHeader: {MatchType: &istio.StringMatch_Regex{Regex: re}},
+		cookieHeader: {MatchType: &istio.StringMatch_Regex{Regex: cookiePattern(name, value)}},
 	}}
+}
+
+// cookiePattern is the regular expression that matches a Cookie header holding name=value,
+// anchored to cookie boundaries.
+func cookiePattern(name, value string) string {
+	return `^(.*;\s*)?` + regexp.QuoteMeta(name) + "=" + regexp.QuoteMeta(value) + `(;.*)?$`
 }
 
 // setCookie returns the Set-Cookie value for a "name=value" cookie with sa's attributes.

@@ -1,6 +1,7 @@
 package workloads
 
 import (
+	"maps"
 	"reflect"
 	"testing"
 
@@ -70,7 +71,7 @@ func TestPrimaryDeployment(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			target := targetDeployment()
 			orig := target.DeepCopy()
-			got := PrimaryDeployment(target, tc.existing, "app", "podinfo", trackedRenames, tc.replicas)
+			got := PrimaryDeployment(target, tc.existing, "app", "podinfo", trackedRenames, tc.replicas, LabelPrefixes{"*"})
 			if !equality.Semantic.DeepEqual(target, orig) {
 				t.Fatal("target modified")
 			}
@@ -106,7 +107,7 @@ func TestPrimaryDeployment(t *testing.T) {
 				t.Error("server fields or owner references set")
 			}
 			// Deterministic: a second build is identical.
-			if again := PrimaryDeployment(target, tc.existing, "app", "podinfo", trackedRenames, tc.replicas); !reflect.DeepEqual(got, again) {
+			if again := PrimaryDeployment(target, tc.existing, "app", "podinfo", trackedRenames, tc.replicas, LabelPrefixes{"*"}); !reflect.DeepEqual(got, again) {
 				t.Error("not deterministic")
 			}
 		})
@@ -136,7 +137,7 @@ func TestPrimaryDaemonSet(t *testing.T) {
 	}
 	orig := target.DeepCopy()
 	for _, existing := range []*appsv1.DaemonSet{nil, {Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"name": "agent-primary", "x": "y"}}}}} {
-		got := PrimaryDaemonSet(target, existing, "name", "agent", trackedRenames)
+		got := PrimaryDaemonSet(target, existing, "name", "agent", trackedRenames, LabelPrefixes{"*"})
 		if !equality.Semantic.DeepEqual(target, orig) {
 			t.Fatal("target modified")
 		}
@@ -181,7 +182,7 @@ func TestPrimaryConfigMap(t *testing.T) {
 		BinaryData: map[string][]byte{"b": {0, 1}},
 		Immutable:  ptr.To(true),
 	}
-	got := PrimaryConfigMap(cm)
+	got := PrimaryConfigMap(cm, LabelPrefixes{"*"})
 	want := &corev1.ConfigMap{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -200,7 +201,7 @@ func TestPrimaryConfigMap(t *testing.T) {
 	if cm.BinaryData["b"][0] != 0 || cm.Data["a"] != "1" {
 		t.Fatal("copy aliases the source")
 	}
-	if empty := PrimaryConfigMap(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "e"}}); empty.Labels != nil || empty.Data != nil || empty.BinaryData != nil {
+	if empty := PrimaryConfigMap(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "e"}}, LabelPrefixes{"*"}); empty.Labels != nil || empty.Data != nil || empty.BinaryData != nil {
 		t.Fatalf("empty = %+v", empty)
 	}
 }
@@ -245,7 +246,7 @@ func TestPrimarySecret(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := PrimarySecret(tc.in); !reflect.DeepEqual(got, tc.want) {
+			if got := PrimarySecret(tc.in, LabelPrefixes{"*"}); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
@@ -284,7 +285,7 @@ func TestPrimaryHPA(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			in := hpa()
-			got := PrimaryHPA(in, "podinfo-primary", tc.overrides)
+			got := PrimaryHPA(in, "podinfo-primary", tc.overrides, LabelPrefixes{"*"})
 			if !equality.Semantic.DeepEqual(in, hpa()) {
 				t.Fatal("input modified")
 			}
@@ -300,6 +301,70 @@ func TestPrimaryHPA(t *testing.T) {
 			}
 			if tc.overrides != nil && tc.overrides.MinReplicas != nil && got.Spec.MinReplicas == tc.overrides.MinReplicas {
 				t.Fatal("minReplicas aliases the Canary")
+			}
+		})
+	}
+}
+
+// TestIncludeLabelPrefix: Flagger's -include-label-prefix rule decides which of the target's
+// labels and annotations the primary and the primary copies of configs get: none by default,
+// those with a listed prefix, or all with "*"; Flux's, Herald's and kubectl's never.
+func TestIncludeLabelPrefix(t *testing.T) {
+	target := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: "test",
+			Labels: map[string]string{
+				"app": "podinfo", "app.kubernetes.io/instance": "podinfo-helm", "argocd.argoproj.io/instance": "apps",
+				"kustomize.toolkit.fluxcd.io/name": "apps", "herald.dev/canary": "podinfo",
+			},
+			Annotations: map[string]string{
+				"app.kubernetes.io/managed-by": "Helm", "meta.helm.sh/release-name": "podinfo",
+				corev1.LastAppliedConfigAnnotation: "{}", "herald.dev/revision": "x",
+			},
+		},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "podinfo"}}},
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg", Namespace: "test",
+		Labels: target.Labels, Annotations: target.Annotations}}
+	for _, tc := range []struct {
+		name            string
+		include         LabelPrefixes
+		wantLabels      map[string]string // of the primary Deployment
+		wantAnnotations map[string]string
+	}{
+		{"Flagger's default: none", nil,
+			map[string]string{"app": "podinfo-primary"}, nil},
+		{"Flagger's kustomize overlays: app.kubernetes.io", LabelPrefixes{"app.kubernetes.io"},
+			map[string]string{"app": "podinfo-primary", "app.kubernetes.io/instance": "podinfo-helm"},
+			map[string]string{"app.kubernetes.io/managed-by": "Helm"}},
+		{"all", LabelPrefixes{"*"},
+			map[string]string{"app": "podinfo-primary", "app.kubernetes.io/instance": "podinfo-helm", "argocd.argoproj.io/instance": "apps"},
+			map[string]string{"app.kubernetes.io/managed-by": "Helm", "meta.helm.sh/release-name": "podinfo"}},
+		{"two prefixes", LabelPrefixes{"argocd.argoproj.io", "meta.helm.sh"},
+			map[string]string{"app": "podinfo-primary", "argocd.argoproj.io/instance": "apps"},
+			map[string]string{"meta.helm.sh/release-name": "podinfo"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := PrimaryDeployment(target, nil, "app", "podinfo", nil, nil, tc.include)
+			if !reflect.DeepEqual(got.Labels, tc.wantLabels) {
+				t.Errorf("primary labels %v, want %v", got.Labels, tc.wantLabels)
+			}
+			if !reflect.DeepEqual(got.Annotations, tc.wantAnnotations) {
+				t.Errorf("primary annotations %v, want %v", got.Annotations, tc.wantAnnotations)
+			}
+			copyOf := PrimaryConfigMap(cm, tc.include)
+			wantCopyLabels := maps.Clone(tc.wantLabels)
+			delete(wantCopyLabels, "app")
+			if tc.include.Keeps("app") {
+				wantCopyLabels["app"] = "podinfo"
+			}
+			if len(wantCopyLabels) == 0 {
+				wantCopyLabels = nil
+			}
+			if !reflect.DeepEqual(copyOf.Labels, wantCopyLabels) {
+				t.Errorf("config copy labels %v, want %v", copyOf.Labels, wantCopyLabels)
+			}
+			if !reflect.DeepEqual(copyOf.Annotations, tc.wantAnnotations) {
+				t.Errorf("config copy annotations %v, want %v", copyOf.Annotations, tc.wantAnnotations)
 			}
 		})
 	}

@@ -34,10 +34,12 @@ func required(n int32, thresholdPercent int) int32 {
 // when its Progressing condition has reason ProgressDeadlineExceeded (its own
 // spec.progressDeadlineSeconds passed), or when its Available condition has been False with
 // reason MinimumReplicasUnavailable since longer than deadline before now (deadline <= 0
-// disables this check).
+// disables this check), counted at the earliest from since, when the caller started waiting: a
+// Deployment unavailable since before (a primary a failed promotion left broken) gets the
+// whole deadline for the new rollout.
 //
 // The reason says why it is not ready, or why it failed; it is empty when ready.
-func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, deadline time.Duration, now time.Time) (ready bool, reason string, failed bool) {
+func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (ready bool, reason string, failed bool) {
 	if d.Generation > d.Status.ObservedGeneration {
 		return false, fmt.Sprintf("deployment %s: observed generation %d less than desired generation %d",
 			d.Name, d.Status.ObservedGeneration, d.Generation), false
@@ -74,11 +76,14 @@ func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, deadline time.D
 			return false, fmt.Sprintf("deployment %s: %s", d.Name, msg), true
 		case deadline > 0 && c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionFalse &&
 			c.Reason == reasonMinimumReplicasUnavailable:
-			since := c.LastUpdateTime.Time
-			if since.IsZero() {
-				since = c.LastTransitionTime.Time
+			from := c.LastUpdateTime.Time
+			if from.IsZero() {
+				from = c.LastTransitionTime.Time
 			}
-			if !since.IsZero() && since.Add(deadline).Before(now) {
+			if since.After(from) {
+				from = since
+			}
+			if !from.IsZero() && from.Add(deadline).Before(now) {
 				return false, fmt.Sprintf("deployment %s: minimum replicas unavailable for more than %s: %s",
 					d.Name, deadline, waiting), true
 			}
@@ -90,7 +95,7 @@ func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, deadline time.D
 // DaemonSetReady judges a DaemonSet's rollout: it is ready when the DaemonSet controller has
 // observed the latest generation, every scheduled pod is updated (updatedNumberScheduled >=
 // desiredNumberScheduled) and at least int(desiredNumberScheduled*thresholdPercent/100) are
-// available. A DaemonSet scheduled on no node is ready.
+// available. A DaemonSet scheduled on no node is not ready: the analysis would judge nothing.
 //
 // A DaemonSet that is not ready has failed when since (when the caller started waiting, e.g.
 // the Canary's status.lastTransitionTime) plus deadline is before now. A zero since or a
@@ -102,12 +107,51 @@ func DaemonSetReady(d *appsv1.DaemonSet, thresholdPercent int, since time.Time, 
 	case d.Generation > st.ObservedGeneration:
 		waiting = fmt.Sprintf("daemonset %s: observed generation %d less than desired generation %d",
 			d.Name, st.ObservedGeneration, d.Generation)
+	case st.DesiredNumberScheduled == 0:
+		waiting = fmt.Sprintf("daemonset %s: scheduled on no node", d.Name)
 	case st.UpdatedNumberScheduled < st.DesiredNumberScheduled:
 		waiting = fmt.Sprintf("daemonset %s: waiting for rollout to finish: %d of %d pods updated",
 			d.Name, st.UpdatedNumberScheduled, st.DesiredNumberScheduled)
 	case st.NumberAvailable < need:
 		waiting = fmt.Sprintf("daemonset %s: waiting for rollout to finish: %d of %d pods available, %d needed (ready threshold %d%%)",
 			d.Name, st.NumberAvailable, st.DesiredNumberScheduled, need, thresholdPercent)
+	default:
+		return true, "", false
+	}
+	if deadline > 0 && !since.IsZero() && since.Add(deadline).Before(now) {
+		return false, fmt.Sprintf("progress deadline of %s exceeded: %s", deadline, waiting), true
+	}
+	return false, waiting, false
+}
+
+// StatefulSetReady judges a StatefulSet's rollout: it is ready when the StatefulSet controller
+// has observed the latest generation and spec.replicas (1 when nil) is 0, or all replicas run
+// the update revision (updatedReplicas, and no pod left of another revision) and at least
+// int(replicas*thresholdPercent/100) are available. As a StatefulSet has no progress condition,
+// one that is not ready has failed when since plus deadline is before now (a zero since or a
+// deadline <= 0 disables this).
+func StatefulSetReady(s *appsv1.StatefulSet, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (ready bool, reason string, failed bool) {
+	st := &s.Status
+	replicas := int32(1)
+	if s.Spec.Replicas != nil {
+		replicas = *s.Spec.Replicas
+	}
+	var waiting string
+	switch need := required(replicas, thresholdPercent); {
+	case s.Generation > st.ObservedGeneration:
+		waiting = fmt.Sprintf("statefulset %s: observed generation %d less than desired generation %d",
+			s.Name, st.ObservedGeneration, s.Generation)
+	case replicas == 0:
+		return true, "", false
+	case st.UpdatedReplicas < replicas:
+		waiting = fmt.Sprintf("statefulset %s: waiting for rollout to finish: %d of %d replicas updated",
+			s.Name, st.UpdatedReplicas, replicas)
+	case st.Replicas > st.UpdatedReplicas:
+		waiting = fmt.Sprintf("statefulset %s: waiting for rollout to finish: %d old replicas pending",
+			s.Name, st.Replicas-st.UpdatedReplicas)
+	case st.AvailableReplicas < need:
+		waiting = fmt.Sprintf("statefulset %s: waiting for rollout to finish: %d of %d replicas available, %d needed (ready threshold %d%%)",
+			s.Name, st.AvailableReplicas, replicas, need, thresholdPercent)
 	default:
 		return true, "", false
 	}

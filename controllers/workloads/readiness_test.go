@@ -39,6 +39,7 @@ func TestDeploymentReady(t *testing.T) {
 		name       string
 		d          *appsv1.Deployment
 		threshold  int
+		since      time.Time
 		deadline   time.Duration
 		wantReady  bool
 		wantFailed bool
@@ -124,6 +125,14 @@ func TestDeploymentReady(t *testing.T) {
 			wantReason: "1 of 3 updated replicas available",
 		},
 		{
+			// A primary a failed promotion left unavailable for long gets the whole deadline
+			// for the promotion that started a minute ago (found by the fault suite).
+			name: "unavailable since before the wait started", threshold: 100, deadline: 10 * time.Minute, since: now.Add(-time.Minute),
+			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
+				Conditions: []appsv1.DeploymentCondition{unavailableSince(time.Hour)}}),
+			wantReason: "1 of 3 updated replicas available",
+		},
+		{
 			name: "deadline 0 disables the unavailable check", threshold: 100, deadline: 0,
 			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
 				Conditions: []appsv1.DeploymentCondition{unavailableSince(time.Hour)}}),
@@ -138,7 +147,7 @@ func TestDeploymentReady(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ready, reason, failed := DeploymentReady(tc.d, tc.threshold, tc.deadline, now)
+			ready, reason, failed := DeploymentReady(tc.d, tc.threshold, tc.since, tc.deadline, now)
 			if ready != tc.wantReady || failed != tc.wantFailed {
 				t.Fatalf("ready=%v failed=%v (%s), want ready=%v failed=%v", ready, failed, reason, tc.wantReady, tc.wantFailed)
 			}
@@ -173,7 +182,9 @@ func TestDaemonSetReady(t *testing.T) {
 		wantReason string
 	}{
 		{name: "ready", d: ds(1, 1, 3, 3, 3), threshold: 100, since: old, wantReady: true},
-		{name: "no nodes", d: ds(1, 1, 0, 0, 0), threshold: 100, since: old, wantReady: true},
+		// Scheduled nowhere: no pod to judge, so not ready (Flagger counts it ready).
+		{name: "no nodes", d: ds(1, 1, 0, 0, 0), threshold: 100, since: recent, wantReason: "scheduled on no node"},
+		{name: "no nodes past the deadline", d: ds(1, 1, 0, 0, 0), threshold: 100, since: old, wantFailed: true, wantReason: "scheduled on no node"},
 		{name: "generation lag", d: ds(2, 1, 3, 3, 3), threshold: 100, since: recent, wantReason: "observed generation 1 less than desired generation 2"},
 		{name: "rolling", d: ds(1, 1, 3, 1, 3), threshold: 100, since: recent, wantReason: "1 of 3 pods updated"},
 		{name: "threshold 100", d: ds(1, 1, 4, 4, 3), threshold: 100, since: recent, wantReason: "3 of 4 pods available, 4 needed"},
@@ -184,6 +195,49 @@ func TestDaemonSetReady(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ready, reason, failed := DaemonSetReady(tc.d, tc.threshold, tc.since, 10*time.Minute, now)
+			if ready != tc.wantReady || failed != tc.wantFailed {
+				t.Fatalf("ready=%v failed=%v (%s), want ready=%v failed=%v", ready, failed, reason, tc.wantReady, tc.wantFailed)
+			}
+			if tc.wantReady != (reason == "") || !strings.Contains(reason, tc.wantReason) {
+				t.Fatalf("reason %q, want containing %q", reason, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestStatefulSetReady(t *testing.T) {
+	sts := func(gen, observed int64, replicas, current, updated, available int32) *appsv1.StatefulSet {
+		return &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Generation: gen},
+			Spec:       appsv1.StatefulSetSpec{Replicas: &replicas},
+			Status: appsv1.StatefulSetStatus{
+				ObservedGeneration: observed, Replicas: current, UpdatedReplicas: updated,
+				ReadyReplicas: available, AvailableReplicas: available,
+			},
+		}
+	}
+	recent, old := now.Add(-time.Minute), now.Add(-time.Hour)
+	cases := []struct {
+		name       string
+		s          *appsv1.StatefulSet
+		threshold  int
+		since      time.Time
+		wantReady  bool
+		wantFailed bool
+		wantReason string
+	}{
+		{name: "ready", s: sts(2, 2, 3, 3, 3, 3), threshold: 100, since: old, wantReady: true},
+		{name: "scaled to zero", s: sts(2, 2, 0, 0, 0, 0), threshold: 100, since: old, wantReady: true},
+		{name: "generation lag", s: sts(3, 2, 3, 3, 3, 3), threshold: 100, since: recent, wantReason: "observed generation 2 less than desired generation 3"},
+		{name: "rolling", s: sts(2, 2, 3, 3, 1, 3), threshold: 100, since: recent, wantReason: "1 of 3 replicas updated"},
+		{name: "old pod left", s: sts(2, 2, 3, 4, 3, 3), threshold: 100, since: recent, wantReason: "1 old replicas pending"},
+		{name: "threshold 100", s: sts(2, 2, 4, 4, 4, 3), threshold: 100, since: recent, wantReason: "3 of 4 replicas available, 4 needed"},
+		{name: "threshold 50", s: sts(2, 2, 4, 4, 4, 2), threshold: 50, since: recent, wantReady: true},
+		{name: "deadline exceeded", s: sts(2, 2, 3, 3, 1, 1), threshold: 100, since: old, wantFailed: true, wantReason: "progress deadline of 10m0s exceeded"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ready, reason, failed := StatefulSetReady(tc.s, tc.threshold, tc.since, 10*time.Minute, now)
 			if ready != tc.wantReady || failed != tc.wantFailed {
 				t.Fatalf("ready=%v failed=%v (%s), want ready=%v failed=%v", ready, failed, reason, tc.wantReady, tc.wantFailed)
 			}

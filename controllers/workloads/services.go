@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 const (
@@ -66,6 +67,7 @@ func Services(c *flaggerv1.Canary, label, value string, tmpl *corev1.PodTemplate
 			}
 		}
 		s.Labels[label] = name
+		s.Labels[contract.LabelPrimaryOf] = c.Name
 		s.Annotations[FluxKustomizeReconcileAnnotation] = FluxDisabled
 		s.Annotations[FluxHelmDriftDetectionAnnotation] = FluxDisabled
 		if c.Spec.Service.Headless {
@@ -76,8 +78,8 @@ func Services(c *flaggerv1.Canary, label, value string, tmpl *corev1.PodTemplate
 		}
 		return s
 	}
-	apex = svc(apexName, c.Spec.Service.Apex, value+PrimarySuffix)
-	primary = svc(primaryName, c.Spec.Service.Primary, value+PrimarySuffix)
+	apex = svc(apexName, c.Spec.Service.Apex, value+contract.PrimarySuffix)
+	primary = svc(primaryName, c.Spec.Service.Primary, value+contract.PrimarySuffix)
 	canary = svc(canaryName, c.Spec.Service.Canary, value)
 	return apex, primary, canary
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 func canaryWith(svc flaggerv1.CanaryService) *flaggerv1.Canary {
@@ -72,11 +73,12 @@ func TestServicesMetadataAndSelectors(t *testing.T) {
 		}
 		return out
 	}
-	check(apex, "podinfo", map[string]string{"tier": "apex", "app": "podinfo"},
+	// Every Service carries its Canary's name, which wakes the Canary when it changes.
+	check(apex, "podinfo", map[string]string{"tier": "apex", "app": "podinfo", contract.LabelPrimaryOf: "podinfo"},
 		merge(map[string]string{"a": "apex"}, fluxAnnotations), map[string]string{"app": "podinfo-primary"})
-	check(primary, "podinfo-primary", map[string]string{"tier": "primary", "app": "podinfo-primary"},
+	check(primary, "podinfo-primary", map[string]string{"tier": "primary", "app": "podinfo-primary", contract.LabelPrimaryOf: "podinfo"},
 		fluxAnnotations, map[string]string{"app": "podinfo-primary"})
-	check(canary, "podinfo-canary", map[string]string{"app": "podinfo-canary"},
+	check(canary, "podinfo-canary", map[string]string{"app": "podinfo-canary", contract.LabelPrimaryOf: "podinfo"},
 		merge(map[string]string{"a": "canary"}, fluxAnnotations), map[string]string{"app": "podinfo"})
 
 	if &apex.Spec.Ports[0] == &primary.Spec.Ports[0] || apex.Spec.Ports[0].AppProtocol == primary.Spec.Ports[0].AppProtocol {

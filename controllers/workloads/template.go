@@ -9,70 +9,18 @@
 package workloads
 
 import (
-	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
-
-const (
-	// PrimarySuffix is appended to the target's (or config's, or autoscaler's) name and to the
-	// selector label value for the primary.
-	PrimarySuffix = "-primary"
-)
-
-// PrimaryName is the name of the primary copy of an object: name + "-primary".
-func PrimaryName(name string) string { return name + PrimarySuffix }
-
-// SelectorLabel picks the label the Services select the target's pods by: the first label of
-// supported (in that order) present in selector.matchLabels. The pod template must carry it
-// with the same value. The value must be non-empty and short enough that value+"-primary" is
-// still a valid label value.
-func SelectorLabel(selector *metav1.LabelSelector, templateLabels map[string]string, supported []string) (label, value string, err error) {
-	if selector == nil || len(selector.MatchLabels) == 0 {
-		return "", "", fmt.Errorf("spec.selector.matchLabels must contain one of the labels %s", quoteList(supported))
-	}
-	for _, l := range supported {
-		if v, ok := selector.MatchLabels[l]; ok {
-			label, value = l, v
-			break
-		}
-	}
-	if label == "" {
-		return "", "", fmt.Errorf("spec.selector.matchLabels must contain one of the labels %s", quoteList(supported))
-	}
-	if value == "" {
-		return "", "", fmt.Errorf("selector label %q has an empty value", label)
-	}
-	tv, ok := templateLabels[label]
-	if !ok {
-		return "", "", fmt.Errorf("pod template does not carry the selector label %q", label)
-	}
-	if tv != value {
-		return "", "", fmt.Errorf("selector label %q is %q in spec.selector but %q in the pod template", label, value, tv)
-	}
-	if errs := validation.IsValidLabelValue(value + PrimarySuffix); len(errs) > 0 {
-		return "", "", fmt.Errorf("selector label %q value %q cannot be suffixed with %q: %s", label, value, PrimarySuffix, strings.Join(errs, "; "))
-	}
-	return label, value, nil
-}
-
-func quoteList(l []string) string {
-	q := make([]string, len(l))
-	for i, s := range l {
-		q[i] = fmt.Sprintf("%q", s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
 
 // ConfigRenames maps the key of every tracked config reference ("configmap/x", "secret/y", see
-// revision.ConfigKey) to the name of its primary copy ("x-primary"). It returns nil when refs
+// contract.ConfigKey) to the name of its primary copy ("x-primary"). It returns nil when refs
 // is empty.
-func ConfigRenames(refs []revision.Ref) map[string]string {
+func ConfigRenames(refs []contract.Ref) map[string]string {
 	if len(refs) == 0 {
 		return nil
 	}
@@ -81,13 +29,13 @@ func ConfigRenames(refs []revision.Ref) map[string]string {
 		if r.Name == "" {
 			continue
 		}
-		m[r.Key()] = PrimaryName(r.Name)
+		m[r.Key()] = contract.PrimaryName(r.Name)
 	}
 	return m
 }
 
 // isHerald reports whether key is one of Herald's own labels or annotations.
-func isHerald(key string) bool { return strings.HasPrefix(key, revision.Prefix) }
+func isHerald(key string) bool { return strings.HasPrefix(key, contract.Prefix) }
 
 // isFlux reports whether key is one of Flux's ownership labels or annotations.
 func isFlux(key string) bool { return strings.Contains(key, "toolkit.fluxcd.io") }
@@ -114,7 +62,7 @@ func filter(m map[string]string, drop func(string) bool) map[string]string {
 //   - Herald's labels and annotations (herald.dev/*) removed;
 //   - references to tracked ConfigMaps and Secrets (volumes, projected volume sources,
 //     env valueFrom and envFrom of containers and init containers) renamed through renames,
-//     keyed by revision.ConfigKey; other references are left alone;
+//     keyed by contract.ConfigKey; other references are left alone;
 //   - label selectors of topologySpreadConstraints and of pod affinity and anti-affinity terms
 //     that select label=value rewritten to select label=value+"-primary", so that the primary's
 //     pods spread among themselves as the target's did.
@@ -125,7 +73,7 @@ func PrimaryPodTemplate(tmpl *corev1.PodTemplateSpec, label, value string, renam
 	if tmpl != nil {
 		tmpl.DeepCopyInto(&out)
 	}
-	primaryValue := value + PrimarySuffix
+	primaryValue := value + contract.PrimarySuffix
 
 	out.Labels = filter(out.Labels, isHerald)
 	if out.Labels == nil {
@@ -153,30 +101,30 @@ func PrimaryPodTemplate(tmpl *corev1.PodTemplateSpec, label, value string, renam
 }
 
 func renameConfigs(spec *corev1.PodSpec, renames map[string]string) {
-	rename := func(kind revision.ConfigKind, name *string) {
+	rename := func(kind contract.ConfigKind, name *string) {
 		if *name == "" {
 			return
 		}
-		if n, ok := renames[revision.ConfigKey(kind, *name)]; ok {
+		if n, ok := renames[contract.ConfigKey(kind, *name)]; ok {
 			*name = n
 		}
 	}
 	for i := range spec.Volumes {
 		v := &spec.Volumes[i]
 		if cm := v.ConfigMap; cm != nil {
-			rename(revision.ConfigMap, &cm.Name)
+			rename(contract.ConfigMap, &cm.Name)
 		}
 		if s := v.Secret; s != nil {
-			rename(revision.Secret, &s.SecretName)
+			rename(contract.Secret, &s.SecretName)
 		}
 		if p := v.Projected; p != nil {
 			for j := range p.Sources {
 				src := &p.Sources[j]
 				if cm := src.ConfigMap; cm != nil {
-					rename(revision.ConfigMap, &cm.Name)
+					rename(contract.ConfigMap, &cm.Name)
 				}
 				if s := src.Secret; s != nil {
-					rename(revision.Secret, &s.Name)
+					rename(contract.Secret, &s.Name)
 				}
 			}
 		}
@@ -190,19 +138,19 @@ func renameConfigs(spec *corev1.PodSpec, renames map[string]string) {
 					continue
 				}
 				if r := vf.ConfigMapKeyRef; r != nil {
-					rename(revision.ConfigMap, &r.Name)
+					rename(contract.ConfigMap, &r.Name)
 				}
 				if r := vf.SecretKeyRef; r != nil {
-					rename(revision.Secret, &r.Name)
+					rename(contract.Secret, &r.Name)
 				}
 			}
 			for j := range c.EnvFrom {
 				ef := &c.EnvFrom[j]
 				if r := ef.ConfigMapRef; r != nil {
-					rename(revision.ConfigMap, &r.Name)
+					rename(contract.ConfigMap, &r.Name)
 				}
 				if r := ef.SecretRef; r != nil {
-					rename(revision.Secret, &r.Name)
+					rename(contract.Secret, &r.Name)
 				}
 			}
 		}

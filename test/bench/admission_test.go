@@ -22,10 +22,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/internal/contract"
 	"github.com/herald-rollouts/herald/test/cluster"
 	"github.com/herald-rollouts/herald/test/harness"
-	"github.com/herald-rollouts/herald/webhooks/meta"
 )
 
 const (
@@ -104,7 +103,7 @@ func deployment(name string, managed bool) *appsv1.Deployment {
 		},
 	}
 	if managed {
-		d.Labels[meta.LabelCanary] = name
+		d.Labels[contract.LabelCanary] = name
 	}
 	return d
 }
@@ -185,8 +184,8 @@ func BenchmarkAdmissionLatency(b *testing.B) {
 	if err := c.Get(context.Background(), types.NamespacedName{Namespace: namespace, Name: fmt.Sprintf("with-webhook-%d-0", round)}, &d); err != nil {
 		b.Fatal(err)
 	}
-	want, _ := revision.Of(&d.Spec.Template, nil)
-	if got := d.Annotations[meta.AnnotationRevision]; got != want {
+	want, _ := contract.Revision(&d.Spec.Template, nil)
+	if got := d.Annotations[contract.AnnotationRevision]; got != want {
 		b.Fatalf("managed Deployment has revision %q, want %q: the webhook was not called", got, want)
 	}
 }

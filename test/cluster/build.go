@@ -28,6 +28,9 @@ const (
 	EtcdVersion       = "v3.6.16"
 	KwokVersion       = "v0.8.0"
 	PrometheusVersion = "v0.316.0"
+	// FluxVersion is the release of source-controller and kustomize-controller (the last
+	// that builds with Go 1.26; v1.10 needs Go 1.27).
+	FluxVersion = "v1.9.6"
 )
 
 // Binary names understood by Build and BinDir.
@@ -39,6 +42,15 @@ const (
 	Kubectl               = "kubectl"
 	Kwok                  = "kwok"
 	Prometheus            = "prometheus"
+	SourceController      = "source-controller"
+	KustomizeController   = "kustomize-controller"
+)
+
+// The CRDs of each Flux controller, copied at build time from config/crd/bases of the
+// controller's module, one file next to its binary.
+const (
+	SourceControllerCRDs    = "source-controller-crds.yaml"
+	KustomizeControllerCRDs = "kustomize-controller-crds.yaml"
 )
 
 // KwokStagesFile is the file, next to the kwok binary, that holds kwok's own
@@ -50,8 +62,11 @@ const KwokStagesFile = "kwok-stages.yaml"
 // ControlPlaneBinaries are the binaries Start needs without Prometheus.
 var ControlPlaneBinaries = []string{Etcd, KubeAPIServer, KubeControllerManager, KubeScheduler, Kubectl, Kwok}
 
+// FluxBinaries are the Flux controllers Start runs with Options.Flux.
+var FluxBinaries = []string{SourceController, KustomizeController}
+
 // AllBinaries is everything Build knows how to build.
-var AllBinaries = append(slices.Clone(ControlPlaneBinaries), Prometheus)
+var AllBinaries = append(append(slices.Clone(ControlPlaneBinaries), Prometheus), FluxBinaries...)
 
 // component is one throwaway module and the binaries built from it.
 type component struct {
@@ -67,8 +82,15 @@ type component struct {
 	// stagingReplaces: pin every staging module k8s.io/kubernetes replaces
 	// with ./staging/... to the matching v0.x release.
 	stagingReplaces bool
-	eta             string
-	post            func(ctx context.Context, outDir string) error
+	// ownModule: build the module's own main package (its root) in a writable copy of the
+	// module, keeping its go.mod (versions, replace directives) and applying modReplaces
+	// ("path=path@version", as `go mod edit -replace` takes them). Its dependencies are
+	// resolved with -mod=mod instead of `go mod tidy`, which would also need the modules
+	// of its tests, some of which the module proxy does not serve.
+	ownModule   bool
+	modReplaces []string
+	eta         string
+	post        func(ctx context.Context, outDir string) error
 }
 
 var k8sLdflags = strings.Join([]string{
@@ -123,6 +145,29 @@ var components = []*component{
 		bins:    []string{Prometheus},
 		tags:    "remove_all_sd",
 		eta:     "~5 min",
+	},
+	{
+		key: "source-controller", module: "github.com/fluxcd/source-controller", version: FluxVersion,
+		bins: []string{SourceController}, extra: []string{SourceControllerCRDs},
+		ownModule: true,
+		modReplaces: []string{
+			// The module replaces its api with ./api, which a module zip does not hold.
+			"github.com/fluxcd/source-controller/api=github.com/fluxcd/source-controller/api@" + FluxVersion,
+			// v0.18.3, which the module requires, is refused by the module proxy.
+			"github.com/fluxcd/pkg/artifact=github.com/fluxcd/pkg/artifact@v0.18.0",
+		},
+		eta:  "~4 min",
+		post: fluxCRDs("github.com/fluxcd/source-controller", SourceControllerCRDs),
+	},
+	{
+		key: "kustomize-controller", module: "github.com/fluxcd/kustomize-controller", version: FluxVersion,
+		bins: []string{KustomizeController}, extra: []string{KustomizeControllerCRDs},
+		ownModule: true,
+		modReplaces: []string{
+			"github.com/fluxcd/kustomize-controller/api=github.com/fluxcd/kustomize-controller/api@" + FluxVersion,
+		},
+		eta:  "~4 min",
+		post: fluxCRDs("github.com/fluxcd/kustomize-controller", KustomizeControllerCRDs),
 	},
 }
 
@@ -269,6 +314,66 @@ func buildComponent(ctx context.Context, p *progress, cache string, c *component
 	}
 	logPath := filepath.Join(work, "build.log")
 
+	pkgs := c.pkgs
+	args := []string{"build", "-trimpath"}
+	if c.ownModule {
+		if err := prepareOwnModule(ctx, p, work, modDir, c); err != nil {
+			return err
+		}
+		pkgs = []string{"."}
+		args = append(args, "-mod=mod")
+	} else if err := prepareToolsModule(ctx, p, work, modDir, logPath, c); err != nil {
+		return err
+	}
+
+	out, err := os.MkdirTemp(cache, ".tmp-"+c.key+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(out) // no-op once renamed
+	if c.tags != "" {
+		args = append(args, "-tags", c.tags)
+	}
+	if c.ldflags != "" {
+		args = append(args, "-ldflags", c.ldflags)
+	}
+	if len(pkgs) == 1 {
+		args = append(args, "-o", filepath.Join(out, c.bins[0]))
+	} else {
+		args = append(args, "-o", out+string(os.PathSeparator))
+	}
+	args = append(args, pkgs...)
+	if c.ownModule {
+		p.printf("go build %s@%s", c.module, c.version)
+	} else {
+		p.printf("go build %s", strings.Join(c.pkgs, " "))
+	}
+	if err := runGo(ctx, p, modDir, logPath, "go build", args...); err != nil {
+		return err
+	}
+	if c.post != nil {
+		if err := c.post(ctx, out); err != nil {
+			return err
+		}
+	}
+	if !c.complete(out) {
+		return fmt.Errorf("build of %s finished without producing %s", c.key, strings.Join(append(c.bins, c.extra...), ", "))
+	}
+	if err := os.Chmod(out, 0o755); err != nil {
+		return err
+	}
+	final := c.dir(cache)
+	_ = os.RemoveAll(final) // an incomplete leftover from an older layout
+	if err := os.Rename(out, final); err != nil {
+		return fmt.Errorf("installing %s into the cache: %w", c.key, err)
+	}
+	p.printf("built %s in %s → %s", strings.Join(c.bins, ", "), time.Since(started).Round(time.Second), final)
+	return nil
+}
+
+// prepareToolsModule writes a throwaway module into modDir that requires c.module and
+// imports the packages to build, and resolves its dependencies.
+func prepareToolsModule(ctx context.Context, p *progress, work, modDir, logPath string, c *component) error {
 	var replaces []string
 	if c.stagingReplaces {
 		p.printf("reading the staging modules of %s@%s", c.module, c.version)
@@ -304,50 +409,67 @@ func buildComponent(ctx context.Context, p *progress, cache string, c *component
 	}
 
 	p.printf("resolving dependencies (go mod tidy)")
-	if err := runGo(ctx, p, modDir, logPath, "go mod tidy", "mod", "tidy", "-e"); err != nil {
-		return err
-	}
+	return runGo(ctx, p, modDir, logPath, "go mod tidy", "mod", "tidy", "-e")
+}
 
-	out, err := os.MkdirTemp(cache, ".tmp-"+c.key+"-")
+// prepareOwnModule copies c.module@c.version from the module cache into modDir (os.CopyFS
+// makes the copy writable; the cache is read-only) and applies c.modReplaces to its go.mod.
+func prepareOwnModule(ctx context.Context, p *progress, work, modDir string, c *component) error {
+	p.printf("downloading %s@%s", c.module, c.version)
+	src, err := moduleDir(ctx, work, c.module, c.version)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(out) // no-op once renamed
-	args := []string{"build", "-trimpath"}
-	if c.tags != "" {
-		args = append(args, "-tags", c.tags)
+	if err := os.CopyFS(modDir, os.DirFS(src)); err != nil {
+		return fmt.Errorf("copying %s@%s: %w", c.module, c.version, err)
 	}
-	if c.ldflags != "" {
-		args = append(args, "-ldflags", c.ldflags)
+	if len(c.modReplaces) == 0 {
+		return nil
 	}
-	if len(c.pkgs) == 1 {
-		args = append(args, "-o", filepath.Join(out, c.bins[0]))
-	} else {
-		args = append(args, "-o", out+string(os.PathSeparator))
+	args := []string{"mod", "edit"}
+	for _, r := range c.modReplaces {
+		args = append(args, "-replace="+r)
 	}
-	args = append(args, c.pkgs...)
-	p.printf("go build %s", strings.Join(c.pkgs, " "))
-	if err := runGo(ctx, p, modDir, logPath, "go build", args...); err != nil {
-		return err
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = modDir
+	cmd.Env = goEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go mod edit in %s@%s: %w\n%s", c.module, c.version, err, out)
 	}
-	if c.post != nil {
-		if err := c.post(ctx, out); err != nil {
+	return nil
+}
+
+// fluxCRDs returns a post-build step that writes the CRDs of a Flux controller (every
+// file of config/crd/bases in its module, as one multi-document YAML) next to its binary.
+func fluxCRDs(module, file string) func(ctx context.Context, outDir string) error {
+	return func(ctx context.Context, outDir string) error {
+		work, err := os.MkdirTemp("", "herald-flux-crds-")
+		if err != nil {
 			return err
 		}
+		defer os.RemoveAll(work)
+		dir, err := moduleDir(ctx, work, module, FluxVersion)
+		if err != nil {
+			return err
+		}
+		files, err := filepath.Glob(filepath.Join(dir, "config", "crd", "bases", "*.yaml"))
+		if err != nil {
+			return err
+		}
+		if len(files) == 0 {
+			return fmt.Errorf("no CRDs under config/crd/bases of %s@%s", module, FluxVersion)
+		}
+		slices.Sort(files)
+		var docs []string
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			docs = append(docs, strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(b)), "---")))
+		}
+		return os.WriteFile(filepath.Join(outDir, file), []byte(strings.Join(docs, "\n---\n")+"\n"), 0o644)
 	}
-	if !c.complete(out) {
-		return fmt.Errorf("build of %s finished without producing %s", c.key, strings.Join(append(c.bins, c.extra...), ", "))
-	}
-	if err := os.Chmod(out, 0o755); err != nil {
-		return err
-	}
-	final := c.dir(cache)
-	_ = os.RemoveAll(final) // an incomplete leftover from an older layout
-	if err := os.Rename(out, final); err != nil {
-		return fmt.Errorf("installing %s into the cache: %w", c.key, err)
-	}
-	p.printf("built %s in %s → %s", strings.Join(c.bins, ", "), time.Since(started).Round(time.Second), final)
-	return nil
 }
 
 // goEnv is the environment of the throwaway-module go commands: the user's,

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -41,7 +42,7 @@ replace k8s.io/elsewhere => ../elsewhere
 }
 
 func TestComponentFor(t *testing.T) {
-	for _, n := range append(AllBinaries, KwokStagesFile) {
+	for _, n := range append(AllBinaries, KwokStagesFile, SourceControllerCRDs, KustomizeControllerCRDs) {
 		if _, err := componentFor(n); err != nil {
 			t.Errorf("componentFor(%q): %v", n, err)
 		}
@@ -52,5 +53,41 @@ func TestComponentFor(t *testing.T) {
 	c, _ := componentFor(KubeAPIServer)
 	if c2, _ := componentFor(Kubectl); c2 != c {
 		t.Error("kubectl and kube-apiserver should come from one build")
+	}
+	for bin, crds := range map[string]string{SourceController: SourceControllerCRDs, KustomizeController: KustomizeControllerCRDs} {
+		c, _ := componentFor(bin)
+		if c2, _ := componentFor(crds); c2 != c || !c.ownModule || c.version != FluxVersion {
+			t.Errorf("%s and its CRDs should come from one build of its own module at %s", bin, FluxVersion)
+		}
+	}
+}
+
+func TestDecodeCRDs(t *testing.T) {
+	crds, err := decodeCRDs([]byte(`---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gitrepositories.source.toolkit.fluxcd.io
+spec:
+  group: source.toolkit.fluxcd.io
+---
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: kustomizations.kustomize.toolkit.fluxcd.io
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(crds) != 2 || crds[0].Name != "gitrepositories.source.toolkit.fluxcd.io" || crds[0].Spec.Group != "source.toolkit.fluxcd.io" ||
+		crds[1].Name != "kustomizations.kustomize.toolkit.fluxcd.io" {
+		t.Fatalf("decoded %d CRDs: %+v", len(crds), crds)
+	}
+	if _, err := decodeCRDs([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")); err == nil || !strings.Contains(err.Error(), "ConfigMap") {
+		t.Fatalf("a ConfigMap among CRDs: err = %v", err)
+	}
+	if _, err := decodeCRDs([]byte("kind: [")); err == nil {
+		t.Fatal("broken YAML decoded")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,11 @@ type Options struct {
 	PrometheusScrapeInterval time.Duration
 	// IstioCRDs also installs Istio's networking CRDs (see IstioCRDs).
 	IstioCRDs bool
+	// Flux also installs Flux's CRDs and starts source-controller and kustomize-controller
+	// (see StartFlux), building them first if they are not in the cache.
+	Flux bool
+	// GatewayAPICRDs also installs the Gateway API's standard CRDs (see GatewayAPICRDs).
+	GatewayAPICRDs bool
 	// StartTimeout bounds the wait for health; default 3 minutes.
 	StartTimeout time.Duration
 	// StopGrace is how long Stop waits after SIGTERM before SIGKILL; default 10s.
@@ -62,6 +68,9 @@ type Cluster struct {
 	EtcdURL string
 	// PrometheusURL is http://127.0.0.1:<port> when started with Prometheus.
 	PrometheusURL string
+	// FluxArtifactsURL is source-controller's artifact server, http://127.0.0.1:<port>,
+	// once Flux runs.
+	FluxArtifactsURL string
 	// BinDir holds the binaries (kubectl among them).
 	BinDir string
 	// Nodes are the names of the fake nodes.
@@ -74,8 +83,12 @@ type Cluster struct {
 	bins     map[string]string
 	mu       sync.Mutex
 	procs    []*process
-	stopOnce sync.Once
-	stopErr  error
+	// stopped are the components StopComponent stopped, kept to start them again.
+	stopped map[string]*process
+	// fluxStarted: StartFlux ran (or is running).
+	fluxStarted bool
+	stopOnce    sync.Once
+	stopErr     error
 
 	promConfig string
 }
@@ -99,9 +112,12 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 		o.PrometheusScrapeInterval = 2 * time.Second
 	}
 	c := &Cluster{opts: o, progress: newProgress(o.Out)}
-	names := ControlPlaneBinaries
+	names := slices.Clone(ControlPlaneBinaries)
 	if o.WithPrometheus {
-		names = AllBinaries
+		names = append(names, Prometheus)
+	}
+	if o.Flux {
+		names = append(names, FluxBinaries...)
 	}
 	if c.bins, err = Build(ctx, o.Out, names...); err != nil {
 		return nil, err
@@ -170,6 +186,16 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	}
 	if o.IstioCRDs {
 		if err = c.InstallIstioCRDs(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if o.Flux {
+		if err = c.StartFlux(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if o.GatewayAPICRDs {
+		if err = c.InstallGatewayAPICRDs(ctx); err != nil {
 			return nil, err
 		}
 	}

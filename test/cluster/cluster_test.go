@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,30 +148,99 @@ func TestClusterWithPrometheus(t *testing.T) {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(c.PrometheusURL + "/api/v1/query?query=" + url.QueryEscape(`up{job="herald"}`))
+		v, err := promQuery(c.PrometheusURL, `up{job="herald"}`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r struct {
-			Data struct {
-				Result []struct {
-					Value []any `json:"value"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&r)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.Data.Result) == 1 && len(r.Data.Result[0].Value) == 2 && r.Data.Result[0].Value[1] == "1" {
+		if v == "1" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("prometheus never scraped itself: %+v", r)
+			t.Fatalf("prometheus never scraped itself: %q", v)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+
+	t.Run("kube-apiserver restart keeps data and port; clients reconnect", func(t *testing.T) {
+		cs, err := c.Clientset()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before-restart", Namespace: "default"}, Data: map[string]string{"k": "v"}}
+		if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		apiURL, pid := c.APIServerURL, c.PIDs()[KubeAPIServer]
+		down, err := c.RestartComponent(ctx, KubeAPIServer, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("kube-apiserver back after %s", down.Round(100*time.Millisecond))
+		if c.APIServerURL != apiURL || c.PIDs()[KubeAPIServer] == pid || ProcessAlive(pid) {
+			t.Errorf("want a new process on %s (old pid %d gone), got %s pid %d", apiURL, pid, c.APIServerURL, c.PIDs()[KubeAPIServer])
+		}
+		got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "before-restart", metav1.GetOptions{})
+		if err != nil || got.Data["k"] != "v" {
+			t.Fatalf("the client made before the restart reads the ConfigMap written before it: %v %v", got, err)
+		}
+		if err := c.StartComponent(ctx, KubeAPIServer); err == nil {
+			t.Error("starting a running component again is refused")
+		}
+	})
+
+	t.Run("prometheus stop and start keeps its data", func(t *testing.T) {
+		before, err := promQuery(c.PrometheusURL, `count_over_time(up{job="herald"}[10m])`)
+		if err != nil || before == "" {
+			t.Fatalf("samples before: %q %v", before, err)
+		}
+		if err := c.StopComponent(Prometheus); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := promQuery(c.PrometheusURL, `up`); err == nil {
+			t.Fatal("prometheus answers while stopped")
+		}
+		if err := c.StopComponent(Prometheus); err == nil {
+			t.Error("stopping a stopped component is refused")
+		}
+		if err := c.StartComponent(ctx, Prometheus); err != nil {
+			t.Fatal(err)
+		}
+		after, err := promQuery(c.PrometheusURL, `count_over_time(up{job="herald"}[10m])`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := strconv.Atoi(before)
+		a, _ := strconv.Atoi(after)
+		if a < b {
+			t.Errorf("samples before the restart lost: %d before, %d after", b, a)
+		}
+	})
+}
+
+// promQuery runs an instant query and returns the value of its only result ("" when there is
+// none).
+func promQuery(base, query string) (string, error) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get(base + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value []any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return "", err
+	}
+	if len(r.Data.Result) != 1 || len(r.Data.Result[0].Value) != 2 {
+		return "", nil
+	}
+	v, _ := r.Data.Result[0].Value[1].(string)
+	return v, nil
 }
 
 // deployment is a Deployment of one podinfo container with the given pod
@@ -203,6 +273,10 @@ func testSimulatedFailures(ctx context.Context, t *testing.T, cs kubernetes.Inte
 		"pull":    deployment("pull", 2, map[string]string{SimulateAnnotation: SimulateImagePullError}),
 		"crash":   deployment("crash", 2, map[string]string{SimulateAnnotation: SimulateCrashLoop}),
 		"healthy": deployment("healthy", 2, map[string]string{SimulateAnnotation: "something-else"}),
+		// A version that fails only as a Canary's primary: its primary's pods crash-loop, its
+		// canary's become ready.
+		"as-primary": deployment("as-primary", 2, map[string]string{SimulatePrimaryAnnotation: SimulateCrashLoop, PromotedRevisionAnnotation: "r1"}),
+		"as-canary":  deployment("as-canary", 2, map[string]string{SimulatePrimaryAnnotation: SimulateCrashLoop}),
 	}
 	for _, d := range deps {
 		if _, err := cs.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
@@ -295,6 +369,8 @@ func testSimulatedFailures(ctx context.Context, t *testing.T, cs kubernetes.Inte
 	check("pull", 2, both(checkPull, notReady), 60*time.Second)
 	check("crash", 2, both(checkCrash, notReady), 60*time.Second)
 	check("healthy", 2, ready, 60*time.Second)
+	check("as-primary", 2, both(checkCrash, notReady), 60*time.Second)
+	check("as-canary", 2, ready, 60*time.Second)
 
 	// The annotation on a pod that is already running and ready breaks it too.
 	pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=healthy"})

@@ -63,6 +63,16 @@ const (
 	// with reason CrashLoopBackOff, restartCount 3, last state terminated with
 	// exit code 1 (reason Error).
 	SimulateCrashLoop = "crash-loop"
+
+	// SimulatePrimaryAnnotation (value SimulateCrashLoop) makes only the pods of a Canary's
+	// primary crash-loop: those whose template also carries PromotedRevisionAnnotation, which
+	// Herald writes on the primary's template and nowhere else. The canary's pods of the same
+	// version become ready, so it is a version that passes its analysis and fails once
+	// promoted. It is not under herald.dev/, which Herald leaves out of the primary's copy.
+	SimulatePrimaryAnnotation = "simulate.herald.test/primary"
+	// PromotedRevisionAnnotation is Herald's mark of a primary's pod template
+	// (contract.AnnotationPromotedRevision).
+	PromotedRevisionAnnotation = "herald.dev/promoted-revision"
 )
 
 // simulateStages are the Stage documents behind SimulateAnnotation.
@@ -118,7 +128,43 @@ func kwokStages(upstream []byte) ([]byte, error) {
 		docs = append(docs, b)
 	}
 	docs = append(docs, bytes.TrimLeft(simulateStages, "\n"))
+	primary, err := primaryCrashLoopStage()
+	if err != nil {
+		return nil, err
+	}
+	docs = append(docs, primary)
 	return bytes.Join(docs, []byte("---\n")), nil
+}
+
+// primaryCrashLoopStage is the crash-loop stage for the pods of a primary that carry
+// SimulatePrimaryAnnotation: herald-pod-crash-loop with its first requirement (the simulate
+// annotation) replaced. kwok's own pod-ready stage also matches such a pod while it is
+// Pending, but a stage of weight 0 is never chosen beside this one, of weight 1; once the
+// pod runs (crash-looping) pod-ready no longer matches.
+func primaryCrashLoopStage() ([]byte, error) {
+	for _, doc := range yamlDocSep.Split(string(simulateStages), -1) {
+		var stage map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &stage); err != nil {
+			return nil, fmt.Errorf("kwok stages: %w", err)
+		}
+		meta, _ := stage["metadata"].(map[string]any)
+		if meta == nil || meta["name"] != "herald-pod-crash-loop" {
+			continue
+		}
+		meta["name"] = "herald-primary-pod-crash-loop"
+		spec, _ := stage["spec"].(map[string]any)
+		selector, _ := spec["selector"].(map[string]any)
+		exprs, _ := selector["matchExpressions"].([]any)
+		if len(exprs) == 0 {
+			return nil, fmt.Errorf("kwok stages: herald-pod-crash-loop has no selector")
+		}
+		selector["matchExpressions"] = append([]any{
+			map[string]any{"key": fmt.Sprintf(".metadata.annotations[%q]", SimulatePrimaryAnnotation), "operator": "In", "values": []any{SimulateCrashLoop}},
+			map[string]any{"key": fmt.Sprintf(".metadata.annotations[%q]", PromotedRevisionAnnotation), "operator": "Exists"},
+		}, exprs[1:]...)
+		return yaml.Marshal(stage)
+	}
+	return nil, fmt.Errorf("kwok stages: no herald-pod-crash-loop stage to derive the primary's from")
 }
 
 // writeClusterKwokStages writes the stage file of a cluster (kwokStages of the

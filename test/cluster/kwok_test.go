@@ -100,7 +100,7 @@ spec:
 		t.Fatal(err)
 	}
 	names, exprs := stagesOf(t, out)
-	want := []string{"node-initialize", "pod-ready", "pod-delete", "herald-pod-image-pull-error", "herald-pod-crash-loop"}
+	want := []string{"node-initialize", "pod-ready", "pod-delete", "herald-pod-image-pull-error", "herald-pod-crash-loop", "herald-primary-pod-crash-loop"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("stages %q, want %q\n%s", names, want, out)
 	}
@@ -129,6 +129,14 @@ spec:
 		if e["key"] != `.metadata.annotations["herald.dev/simulate"]` || e["operator"] != "In" || fmt.Sprint(e["values"]) != "["+value+"]" {
 			t.Errorf("%s does not select %s=%s: %v", name, SimulateAnnotation, value, e)
 		}
+	}
+	// The primary's crash loop selects primaries' pods carrying its annotation, and keeps the
+	// rest of the crash loop's requirements.
+	primary := exprs["herald-primary-pod-crash-loop"]
+	if len(primary) != len(exprs["herald-pod-crash-loop"])+1 ||
+		primary[0]["key"] != `.metadata.annotations["simulate.herald.test/primary"]` || fmt.Sprint(primary[0]["values"]) != "[crash-loop]" ||
+		primary[1]["key"] != `.metadata.annotations["herald.dev/promoted-revision"]` || primary[1]["operator"] != "Exists" {
+		t.Errorf("herald-primary-pod-crash-loop selects %v", primary)
 	}
 	// The template of a rewritten stage survives the round trip unchanged.
 	var ready struct {

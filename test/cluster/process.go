@@ -16,6 +16,9 @@ import (
 // its parent, output in a log file.
 type process struct {
 	name    string
+	bin     string
+	args    []string
+	env     []string
 	cmd     *exec.Cmd
 	logPath string
 	done    chan struct{} // closed once the process is reaped
@@ -37,7 +40,7 @@ func startProcess(name, bin string, args []string, logPath string, env []string)
 		logf.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &process{name: name, bin: bin, args: args, env: env, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
@@ -59,7 +62,7 @@ func (p *process) exited() bool {
 
 // exitError describes an early exit, with the end of the log.
 func (p *process) exitError() error {
-	return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, tailFile(p.logPath, 30))
+	return fmt.Errorf("%s exited: %w\n%s", p.name, p.err, tailFile(p.logPath, 30))
 }
 
 // stop sends SIGTERM to the process group, SIGKILL after grace, and waits.

@@ -179,7 +179,7 @@ var _ = Describe("Canary validation", func() {
 
 	DescribeTable("accepts valid settings",
 		func(mutate func(map[string]any)) {
-			name := fmt.Sprintf("valid-%d", GinkgoParallelProcess()*1000+int(CurrentSpecReport().LeafNodeLocation.LineNumber))
+			name := fmt.Sprintf("valid-%d", GinkgoParallelProcess()*1000+CurrentSpecReport().LeafNodeLocation.LineNumber)
 			Expect(apply(canary(name, mutate))).To(Succeed())
 		},
 		Entry("threshold above iterations (Flagger's own manifests do this)",
@@ -206,7 +206,7 @@ var _ = Describe("Canary validation", func() {
 
 	DescribeTable("refuses invalid settings with an error naming the field",
 		func(mutate func(map[string]any), fieldPaths ...string) {
-			name := fmt.Sprintf("invalid-%d", int(CurrentSpecReport().LeafNodeLocation.LineNumber))
+			name := fmt.Sprintf("invalid-%d", CurrentSpecReport().LeafNodeLocation.LineNumber)
 			err := apply(canary(name, mutate))
 			Expect(err).To(HaveOccurred())
 			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want an Invalid error, got %v", err)
@@ -241,7 +241,7 @@ var _ = Describe("Canary validation", func() {
 		Entry("primaryReadyThreshold 150", set(int64(150), "spec", "analysis", "primaryReadyThreshold"), "spec.analysis.primaryReadyThreshold"),
 		Entry("canaryReadyThreshold 150", set(int64(150), "spec", "analysis", "canaryReadyThreshold"), "spec.analysis.canaryReadyThreshold"),
 		Entry("unknown provider", set("envoy", "spec", "provider"), "spec.provider"),
-		Entry("unknown target kind", set("StatefulSet", "spec", "targetRef", "kind"), "spec.targetRef.kind"),
+		Entry("unknown target kind", set("ReplicaSet", "spec", "targetRef", "kind"), "spec.targetRef.kind"),
 		Entry("unknown webhook type", setItem([]string{"spec", "analysis", "webhooks"}, "type", "pre-flight"), "spec.analysis.webhooks[0].type"),
 		Entry("the same rules on the deprecated canaryAnalysis",
 			func(obj map[string]any) {

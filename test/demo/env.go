@@ -11,19 +11,19 @@ import (
 	"github.com/go-logr/logr/funcr"
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
-	istionetworking "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/router"
 	"github.com/herald-rollouts/herald/test/cluster"
 	"github.com/herald-rollouts/herald/test/harness"
 	"github.com/herald-rollouts/herald/test/traffic"
 )
 
-// The sample the demo applies: config/samples/istio.
+// The sample the demo applies: config/samples/istio, or config/samples/gatewayapi.
 const (
 	namespace = "test"
 	name      = "podinfo"
@@ -31,6 +31,7 @@ const (
 
 // demo is everything the walkthrough started, and what it saw.
 type demo struct {
+	provider  string // "istio" or "gatewayapi": the sample, the routes and the simulator's routing
 	root      string // the repository
 	logDir    string // bin/demo: logs that outlive the cluster's temporary directory
 	env       *cluster.Cluster
@@ -54,7 +55,7 @@ func (d *demo) stop() {
 	d.stops = nil
 }
 
-// startAll starts the control plane with Prometheus and Istio's CRDs, Herald and the traffic
+// startAll starts the control plane with Prometheus and Istio's (or the Gateway API's) CRDs, Herald and the traffic
 // simulator, and points Prometheus at the simulator and at Herald's metrics. What it started
 // is in d.stops even when it fails half-way.
 func (d *demo) startAll(ctx context.Context) error {
@@ -67,9 +68,16 @@ func (d *demo) startAll(ctx context.Context) error {
 		return err
 	}
 
-	step("Starting the control plane: etcd, kube-apiserver, controller-manager, scheduler, kwok, Prometheus, Istio's CRDs")
+	opts := cluster.Options{Out: indent(os.Stdout), WithPrometheus: true, PrometheusScrapeInterval: time.Second}
+	if d.gatewayAPI() {
+		step("Starting the control plane: etcd, kube-apiserver, controller-manager, scheduler, kwok, Prometheus, the Gateway API's CRDs")
+		opts.GatewayAPICRDs = true
+	} else {
+		step("Starting the control plane: etcd, kube-apiserver, controller-manager, scheduler, kwok, Prometheus, Istio's CRDs")
+		opts.IstioCRDs = true
+	}
 	// Prometheus scrapes every second so that a 10 s analysis interval sees fresh numbers.
-	d.env, err = cluster.Start(ctx, cluster.Options{Out: indent(os.Stdout), WithPrometheus: true, PrometheusScrapeInterval: time.Second, IstioCRDs: true})
+	d.env, err = cluster.Start(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
@@ -95,11 +103,29 @@ func (d *demo) startAll(ctx context.Context) error {
 	return d.startTraffic(ctx)
 }
 
+func (d *demo) gatewayAPI() bool { return d.provider == "gatewayapi" }
+
+// routeKind names the object that splits the traffic, for the walkthrough's text.
+func (d *demo) routeKind() string {
+	if d.gatewayAPI() {
+		return "HTTPRoute"
+	}
+	return "VirtualService"
+}
+
+// routeResource is what `kubectl get` lists of the routing objects.
+func (d *demo) routeResource() string {
+	if d.gatewayAPI() {
+		return "httproutes"
+	}
+	return "virtualservices"
+}
+
 func newClient(env *cluster.Cluster) (client.Client, error) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(flaggerv1.AddToScheme(scheme))
-	utilruntime.Must(istionetworking.AddToScheme(scheme))
+	utilruntime.Must(router.AddToScheme(scheme)) // Istio's and the Gateway API's kinds
 	c, err := client.New(env.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		return nil, fmt.Errorf("a client for %s: %w", env.APIServerURL, err)
@@ -137,9 +163,10 @@ func (d *demo) startHerald(ctx context.Context) error {
 	return nil
 }
 
-// startTraffic starts the mesh simulator: there is no Envoy here, so it routes requests
-// through the VirtualServices itself, lets each version answer as its pod-template
-// annotations say, and reports Istio's request metrics for Prometheus to scrape.
+// startTraffic starts the mesh (or gateway) simulator: there is no Envoy here, so it routes
+// requests through the VirtualServices (or HTTPRoutes) itself, lets each version answer as
+// its pod-template annotations say, and reports Istio's request metrics and the
+// application's own for Prometheus to scrape.
 func (d *demo) startTraffic(ctx context.Context) error {
 	step("Starting the traffic simulator: 20 requests/s to podinfo, 1 in 10 with the header x-canary: insider")
 	simLog := filepath.Join(d.logDir, "traffic.log")
@@ -158,6 +185,9 @@ func (d *demo) startTraffic(ctx context.Context) error {
 		},
 		Log: funcr.New(func(prefix, args string) { fmt.Fprintln(logFile, time.Now().Format(time.TimeOnly), prefix, args) }, funcr.Options{}),
 	}
+	if d.gatewayAPI() {
+		d.sim.Routing = traffic.RouteGatewayAPI
+	}
 	simCtx, stopSim := context.WithCancel(context.Background())
 	d.stops = append(d.stops, stopSim)
 	simURL, err := d.sim.Start(simCtx, "127.0.0.1:0")
@@ -168,6 +198,6 @@ func (d *demo) startTraffic(ctx context.Context) error {
 	if err := d.env.SetPrometheusTargets(strings.TrimPrefix(simURL, "http://"), heraldTarget); err != nil {
 		return fmt.Errorf("pointing Prometheus at the simulator and Herald: %w", err)
 	}
-	say("Istio metrics at %s/metrics; Prometheus scrapes them and Herald's every second", simURL)
+	say("Request metrics at %s/metrics; Prometheus scrapes them and Herald's every second", simURL)
 	return nil
 }

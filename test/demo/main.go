@@ -1,7 +1,8 @@
 // Command demo is `make demo`: on a local control plane with a real Prometheus, Herald
-// delivers three releases of podinfo through Istio's VirtualService, with traffic from a
-// simulated mesh: a good version promoted step by step, a bad one rolled back, and an A/B
-// test. Everything it started is stopped at the end, or on Ctrl-C.
+// delivers three releases of podinfo through Istio's VirtualService (or, with
+// -provider=gatewayapi, `make demo PROVIDER=gatewayapi`, through a Gateway API HTTPRoute),
+// with traffic from a simulated mesh or gateway: a good version promoted step by step, a bad
+// one rolled back, and an A/B test. Everything it started is stopped at the end, or on Ctrl-C.
 package main
 
 import (
@@ -16,10 +17,15 @@ import (
 
 func main() {
 	keep := flag.Bool("keep", false, "keep the control plane, Prometheus, Herald and the traffic running until Ctrl-C")
+	provider := flag.String("provider", "istio", "the router the releases go through: istio (a VirtualService) or gatewayapi (an HTTPRoute)")
 	flag.Parse()
+	if *provider != "istio" && *provider != "gatewayapi" {
+		fmt.Fprintf(os.Stderr, "-provider %q: use istio or gatewayapi\n", *provider)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, *keep)
+	err := run(ctx, *keep, *provider)
 	switch {
 	case interrupted(ctx, err):
 		fmt.Fprintf(os.Stderr, "\ndemo interrupted after %.0fs: everything it started has been stopped\n", time.Since(start).Seconds())
@@ -45,9 +51,13 @@ func interrupted(ctx context.Context, err error) bool {
 	}
 }
 
-func intro() {
+func intro(provider string) {
 	fmt.Println("Herald demo: a local Kubernetes control plane (no Docker), a real Prometheus, Herald, and a")
-	fmt.Println("simulated Istio mesh sending traffic to podinfo. Three releases follow: a good version promoted")
+	if provider == "gatewayapi" {
+		fmt.Println("simulated Gateway API implementation routing podinfo's HTTPRoute. Three releases follow: a good version promoted")
+	} else {
+		fmt.Println("simulated Istio mesh sending traffic to podinfo. Three releases follow: a good version promoted")
+	}
 	fmt.Println("step by step, a bad version rolled back, and an A/B test for users with the header x-canary: insider.")
 	fmt.Println("It takes about 3 minutes once the control plane is built (Herald checks every 10 s).")
 	fmt.Println("The very first run builds the control plane and Prometheus from the Go module proxy: about")
@@ -55,9 +65,9 @@ func intro() {
 	fmt.Println("Ctrl-C stops everything at any time.")
 }
 
-func run(ctx context.Context, keep bool) (err error) {
-	intro()
-	d := &demo{}
+func run(ctx context.Context, keep bool, provider string) (err error) {
+	intro(provider)
+	d := &demo{provider: provider}
 	defer d.stop()
 	if err := d.startAll(ctx); err != nil {
 		return err
@@ -75,7 +85,7 @@ func run(ctx context.Context, keep bool) (err error) {
 	}
 	if keep {
 		fmt.Printf("\n    Everything keeps running; try:\n      export KUBECONFIG=%s PATH=%s:$PATH\n", d.env.Kubeconfig, d.env.BinDir)
-		fmt.Printf("      kubectl -n test get canaries,virtualservices; open %s for Prometheus\n", d.env.PrometheusURL)
+		fmt.Printf("      kubectl -n test get canaries,%s; open %s for Prometheus\n", d.routeResource(), d.env.PrometheusURL)
 		fmt.Println("    Press Ctrl-C to stop.")
 		<-ctx.Done()
 	}

@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/metricchecks"
@@ -45,7 +46,7 @@ func (d *demo) newVersion(ctx context.Context, version string, errorRate float64
 // observation is what the demo reads of a running release on each poll.
 type observation struct {
 	canary  flaggerv1.Canary
-	primary int32 // the VirtualService's weights on its canary route
+	primary int32 // the VirtualService's (or HTTPRoute's) weights on its canary route
 	canaryW int32
 }
 
@@ -60,15 +61,48 @@ func (d *demo) observe(ctx context.Context) (*observation, error) {
 	if err := d.k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &o.canary); err != nil {
 		return nil, fmt.Errorf("reading canary %s/%s: %w", namespace, name, err)
 	}
-	var vs istionetworking.VirtualService
-	err := d.k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &vs)
-	switch {
-	case err == nil:
-		o.primary, o.canaryW = splitOf(&vs)
-	case !apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("reading virtualservice %s/%s: %w", namespace, name, err)
+	key := types.NamespacedName{Namespace: namespace, Name: name}
+	var err error
+	if d.gatewayAPI() {
+		var rt gatewayv1.HTTPRoute
+		if err = d.k8s.Get(ctx, key, &rt); err == nil {
+			o.primary, o.canaryW = httpRouteSplit(&rt)
+		}
+	} else {
+		var vs istionetworking.VirtualService
+		if err = d.k8s.Get(ctx, key, &vs); err == nil {
+			o.primary, o.canaryW = splitOf(&vs)
+		}
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading %s %s: %w", d.routeKind(), key, err)
 	}
 	return o, nil
+}
+
+// httpRouteSplit returns the weights of the first rule of the HTTPRoute that names the
+// canary: the only rule of a weighted canary, the matched rule of an A/B test.
+func httpRouteSplit(rt *gatewayv1.HTTPRoute) (primary, canary int32) {
+	for _, r := range rt.Spec.Rules {
+		found := false
+		var p, c int32
+		for _, b := range r.BackendRefs {
+			w := int32(1)
+			if b.Weight != nil {
+				w = *b.Weight
+			}
+			switch string(b.Name) {
+			case name + "-primary":
+				p = w
+			case name + "-canary":
+				c, found = w, true
+			}
+		}
+		if found {
+			return p, c
+		}
+	}
+	return 0, 0
 }
 
 // splitOf returns the weights of the first route of the VirtualService that names the
@@ -180,7 +214,7 @@ func (d *demo) builtin(ctx context.Context, c *flaggerv1.Canary, metric string) 
 		if m.Name != metric {
 			continue
 		}
-		q, err := metricchecks.BuiltinQuery(flaggerv1.ProviderIstio, metric)
+		q, err := metricchecks.BuiltinQuery(c.GetProvider(flaggerv1.ProviderIstio), metric)
 		if err != nil {
 			return math.NaN()
 		}
@@ -190,6 +224,9 @@ func (d *demo) builtin(ctx context.Context, c *flaggerv1.Canary, metric string) 
 		v, err := d.query(ctx, q)
 		if err != nil {
 			return math.NaN()
+		}
+		if metric == metricchecks.RequestDuration && c.GetProvider(flaggerv1.ProviderIstio) != flaggerv1.ProviderIstio {
+			v *= 1000 // the application's histogram is in seconds
 		}
 		return v
 	}
@@ -257,12 +294,12 @@ func (d *demo) settled(ctx context.Context) error {
 			replicas = *dep.Spec.Replicas
 		}
 		if o.primary == 100 && o.canaryW == 0 && replicas == 0 {
-			say("VirtualService %s: primary 100%% / canary 0%%; Deployment %s scaled to 0", name, name)
+			say("%s %s: primary 100%% / canary 0%%; Deployment %s scaled to 0", d.routeKind(), name, name)
 			return d.scrapedIdle(ctx)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after the run the VirtualService sends %d%% to the primary and %d%% to the canary, and %s has %d replicas; want 100/0 and 0",
-				o.primary, o.canaryW, name, replicas)
+			return fmt.Errorf("after the run the %s sends %d%% to the primary and %d%% to the canary, and %s has %d replicas; want 100/0 and 0",
+				d.routeKind(), o.primary, o.canaryW, name, replicas)
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			return err

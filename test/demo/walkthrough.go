@@ -16,18 +16,29 @@ import (
 
 // The five parts of the walkthrough, in order.
 
-// install applies config/samples/istio and waits until Herald has initialised the Canary.
+// install applies config/samples/<provider> and waits until Herald has initialised the Canary.
 func (d *demo) install(ctx context.Context) error {
-	step("Applying config/samples/istio: namespace test, Deployment podinfo, Canary podinfo (provider istio)")
-	if err := d.kubectl(ctx, "apply", "-k", filepath.Join(d.root, "config", "samples", "istio")); err != nil {
+	if d.gatewayAPI() {
+		step("Applying config/samples/gatewayapi: namespace test, Gateway public, Deployment podinfo, Canary podinfo (provider gatewayapi:v1)")
+	} else {
+		step("Applying config/samples/istio: namespace test, Deployment podinfo, Canary podinfo (provider istio)")
+	}
+	if err := d.kubectl(ctx, "apply", "-k", filepath.Join(d.root, "config", "samples", d.provider)); err != nil {
 		return err
 	}
 	say("Herald's webhook accepts the Canary with a warning worth knowing: each check's 30 s window also")
 	say("covers the two steps before it. A shorter window would hold too few scrapes on a real cluster.")
-	step("Herald initialises the Canary: podinfo-primary, Services, DestinationRules, VirtualService")
+	if d.gatewayAPI() {
+		step("Herald initialises the Canary: podinfo-primary, Services, HTTPRoute (the simulated gateway accepts it)")
+	} else {
+		step("Herald initialises the Canary: podinfo-primary, Services, DestinationRules, VirtualService")
+	}
 	if err := d.kubectl(ctx, "-n", namespace, "wait", "canary/"+name, "--for=jsonpath={.status.phase}=Initialized",
 		fmt.Sprintf("--timeout=%ds", int(stepTimeout.Seconds()))); err != nil {
 		return err
+	}
+	if d.gatewayAPI() {
+		return d.kubectl(ctx, "-n", namespace, "get", "canaries,gateways,httproutes,deployments")
 	}
 	return d.kubectl(ctx, "-n", namespace, "get", "canaries,virtualservices,destinationrules,deployments")
 }
@@ -85,7 +96,7 @@ func (d *demo) badVersion(ctx context.Context) error {
 // x-canary: insider reach it, for three checks, before it is promoted.
 func (d *demo) abTest(ctx context.Context) error {
 	step("Release 3: an A/B test. The Canary now sends requests with x-canary: insider to the new version")
-	if err := d.kubectl(ctx, "apply", "-f", filepath.Join(d.root, "config", "samples", "istio", "podinfo-abtest.yaml")); err != nil {
+	if err := d.kubectl(ctx, "apply", "-f", filepath.Join(d.root, "config", "samples", d.provider, "podinfo-abtest.yaml")); err != nil {
 		return err
 	}
 	say("Waiting for the failed requests of 6.0.2 to leave Prometheus's 30 s window, so that they do")

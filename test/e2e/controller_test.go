@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
-	"github.com/herald-rollouts/herald/webhooks/meta"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 // gateServer is a real HTTP hook endpoint on loopback: it answers 200 while open, 403 while
@@ -164,11 +164,19 @@ var _ = Describe("The Canary controller", func() {
 		Expect(primary.Spec.Selector.MatchLabels).To(Equal(map[string]string{"app": "init-primary"}))
 		Expect(primary.Spec.Template.Spec.Containers[0].Image).To(Equal(image1))
 		Expect(*primary.Spec.Replicas).To(Equal(int32(2)), "the primary takes the target's replicas")
-		Expect(metav1.IsControlledBy(primary, getCanary(ctx, "init"))).To(BeTrue())
+		// The primary is not the Canary's (deleting the Canary must not take serving pods
+		// away): it carries the Canary's name, and owns its own Services.
+		Expect(metav1.GetControllerOf(primary)).To(BeNil())
+		Expect(primary.Labels).To(HaveKeyWithValue(contract.LabelPrimaryOf, "init"))
+		for _, name := range []string{"init-primary", "init-canary"} {
+			var svc corev1.Service
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ctrlNS, Name: name}, &svc)).To(Succeed())
+			Expect(metav1.IsControlledBy(&svc, primary)).To(BeTrue(), name)
+		}
 		target := deploymentIn(ctx, "init")
 		Expect(*target.Spec.Replicas).To(BeZero())
-		Expect(target.Labels).To(HaveKeyWithValue(meta.LabelCanary, "init"))
-		Expect(target.Annotations).To(HaveKeyWithValue(meta.AnnotationIdle, getCanary(ctx, "init").Status.LastAppliedSpec))
+		Expect(target.Labels).To(HaveKeyWithValue(contract.LabelCanary, "init"))
+		Expect(target.Annotations).To(HaveKeyWithValue(contract.AnnotationIdle, getCanary(ctx, "init").Status.LastAppliedSpec))
 		for name, selector := range map[string]string{"init": "init-primary", "init-primary": "init-primary", "init-canary": "init"} {
 			var svc corev1.Service
 			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ctrlNS, Name: name}, &svc)).To(Succeed())
@@ -233,8 +241,10 @@ var _ = Describe("The Canary controller", func() {
 		setImage(ctx, "rollback", image2)
 		Eventually(phaseOf(ctx, "rollback")).WithTimeout(60 * time.Second).Should(Equal(flaggerv1.CanaryPhaseFailed))
 		c := getCanary(ctx, "rollback")
-		Expect(c.Status.FailedChecks).To(Equal(2))
-		Expect(c.Status.Conditions).To(ContainElement(And(HaveField("Type", flaggerv1.PromotedType), HaveField("Status", corev1.ConditionFalse))))
+		// As in Flagger, a failed run keeps no counters; its condition says how many checks failed.
+		Expect(c.Status.FailedChecks).To(BeZero())
+		Expect(c.Status.Conditions).To(ContainElement(And(HaveField("Type", flaggerv1.PromotedType), HaveField("Status", corev1.ConditionFalse),
+			HaveField("Message", ContainSubstring("failed checks threshold reached 2")))))
 		Expect(*deploymentIn(ctx, "rollback").Spec.Replicas).To(BeZero(), "the canary is scaled to zero")
 		Expect(deploymentIn(ctx, "rollback-primary").Spec.Template.Spec.Containers[0].Image).To(Equal(image1), "the primary keeps the old version")
 		// Events are written asynchronously by the event broadcaster.
@@ -300,7 +310,7 @@ var _ = Describe("The Canary controller", func() {
 		Expect(tokenCopy.Data).To(HaveKeyWithValue("token", []byte("t0")))
 
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(cm), cm)).To(Succeed())
-		Expect(cm.Labels).To(HaveKeyWithValue(meta.LabelTracked, meta.TrackedValue))
+		Expect(cm.Labels).To(HaveKeyWithValue(contract.LabelTracked, contract.TrackedValue))
 		cm.Data["color"] = "green"
 		Expect(k8s.Update(ctx, cm)).To(Succeed())
 		Eventually(phaseOf(ctx, "configured")).WithTimeout(10 * time.Second).Should(Equal(flaggerv1.CanaryPhaseProgressing))
@@ -412,10 +422,13 @@ var _ = Describe("The Canary controller", func() {
 			err := k8s.Get(ctx, types.NamespacedName{Namespace: ctrlNS, Name: "revert"}, &flaggerv1.Canary{})
 			return apierrors.IsNotFound(err)
 		}).WithTimeout(30 * time.Second).Should(BeTrue())
-		target := deploymentIn(ctx, "revert")
-		Expect(*target.Spec.Replicas).To(Equal(int32(2)))
-		Expect(target.Labels).NotTo(HaveKey(meta.LabelCanary))
-		Expect(target.Annotations).NotTo(HaveKey(meta.AnnotationIdle))
+		// The Canary goes at once (no finalizer); the releaser then gives the target back.
+		Eventually(func(g Gomega) {
+			target := deploymentIn(ctx, "revert")
+			g.Expect(*target.Spec.Replicas).To(Equal(int32(2)))
+			g.Expect(target.Labels).NotTo(HaveKey(contract.LabelCanary))
+			g.Expect(target.Annotations).NotTo(HaveKey(contract.AnnotationIdle))
+		}).WithTimeout(30 * time.Second).Should(Succeed())
 		Eventually(func(g Gomega) {
 			var got appsv1.Deployment
 			g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ctrlNS, Name: "revert"}, &got)).To(Succeed())

@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
-	"github.com/herald-rollouts/herald/webhooks/meta"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 var _ = Describe("The Canary controller's gates and hooks", func() {
@@ -89,7 +89,7 @@ var _ = Describe("The Canary controller's gates and hooks", func() {
 		Expect(err).NotTo(HaveOccurred(), out)
 		target := deploymentIn(ctx, "sized")
 		Expect(*target.Spec.Replicas).To(BeZero())
-		Expect(target.Annotations).To(HaveKeyWithValue(meta.AnnotationDesiredReplicas, "3"))
+		Expect(target.Annotations).To(HaveKeyWithValue(contract.AnnotationDesiredReplicas, "3"))
 		Eventually(func() int32 { return *deploymentIn(ctx, "sized-primary").Spec.Replicas }).WithTimeout(10 * time.Second).Should(Equal(int32(3)))
 		Eventually(func(g Gomega) {
 			var p appsv1.Deployment

@@ -21,7 +21,7 @@ import (
 
 // leaseKey is the Lease the replicas of Herald elect their leader with (--leader-election-namespace
 // names its namespace; its name is fixed in cmd/herald).
-var leaseKey = types.NamespacedName{Namespace: "default", Name: "herald-leader-election"}
+var leaseKey = types.NamespacedName{Namespace: harness.HeraldNamespace, Name: "herald-leader-election"}
 
 // acquiredLease is what client-go's leader election logs when a replica becomes the leader
 // (capitalised or not, depending on the client-go version): the line that tells the replicas

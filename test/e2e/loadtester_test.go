@@ -131,9 +131,16 @@ var _ = Describe("The load tester", func() {
 		Eventually(phaseOf(ctx, "lt-gated")).WithTimeout(10 * time.Second).Should(Equal(flaggerv1.CanaryPhaseWaiting))
 		Consistently(phaseOf(ctx, "lt-gated")).WithTimeout(3 * time.Second).Should(Equal(flaggerv1.CanaryPhaseWaiting))
 		Expect(*deploymentIn(ctx, "lt-gated").Spec.Replicas).To(BeZero(), "nothing starts while the gate is closed")
+		// The halt event names the gate hook (as Flagger's does); the load tester's reason is
+		// in the Canary's status.
 		Eventually(func() string { return strings.Join(eventsFor(ctx, "lt-gated"), "\n") }).Should(
-			ContainSubstring("the gate of ctrl/lt-gated is closed"), "the load tester's reason reaches the Canary's events")
+			ContainSubstring("waiting for approval approval"), "the halt names the gate hook")
+		Eventually(func() []flaggerv1.CanaryCondition { return getCanary(ctx, "lt-gated").Status.Conditions }).Should(
+			ContainElement(HaveField("Message", ContainSubstring("the gate of ctrl/lt-gated is closed"))), "the load tester's reason reaches the Canary's status")
 		Expect(strings.Join(eventsFor(ctx, "lt-gated"), "\n")).NotTo(ContainSubstring(token), "the token stays out of events")
+		for _, cond := range getCanary(ctx, "lt-gated").Status.Conditions {
+			Expect(cond.Message).NotTo(ContainSubstring(token), "the token stays out of the status")
+		}
 
 		code, body := lt.post("/gate/open", "lt-gated")
 		Expect(code).To(Equal(http.StatusUnauthorized), body)

@@ -32,10 +32,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
-	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/internal/contract"
 	"github.com/herald-rollouts/herald/test/harness"
 	"github.com/herald-rollouts/herald/webhooks"
-	"github.com/herald-rollouts/herald/webhooks/meta"
 )
 
 const hooksNS = "hooks"
@@ -45,7 +44,7 @@ func managedDeployment(name string, replicas int32) *appsv1.Deployment {
 	var d appsv1.Deployment
 	sample("podinfo-deployment.yaml", &d)
 	d.Name, d.Namespace = name, hooksNS
-	d.Labels[meta.LabelCanary] = name
+	d.Labels[contract.LabelCanary] = name
 	d.Spec.Replicas = &replicas
 	return &d
 }
@@ -81,9 +80,9 @@ func heraldClient() client.Client {
 // to zero and record the revision it is idle at.
 func markIdle(ctx context.Context, name string) string {
 	d := getDeployment(ctx, name)
-	rev := d.Annotations[meta.AnnotationRevision]
+	rev := d.Annotations[contract.AnnotationRevision]
 	Expect(rev).NotTo(BeEmpty())
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}},"spec":{"replicas":0}}`, meta.AnnotationIdle, rev)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}},"spec":{"replicas":0}}`, contract.AnnotationIdle, rev)
 	Expect(heraldClient().Patch(ctx, d, client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
 	Expect(*getDeployment(ctx, name).Spec.Replicas).To(BeZero(), "the controller scales an idle target to zero")
 	return rev
@@ -143,22 +142,22 @@ var _ = Describe("The workload webhook", func() {
 		}
 		apply(d)
 		first := getDeployment(ctx, "stable")
-		rev1 := first.Annotations[meta.AnnotationRevision]
-		want, err := revision.Of(&first.Spec.Template, nil)
+		rev1 := first.Annotations[contract.AnnotationRevision]
+		want, err := contract.Revision(&first.Spec.Template, nil)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(rev1).To(Equal(want), "the webhook's revision is revision.Of of the stored template")
+		Expect(rev1).To(Equal(want), "the webhook's revision is contract.Of of the stored template")
 
 		apply(d)
 		again := getDeployment(ctx, "stable")
-		Expect(again.Annotations[meta.AnnotationRevision]).To(Equal(rev1))
+		Expect(again.Annotations[contract.AnnotationRevision]).To(Equal(rev1))
 		Expect(again.Generation).To(Equal(first.Generation), "an identical apply changes nothing")
 
 		d.Spec.Template.Spec.Containers[0].Image = "ghcr.io/stefanprodan/podinfo:6.0.1"
 		apply(d)
 		changed := getDeployment(ctx, "stable")
-		rev2 := changed.Annotations[meta.AnnotationRevision]
+		rev2 := changed.Annotations[contract.AnnotationRevision]
 		Expect(rev2).NotTo(Equal(rev1))
-		want, err = revision.Of(&changed.Spec.Template, nil)
+		want, err = contract.Revision(&changed.Spec.Template, nil)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(rev2).To(Equal(want))
 	})
@@ -170,11 +169,11 @@ var _ = Describe("The workload webhook", func() {
 		Expect(before).To(BeNumerically(">", 0), "the managed create reached the webhook")
 
 		plain := managedDeployment("unmanaged", 1)
-		delete(plain.Labels, meta.LabelCanary)
+		delete(plain.Labels, contract.LabelCanary)
 		Expect(k8s.Create(ctx, plain)).To(Succeed())
 		plain.Spec.Template.Spec.Containers[0].Image = "ghcr.io/stefanprodan/podinfo:6.0.1"
 		Expect(k8s.Update(ctx, plain)).To(Succeed())
-		Expect(getDeployment(ctx, "unmanaged").Annotations).NotTo(HaveKey(meta.AnnotationRevision))
+		Expect(getDeployment(ctx, "unmanaged").Annotations).NotTo(HaveKey(contract.AnnotationRevision))
 
 		// A label edit on a managed Deployment is filtered out by the matchConditions.
 		patch := []byte(`{"metadata":{"labels":{"team":"web"}}}`)
@@ -197,15 +196,15 @@ var _ = Describe("The workload webhook", func() {
 		Expect(err).NotTo(HaveOccurred(), out)
 		got := getDeployment(ctx, "idle")
 		Expect(*got.Spec.Replicas).To(BeZero())
-		Expect(got.Annotations).To(HaveKeyWithValue(meta.AnnotationDesiredReplicas, "2"))
-		Expect(got.Annotations).To(HaveKeyWithValue(meta.AnnotationRevision, rev))
+		Expect(got.Annotations).To(HaveKeyWithValue(contract.AnnotationDesiredReplicas, "2"))
+		Expect(got.Annotations).To(HaveKeyWithValue(contract.AnnotationRevision, rev))
 
 		By("server-side apply by a second field manager asking for 3")
 		three := managedDeployment("idle", 3)
 		Expect(k8s.Patch(ctx, manifestOf(three), client.Apply, client.FieldOwner("helm"), client.ForceOwnership)).To(Succeed())
 		got = getDeployment(ctx, "idle")
 		Expect(*got.Spec.Replicas).To(BeZero())
-		Expect(got.Annotations).To(HaveKeyWithValue(meta.AnnotationDesiredReplicas, "3"))
+		Expect(got.Annotations).To(HaveKeyWithValue(contract.AnnotationDesiredReplicas, "3"))
 
 		By("Flux's server-side apply engine applying the same manifest 20 times")
 		flux := ssa.NewResourceManager(k8s, nil, ssa.Owner{Field: "kustomize-controller", Group: "kustomize.toolkit.fluxcd.io"})
@@ -219,7 +218,7 @@ var _ = Describe("The workload webhook", func() {
 		Expect(actions[1:]).To(HaveEach(string(ssa.UnchangedAction)), "Flux sees drift after the first apply: %v", actions)
 		got = getDeployment(ctx, "idle")
 		Expect(*got.Spec.Replicas).To(BeZero())
-		Expect(got.Annotations).To(HaveKeyWithValue(meta.AnnotationRevision, rev), "no new revision")
+		Expect(got.Annotations).To(HaveKeyWithValue(contract.AnnotationRevision, rev), "no new revision")
 		Consistently(func() int { return podsOf(ctx, "idle") }).WithTimeout(2*time.Second).Should(BeZero(), "no pod starts on the idle target")
 
 		By("kubectl scale is refused with directions to the primary")
@@ -245,7 +244,7 @@ var _ = Describe("The workload webhook", func() {
 		out, err = kubectl("apply", "-f", writeManifest(manifestOf(d)))
 		Expect(err).NotTo(HaveOccurred(), out)
 		got = getDeployment(ctx, "idle")
-		Expect(got.Annotations[meta.AnnotationRevision]).NotTo(Equal(rev))
+		Expect(got.Annotations[contract.AnnotationRevision]).NotTo(Equal(rev))
 		Expect(*got.Spec.Replicas).To(Equal(int32(2)))
 	})
 
@@ -274,29 +273,29 @@ var _ = Describe("The config webhook", func() {
 	BeforeEach(func() { createNamespace(hooksNS) })
 
 	It("writes a checksum on tracked ConfigMaps and Secrets only, never their values", func(ctx SpecContext) {
-		tracked := map[string]string{meta.LabelTracked: meta.TrackedValue}
+		tracked := map[string]string{contract.LabelTracked: contract.TrackedValue}
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "tracked", Namespace: hooksNS, Labels: tracked},
 			Data: map[string]string{"color": "blue"}}
 		Expect(k8s.Create(ctx, cm)).To(Succeed())
-		Expect(cm.Annotations).To(HaveKeyWithValue(meta.AnnotationChecksum, revision.ConfigChecksum(cm.Data, nil)))
+		Expect(cm.Annotations).To(HaveKeyWithValue(contract.AnnotationChecksum, contract.ConfigChecksum(cm.Data, nil)))
 		cm.Data["color"] = "green"
 		Expect(k8s.Update(ctx, cm)).To(Succeed())
-		Expect(cm.Annotations).To(HaveKeyWithValue(meta.AnnotationChecksum, revision.ConfigChecksum(map[string]string{"color": "green"}, nil)))
+		Expect(cm.Annotations).To(HaveKeyWithValue(contract.AnnotationChecksum, contract.ConfigChecksum(map[string]string{"color": "green"}, nil)))
 
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tracked", Namespace: hooksNS, Labels: tracked},
 			StringData: map[string]string{"token": "s3cr3t-value"}}
 		Expect(k8s.Create(ctx, secret)).To(Succeed())
-		Expect(secret.Annotations).To(HaveKeyWithValue(meta.AnnotationChecksum, revision.SecretChecksum(map[string][]byte{"token": []byte("s3cr3t-value")})))
+		Expect(secret.Annotations).To(HaveKeyWithValue(contract.AnnotationChecksum, contract.SecretChecksum(map[string][]byte{"token": []byte("s3cr3t-value")})))
 		Expect(readFile(heraldLog.Name())).NotTo(ContainSubstring("s3cr3t-value"))
 
 		optedOut := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "opted-out", Namespace: hooksNS, Labels: tracked,
-			Annotations: map[string]string{meta.AnnotationConfigTracking: "disabled"}}, Data: map[string]string{"a": "b"}}
+			Annotations: map[string]string{contract.FlaggerConfigTracking: "disabled"}}, Data: map[string]string{"a": "b"}}
 		Expect(k8s.Create(ctx, optedOut)).To(Succeed())
-		Expect(optedOut.Annotations).NotTo(HaveKey(meta.AnnotationChecksum))
+		Expect(optedOut.Annotations).NotTo(HaveKey(contract.AnnotationChecksum))
 
 		plain := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: hooksNS}, Data: map[string]string{"a": "b"}}
 		Expect(k8s.Create(ctx, plain)).To(Succeed())
-		Expect(plain.Annotations).NotTo(HaveKey(meta.AnnotationChecksum))
+		Expect(plain.Annotations).NotTo(HaveKey(contract.AnnotationChecksum))
 	})
 })
 
@@ -336,9 +335,16 @@ var _ = Describe("The Canary webhook", func() {
 			createNamespace(u.GetNamespace())
 			createReferencedTemplates(ctx, u)
 			provider, _, _ := unstructured.NestedString(u.Object, "spec", "provider")
+			scaler, _, _ := unstructured.NestedString(u.Object, "spec", "autoscalerRef", "kind")
 			err = k8s.Create(ctx, u, client.DryRunAll)
-			switch provider {
-			case "", "istio", "kubernetes":
+			switch {
+			case scaler == "ScaledObject":
+				// Refused by name rather than silently ignored: Herald copies HPAs only.
+				Expect(err).To(HaveOccurred(), "%s (KEDA ScaledObject) must be refused", filepath.Base(f))
+				Expect(err.Error()).To(ContainSubstring("KEDA"))
+				Expect(err.Error()).To(ContainSubstring("spec.autoscalerRef.kind"))
+				refused++
+			case provider == "", provider == "istio", provider == "kubernetes", strings.HasPrefix(provider, "gatewayapi"):
 				Expect(err).NotTo(HaveOccurred(), "%s (provider %q) must be accepted", filepath.Base(f), provider)
 				accepted++
 			default:
@@ -348,8 +354,8 @@ var _ = Describe("The Canary webhook", func() {
 				refused++
 			}
 		}
-		Expect(accepted).To(Equal(15), "12 without a provider (istio by default), 3 kubernetes")
-		Expect(refused).To(Equal(6), "apisix, gloo, nginx (2), skipper, traefik")
+		Expect(accepted).To(Equal(14), "12 without a provider (istio by default), 2 kubernetes")
+		Expect(refused).To(Equal(7), "apisix, gloo, nginx (2), skipper, traefik, and a KEDA ScaledObject")
 	})
 
 	It("refuses an invalid Canary at kubectl apply time with every problem and its field path", func(ctx SpecContext) {
@@ -378,12 +384,14 @@ spec:
 		Expect(os.WriteFile(f, []byte(manifest), 0o600)).To(Succeed())
 		out, err := kubectl("apply", "-f", f)
 		Expect(err).To(HaveOccurred())
-		for _, path := range []string{"spec.provider", "spec.analysis.metrics[0].templateRef", "spec.analysis.webhooks[0].url"} {
+		for _, path := range []string{"spec.provider", "spec.analysis.webhooks[0].url"} {
 			Expect(out).To(ContainSubstring(path))
 		}
 		Expect(strings.Count(out, `The Canary "broken" is invalid`)).To(Equal(1), "one answer lists every problem:\n%s", out)
-		Expect(strings.Count(out, "\n* spec.")).To(Equal(3), out)
+		Expect(strings.Count(out, "\n* spec.")).To(Equal(2), out)
 		Expect(out).To(ContainSubstring("Warning: spec.targetRef.name"), "a missing target is only a warning")
+		Expect(out).To(ContainSubstring("Warning: spec.analysis.metrics[0].templateRef: MetricTemplate hooks/does-not-exist does not exist yet"),
+			"so is a missing MetricTemplate")
 	})
 })
 

@@ -39,12 +39,34 @@ type Herald struct {
 	MetricsURL string // http://127.0.0.1:<port>/metrics
 	ProbeURL   string // http://127.0.0.1:<port>
 	WebhookURL string // https://localhost:<port>, what the API server calls
+	// WebhookListen is 127.0.0.1:<port>, where the webhook server listens (what a proxy in
+	// front of it forwards to).
+	WebhookListen string
 }
 
 // StartHerald starts bin/herald against kubeconfig (see HeraldKubeconfig) with --install-crds
 // and its webhooks registered on a loopback URL, logs to out, and
 // returns once /readyz answers 200 (or an error with the process's fate if it does not).
 func StartHerald(ctx context.Context, binary, kubeconfig string, out io.Writer, extraArgs ...string) (*Herald, error) {
+	return StartHeraldWith(ctx, HeraldOptions{Binary: binary, Kubeconfig: kubeconfig, Out: out, Args: extraArgs})
+}
+
+// HeraldOptions configure StartHeraldWith.
+type HeraldOptions struct {
+	// Binary is bin/herald (see Build); Kubeconfig Herald's identity (see HeraldKubeconfig).
+	Binary, Kubeconfig string
+	// Out receives Herald's log.
+	Out io.Writer
+	// WebhookURL is the base URL the webhook configurations are registered with. Empty: the
+	// webhook server's own loopback address. Replicas that share one address (a proxy in
+	// front of them) register the same configurations and never undo each other's.
+	WebhookURL string
+	// Args are further flags.
+	Args []string
+}
+
+// StartHeraldWith is StartHerald with options.
+func StartHeraldWith(ctx context.Context, o HeraldOptions) (*Herald, error) {
 	ports, err := cluster.FreePorts(3)
 	if err != nil {
 		return nil, err
@@ -54,27 +76,33 @@ func StartHerald(ctx context.Context, binary, kubeconfig string, out io.Writer, 
 	if err != nil {
 		return nil, err
 	}
+	h := &Herald{
+		MetricsURL:    fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
+		ProbeURL:      fmt.Sprintf("http://127.0.0.1:%d", probePort),
+		WebhookURL:    fmt.Sprintf("https://localhost:%d", webhookPort),
+		WebhookListen: fmt.Sprintf("127.0.0.1:%d", webhookPort),
+	}
+	if o.WebhookURL != "" {
+		h.WebhookURL = o.WebhookURL
+	}
 	args := append([]string{
-		"--kubeconfig=" + kubeconfig,
+		"--kubeconfig=" + o.Kubeconfig,
 		"--install-crds",
 		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
+		// Plain HTTP on loopback, so tests scrape without a token.
+		"--metrics-secure=false",
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
 		// The API server calls the webhooks on loopback, trusting the rotated CA Herald injects.
 		"--webhook-host=127.0.0.1",
 		"--webhook-port=" + strconv.Itoa(webhookPort),
-		"--webhook-url=https://localhost:" + strconv.Itoa(webhookPort),
+		"--webhook-url=" + h.WebhookURL,
 		"--cert-dir=" + certDir,
 		"--controller-username=" + HeraldUser,
 		"--log-encoding=console",
-	}, extraArgs...)
-	h := &Herald{
-		MetricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
-		ProbeURL:   fmt.Sprintf("http://127.0.0.1:%d", probePort),
-		WebhookURL: fmt.Sprintf("https://localhost:%d", webhookPort),
-	}
+	}, o.Args...)
 	// Herald must not outlive the test or demo that started it (StartProcess sees to it).
 	h.proc, err = StartProcess(ctx, ProcessOptions{
-		Name: "herald", Binary: binary, Args: args, Out: out,
+		Name: "herald", Binary: o.Binary, Args: args, Out: o.Out,
 		ReadyURL: h.ProbeURL + "/readyz", ReadyTimeout: 60 * time.Second, StopGrace: 10 * time.Second,
 		AfterExit: func() { _ = os.RemoveAll(certDir) },
 	})
@@ -92,11 +120,43 @@ func (h *Herald) Stop() {
 	h.proc.Stop()
 }
 
+// Exited reports whether the process has exited.
+func (h *Herald) Exited() bool { return h == nil || h.proc.Exited() }
+
 // Kill sends SIGKILL, as a node failure or an OOM kill would (nothing is released), and
 // returns once the process has been reaped.
 func (h *Herald) Kill() {
 	_ = syscall.Kill(h.proc.Pid(), syscall.SIGKILL)
 	h.proc.Stop()
+}
+
+// Pid is the process's id.
+func (h *Herald) Pid() int { return h.proc.Pid() }
+
+// Memory returns the process's resident set size now and its peak so far (VmRSS and VmHWM
+// of /proc/<pid>/status), in bytes.
+func (h *Herald) Memory() (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.proc.Pid()))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak, nil
 }
 
 // CPUTime is the CPU time (user + system) the process has used so far, from /proc.

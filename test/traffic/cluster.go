@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Pod-template annotations that give a simulated workload its behaviour. They are not under
@@ -40,6 +41,16 @@ type snapshot struct {
 	services        map[string]*corev1.Service
 	deployments     map[string][]*appsv1.Deployment // by namespace, sorted by name
 
+	// Gateway API routes (RouteGatewayAPI): all of them sorted by key, by key, by kind, and
+	// the objects as read (for their status); the pods, whose names the application's
+	// metrics carry.
+	gwTargets []*gwTarget
+	gwByKey   map[string]*gwTarget
+	gwHTTP    []*gwTarget
+	gwGRPC    []*gwTarget
+	gwObjects []client.Object
+	pods      map[string][]corev1.Pod
+
 	// Per-tick memos: a host resolves to the same backend for every request of the tick.
 	backends  map[string]*backend
 	workloads map[string]*workload
@@ -56,6 +67,8 @@ func (s *Simulator) read(ctx context.Context) (*snapshot, error) {
 		deployments: map[string][]*appsv1.Deployment{},
 		backends:    map[string]*backend{},
 		workloads:   map[string]*workload{},
+		gwByKey:     map[string]*gwTarget{},
+		pods:        map[string][]corev1.Pod{},
 	}
 	namespaces := s.namespaces()
 	var errs []error
@@ -76,6 +89,14 @@ func (s *Simulator) read(ctx context.Context) (*snapshot, error) {
 		a, b := snap.virtualServices[i], snap.virtualServices[j]
 		return key(a.Namespace, a.Name) < key(b.Namespace, b.Name)
 	})
+	sort.Slice(snap.gwTargets, func(i, j int) bool { return snap.gwTargets[i].key < snap.gwTargets[j].key })
+	for _, t := range snap.gwTargets {
+		if t.kind == "GRPCRoute" {
+			snap.gwGRPC = append(snap.gwGRPC, t)
+		} else {
+			snap.gwHTTP = append(snap.gwHTTP, t)
+		}
+	}
 	return snap, nil
 }
 
@@ -85,8 +106,15 @@ func (s *Simulator) readNamespace(ctx context.Context, snap *snapshot, ns string
 		opts = append(opts, client.InNamespace(ns))
 	}
 	var vss networkingv1.VirtualServiceList
-	if err := s.Client.List(ctx, &vss, opts...); err != nil {
-		return fmt.Errorf("list VirtualServices in namespace %q: %w", ns, err)
+	if s.routing()&RouteIstio != 0 {
+		if err := s.Client.List(ctx, &vss, opts...); err != nil {
+			return fmt.Errorf("list VirtualServices in namespace %q: %w", ns, err)
+		}
+	}
+	if s.routing()&RouteGatewayAPI != 0 {
+		if err := s.readGatewayAPI(ctx, snap, ns, opts); err != nil {
+			return err
+		}
 	}
 	var svcs corev1.ServiceList
 	if err := s.Client.List(ctx, &svcs, opts...); err != nil {
@@ -95,6 +123,18 @@ func (s *Simulator) readNamespace(ctx context.Context, snap *snapshot, ns string
 	var deps appsv1.DeploymentList
 	if err := s.Client.List(ctx, &deps, opts...); err != nil {
 		return fmt.Errorf("list Deployments in namespace %q: %w", ns, err)
+	}
+	// StatefulSets serve like Deployments: their pod template and their available pods.
+	var sets appsv1.StatefulSetList
+	if err := s.Client.List(ctx, &sets, opts...); err != nil {
+		return fmt.Errorf("list StatefulSets in namespace %q: %w", ns, err)
+	}
+	for _, st := range sets.Items {
+		deps.Items = append(deps.Items, appsv1.Deployment{
+			ObjectMeta: st.ObjectMeta,
+			Spec:       appsv1.DeploymentSpec{Replicas: st.Spec.Replicas, Selector: st.Spec.Selector, Template: st.Spec.Template},
+			Status:     appsv1.DeploymentStatus{AvailableReplicas: st.Status.AvailableReplicas},
+		})
 	}
 	for _, vs := range vss.Items {
 		k := key(vs.Namespace, vs.Name)
@@ -114,6 +154,46 @@ func (s *Simulator) readNamespace(ctx context.Context, snap *snapshot, ns string
 	}
 	for ns := range snap.deployments {
 		list := snap.deployments[ns]
+		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	}
+	return nil
+}
+
+// readGatewayAPI lists the HTTPRoutes, GRPCRoutes and pods of a namespace.
+func (s *Simulator) readGatewayAPI(ctx context.Context, snap *snapshot, ns string, opts []client.ListOption) error {
+	var hrs gatewayv1.HTTPRouteList
+	if err := s.Client.List(ctx, &hrs, opts...); err != nil {
+		return fmt.Errorf("list HTTPRoutes in namespace %q: %w", ns, err)
+	}
+	var grs gatewayv1.GRPCRouteList
+	if err := s.Client.List(ctx, &grs, opts...); err != nil {
+		return fmt.Errorf("list GRPCRoutes in namespace %q: %w", ns, err)
+	}
+	var pods corev1.PodList
+	if err := s.Client.List(ctx, &pods, opts...); err != nil {
+		return fmt.Errorf("list Pods in namespace %q: %w", ns, err)
+	}
+	add := func(t gwTarget, obj client.Object) {
+		if _, dup := snap.gwByKey[t.key]; dup {
+			return
+		}
+		snap.gwByKey[t.key] = &t
+		snap.gwTargets = append(snap.gwTargets, &t)
+		snap.gwObjects = append(snap.gwObjects, obj)
+	}
+	for i := range hrs.Items {
+		add(httpTarget(&hrs.Items[i]), &hrs.Items[i])
+	}
+	for i := range grs.Items {
+		add(grpcTarget(&grs.Items[i]), &grs.Items[i])
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			snap.pods[p.Namespace] = append(snap.pods[p.Namespace], p)
+		}
+	}
+	for ns := range snap.pods {
+		list := snap.pods[ns]
 		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	}
 	return nil
@@ -227,6 +307,8 @@ type workload struct {
 	key       string
 	name      string
 	namespace string
+	// selector selects the workload's pods.
+	selector map[string]string
 	// Istio's peer metadata, derived from the pod template the way the sidecar does.
 	app, version                        string
 	canonicalService, canonicalRevision string
@@ -252,6 +334,7 @@ func (snap *snapshot) workload(d *appsv1.Deployment) *workload {
 		key:               k,
 		name:              d.Name,
 		namespace:         d.Namespace,
+		selector:          d.Spec.Template.Labels,
 		app:               orUnknown(labels["app"]),
 		version:           orUnknown(labels["version"]),
 		canonicalService:  firstOf(labels["service.istio.io/canonical-name"], labels["app.kubernetes.io/name"], labels["app"], d.Name),

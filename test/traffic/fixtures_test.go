@@ -15,6 +15,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 const ns = "test"
@@ -26,6 +27,9 @@ func testScheme(t testing.TB) *runtime.Scheme {
 		t.Fatal(err)
 	}
 	if err := networkingv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := gatewayv1.Install(s); err != nil {
 		t.Fatal(err)
 	}
 	return s

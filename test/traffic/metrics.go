@@ -109,12 +109,15 @@ type series struct {
 }
 
 type metrics struct {
-	registry  *prometheus.Registry
-	requests  *prometheus.CounterVec
-	millis    *prometheus.HistogramVec
-	seconds   *prometheus.HistogramVec
-	simulated *prometheus.CounterVec
-	cache     map[labelSet]*series
+	// appDuration and grpcHandled are what the applications themselves export.
+	appDuration *prometheus.HistogramVec
+	grpcHandled *prometheus.CounterVec
+	registry    *prometheus.Registry
+	requests    *prometheus.CounterVec
+	millis      *prometheus.HistogramVec
+	seconds     *prometheus.HistogramVec
+	simulated   *prometheus.CounterVec
+	cache       map[labelSet]*series
 }
 
 func newMetrics() *metrics {
@@ -138,9 +141,18 @@ func newMetrics() *metrics {
 			Name: SimulatorRequestsTotal,
 			Help: "Requests the simulator sent, by request class and by the workload the routes chose (mirrored copies not included).",
 		}, []string{simulatorLabelVS, simulatorLabelNamespace, simulatorLabelClass, simulatorLabelDestWorkld}),
+		appDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    AppRequestDuration,
+			Help:    "Duration of HTTP requests as the simulated application measures them, in seconds.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"kubernetes_namespace", "kubernetes_pod_name", "method", "status"}),
+		grpcHandled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: AppGRPCHandled,
+			Help: "gRPC calls the simulated application completed, by status code.",
+		}, []string{"kubernetes_namespace", "kubernetes_pod_name", "grpc_service", "grpc_method", "grpc_code"}),
 		cache: map[labelSet]*series{},
 	}
-	m.registry.MustRegister(m.requests, m.millis, m.seconds, m.simulated)
+	m.registry.MustRegister(m.requests, m.millis, m.seconds, m.simulated, m.appDuration, m.grpcHandled)
 	return m
 }
 
@@ -163,23 +175,31 @@ func (m *metrics) observe(ls *labelSet, latency time.Duration) {
 // exchange is one request as the proxies report it.
 type exchange struct {
 	sourceNamespace string
-	backend         *backend  // nil when no route matched
-	workload        *workload // nil when no workload answered
-	code            int
-	flags           string
-	latency         time.Duration
+	// sourceWorkload is the reporting client (a gateway); the simulator's own name when empty.
+	sourceWorkload string
+	// grpc marks a gRPC call: HTTP status 200, the outcome in grpc_response_status.
+	grpc     bool
+	backend  *backend  // nil when no route matched
+	workload *workload // nil when no workload answered
+	code     int
+	flags    string
+	latency  time.Duration
 }
 
 // labels fills the label values of one report of the exchange.
 func (x *exchange) labels(reporter string) labelSet {
 	var ls labelSet
+	src := sourceWorkload
+	if x.sourceWorkload != "" {
+		src = x.sourceWorkload
+	}
 	ls[lReporter] = reporter
-	ls[lSourceWorkload] = sourceWorkload
+	ls[lSourceWorkload] = src
 	ls[lSourceWorkloadNamespace] = x.sourceNamespace
 	ls[lSourcePrincipal] = "spiffe://cluster.local/ns/" + x.sourceNamespace + "/sa/default"
-	ls[lSourceApp] = sourceWorkload
+	ls[lSourceApp] = src
 	ls[lSourceVersion] = unknown
-	ls[lSourceCanonicalService] = sourceWorkload
+	ls[lSourceCanonicalService] = src
 	ls[lSourceCanonicalRevision] = "latest"
 	ls[lSourceCluster] = clusterName
 	ls[lDestinationWorkload] = unknown
@@ -211,6 +231,18 @@ func (x *exchange) labels(reporter string) labelSet {
 	ls[lRequestProtocol] = protocolHTTP
 	ls[lResponseCode] = strconv.Itoa(x.code)
 	ls[lGRPCResponseStatus] = ""
+	if x.grpc {
+		// gRPC reports failures in its own status (13, INTERNAL) over an HTTP 200; a
+		// response the gateway itself gives (no route, no backend) stays an HTTP error.
+		ls[lRequestProtocol] = "grpc"
+		if x.workload != nil {
+			ls[lGRPCResponseStatus] = "0"
+			if x.code >= 500 {
+				ls[lGRPCResponseStatus] = "13"
+			}
+			ls[lResponseCode] = "200"
+		}
+	}
 	ls[lResponseFlags] = x.flags
 	// The client side never knows the policy of the connection; the server side sees mTLS.
 	ls[lConnectionSecurityPolicy] = securityUnknown

@@ -25,10 +25,11 @@ type request struct {
 	path    string // without the query
 	query   url.Values
 	headers map[string]string // lower-case names, as Envoy sees them
+	cookies bool              // keeps the cookies responses set (Class.Cookies)
 }
 
 func newRequest(c Class) request {
-	r := request{class: c.Name, method: c.Method, headers: map[string]string{}}
+	r := request{class: c.Name, method: c.Method, headers: map[string]string{}, cookies: c.Cookies}
 	if r.method == "" {
 		r.method = "GET"
 	}

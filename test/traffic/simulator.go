@@ -1,9 +1,10 @@
-// Package traffic simulates the requests a service mesh would carry, for tests and demos
-// that run without a data plane. It reads Istio VirtualServices, routes a steady stream of
-// requests through their http routes the way Envoy would (first matching route, weighted
-// destinations, mirroring), lets the Deployments behind the destination Services answer
-// according to pod-template annotations (error rate, latency), and exposes Istio's standard
-// metrics for a real Prometheus to scrape, so that a canary analysis queries real numbers.
+// Package traffic simulates the requests a service mesh or gateway would carry, for tests and
+// demos that run without a data plane. It reads Istio VirtualServices (or, see gateway.go, the
+// Gateway API's HTTPRoutes and GRPCRoutes), routes a steady stream of requests through them
+// the way Envoy would (first matching route, weighted destinations, mirroring), lets the
+// Deployments behind the destination Services answer according to pod-template annotations
+// (error rate, latency), and exposes Istio's standard metrics for a real Prometheus to scrape,
+// so that a canary analysis queries real numbers.
 //
 // Everything is deterministic: weighted splits use smooth weighted round-robin and error
 // rates and mirror percentages are spread evenly over the stream, so a 90/10 split or a
@@ -51,6 +52,9 @@ type Class struct {
 	Path string
 	// Method is the HTTP method; GET when empty.
 	Method string
+	// Cookies makes the class one client that keeps the cookies responses set and sends them
+	// back (Gateway API routes only), as a browser does.
+	Cookies bool
 }
 
 // Simulator generates traffic for the VirtualServices of Namespaces and serves the
@@ -68,6 +72,9 @@ type Simulator struct {
 	Tick time.Duration
 	// Log receives the simulator's reports; optional.
 	Log logr.Logger
+	// Routing selects the routing objects read: RouteIstio (the default when zero),
+	// RouteGatewayAPI, or both. Client's scheme must hold their types.
+	Routing Routing
 
 	initOnce sync.Once
 	started  bool
@@ -86,6 +93,10 @@ type Simulator struct {
 	behaviour map[string]*serverState
 	regexps   map[string]*regexp.Regexp
 	warned    map[string]bool
+	// Gateway API state: per-route pickers, cookie jars, pod pickers.
+	gwStates   map[string]*gwRouteState
+	jars       map[jarKey]map[string]jarCookie
+	podPickers map[string]*smooth
 }
 
 type servedCount struct{ total, errors int64 }
@@ -140,6 +151,9 @@ func (s *Simulator) init() {
 		s.behaviour = map[string]*serverState{}
 		s.regexps = map[string]*regexp.Regexp{}
 		s.warned = map[string]bool{}
+		s.gwStates = map[string]*gwRouteState{}
+		s.jars = map[jarKey]map[string]jarCookie{}
+		s.podPickers = map[string]*smooth{}
 	})
 }
 
@@ -245,6 +259,9 @@ func (s *Simulator) step(ctx context.Context, n int) error {
 		return fmt.Errorf("read routing objects: %w", err)
 	}
 	s.generate(snap, n)
+	if s.routing()&RouteGatewayAPI != 0 {
+		s.acceptRoutes(ctx, snap)
+	}
 	return nil
 }
 
@@ -254,6 +271,9 @@ func (s *Simulator) generate(snap *snapshot, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.forget(snap)
+	if s.routing()&RouteGatewayAPI != 0 {
+		s.generateGateway(snap, n)
+	}
 	for _, vs := range snap.virtualServices {
 		if len(vs.Spec.GetHosts()) == 0 {
 			continue // a delegate: it gets traffic only through the VirtualService delegating to it
@@ -295,6 +315,11 @@ func (s *Simulator) forget(snap *snapshot) {
 	for k := range s.behaviour {
 		if !live[k] {
 			delete(s.behaviour, k)
+		}
+	}
+	for k := range s.podPickers {
+		if !live[k] {
+			delete(s.podPickers, k)
 		}
 	}
 }

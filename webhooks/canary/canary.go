@@ -8,7 +8,7 @@ Licensed under the Apache License, Version 2.0.
 // Canary, MetricTemplate and AlertProvider (flagger.app/v1beta1, CREATE and UPDATE).
 //
 // They check what the CRD schema and its CEL rules cannot: the provider is one Herald
-// implements, the target exists and is selected by exactly one of the supported labels,
+// implements, the target exists and is selected by one of the supported labels (the first wins),
 // metrics name a builtin or an existing MetricTemplate, durations, weights and URLs are
 // sound. Every problem is reported at once, as a field.ErrorList inside an Invalid status
 // (HTTP 422), so `kubectl apply` lists them field by field; risky but legal settings come
@@ -28,12 +28,13 @@ import (
 	"fmt"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/workloads"
+	"github.com/herald-rollouts/herald/internal/contract"
 	"github.com/herald-rollouts/herald/webhooks"
 )
 
@@ -45,10 +46,6 @@ import (
 // +kubebuilder:rbac:groups=apps,resources=deployments;daemonsets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=flagger.app,resources=metrictemplates;alertproviders,verbs=get;list;watch
 
-// DefaultSelectorLabels are the pod labels that identify a workload when
-// Options.SelectorLabels is empty (Flagger's -selector-labels default).
-var DefaultSelectorLabels = []string{"app", "name", "app.kubernetes.io/name"}
-
 // DefaultLookupTimeout bounds the cache reads of one validation.
 const DefaultLookupTimeout = time.Second
 
@@ -59,7 +56,8 @@ type Options struct {
 	DefaultProvider string
 
 	// SelectorLabels are the labels of which a target's spec.selector.matchLabels must use
-	// exactly one (the controller's --selector-labels). Default DefaultSelectorLabels.
+	// one; the first found names its pods (the controller's --selector-labels). Default
+	// contract.DefaultSelectorLabels.
 	SelectorLabels []string
 
 	// Reader reads targets, MetricTemplates and AlertProviders. It must be a cache, never a
@@ -73,6 +71,10 @@ type Options struct {
 	// for it. SetupWithManager defaults it to the manager's API reader.
 	MissReader client.Reader
 
+	// NoCrossNamespaceRefs refuses templateRef and providerRef namespaces other than the
+	// Canary's (Flagger's -no-cross-namespace-refs, which the controller enforces too).
+	NoCrossNamespaceRefs bool
+
 	// LookupTimeout bounds all the cache reads of one validation together (a read from an
 	// informer that has not synced yet blocks); a read that times out becomes a warning.
 	// Default DefaultLookupTimeout, well below the webhook's 3 s timeout.
@@ -84,7 +86,7 @@ func (o Options) withDefaults() Options {
 		o.DefaultProvider = flaggerv1.ProviderIstio
 	}
 	if len(o.SelectorLabels) == 0 {
-		o.SelectorLabels = DefaultSelectorLabels
+		o.SelectorLabels = contract.DefaultSelectorLabels
 	}
 	if o.LookupTimeout <= 0 {
 		o.LookupTimeout = DefaultLookupTimeout
@@ -97,7 +99,7 @@ func (o Options) withDefaults() Options {
 // (/validate-flagger-app-v1beta1-canary, -metrictemplate, -alertprovider).
 //
 // When opts.Reader is nil or the manager's cache, the informers the Canary validator reads
-// (Deployments, DaemonSets, MetricTemplates, AlertProviders) are registered with the cache
+// (the target kinds, MetricTemplates, AlertProviders) are registered with the cache
 // now, so that they start and sync with the manager instead of on the first request.
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.Reader == nil {
@@ -107,10 +109,12 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		opts.MissReader = mgr.GetAPIReader()
 	}
 	if c, ok := opts.Reader.(cache.Cache); ok && c == mgr.GetCache() {
-		for _, obj := range []client.Object{
-			&appsv1.Deployment{}, &appsv1.DaemonSet{},
-			&flaggerv1.MetricTemplate{}, &flaggerv1.AlertProvider{},
-		} {
+		objs := []client.Object{&flaggerv1.MetricTemplate{}, &flaggerv1.AlertProvider{}}
+		for _, kind := range workloads.Kinds {
+			w, _ := workloads.New(kind)
+			objs = append(objs, w.Object())
+		}
+		for _, obj := range objs {
 			if _, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 				return fmt.Errorf("canary webhook: watching %T: %w", obj, err)
 			}

@@ -9,6 +9,7 @@ package canary
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,8 +105,17 @@ func TestRules(t *testing.T) {
 		{name: "target Service (Knative)", mutate: func(c *flaggerv1.Canary) {
 			c.Spec.TargetRef = flaggerv1.LocalObjectReference{APIVersion: "serving.knative.dev/v1", Kind: "Service", Name: "podinfo"}
 		}, errs: []string{"spec.targetRef.kind"}, errText: []string{"Knative"}},
-		{name: "target kind unknown", mutate: func(c *flaggerv1.Canary) { c.Spec.TargetRef.Kind = "StatefulSet" },
-			errs: []string{"spec.targetRef.kind"}},
+		{name: "target kind unknown", mutate: func(c *flaggerv1.Canary) { c.Spec.TargetRef.Kind = "ReplicaSet" },
+			errs: []string{"spec.targetRef.kind"}, errText: []string{`"Deployment", "DaemonSet", "StatefulSet"`}},
+		{name: "StatefulSet target", objs: []client.Object{
+			statefulSet("test", "podinfo", "podinfo-headless"), metricTemplate("test", "error-rate"), alertProvider("test", "slack"),
+		}, mutate: func(c *flaggerv1.Canary) { c.Spec.TargetRef.Kind = "StatefulSet" }},
+		{name: "StatefulSet target governed by the apex Service", objs: []client.Object{
+			statefulSet("test", "podinfo", "podinfo"), metricTemplate("test", "error-rate"), alertProvider("test", "slack"),
+		}, mutate: func(c *flaggerv1.Canary) { c.Spec.TargetRef.Kind = "StatefulSet" },
+			errs: []string{"spec.targetRef.name"}, errText: []string{`its governing Service "podinfo" clashes with the Canary's Services`}},
+		{name: "StatefulSet target missing", mutate: func(c *flaggerv1.Canary) { c.Spec.TargetRef.Kind = "StatefulSet" },
+			warns: []string{"target statefulset test/podinfo does not exist yet"}},
 		{name: "target kind missing", mutate: func(c *flaggerv1.Canary) { c.Spec.TargetRef.Kind = "" },
 			errs: []string{"spec.targetRef.kind"}},
 		{name: "target name missing", mutate: func(c *flaggerv1.Canary) { c.Spec.TargetRef.Name = "" },
@@ -122,7 +132,7 @@ func TestRules(t *testing.T) {
 				Template: podinfo("test", "x").Spec.Template}},
 			metricTemplate("test", "error-rate"), alertProvider("test", "slack"),
 		}, mutate: func(c *flaggerv1.Canary) { c.Spec.TargetRef.Kind = "DaemonSet" },
-			errs: []string{"spec.targetRef.name"}, errText: []string{`label name=""`, `name="podinfo"`}},
+			errs: []string{"spec.targetRef.name"}, errText: []string{`daemonset test/podinfo`, `pod template does not carry the selector label "name"`}},
 		{name: "DaemonSet target selected by name", objs: []client.Object{
 			&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "test", Name: "podinfo"}, Spec: appsv1.DaemonSetSpec{
 				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"name": "podinfo", "tier": "web"}},
@@ -134,15 +144,15 @@ func TestRules(t *testing.T) {
 		{name: "selector without supported label", objs: []client.Object{
 			deployment("test", "podinfo", map[string]string{"component": "web"}, map[string]string{"component": "web"}),
 			metricTemplate("test", "error-rate"), alertProvider("test", "slack"),
-		}, errs: []string{"spec.targetRef.name"}, errText: []string{`"app", "name", "app.kubernetes.io/name"`, "uses none"}},
+		}, errs: []string{"spec.targetRef.name"}, errText: []string{`must contain one of the labels ["app", "name", "app.kubernetes.io/name"]`}},
 		{name: "selector with two supported labels", objs: []client.Object{
 			deployment("test", "podinfo", map[string]string{"app": "p", "app.kubernetes.io/name": "p"}, map[string]string{"app": "p", "app.kubernetes.io/name": "p"}),
 			metricTemplate("test", "error-rate"), alertProvider("test", "slack"),
-		}, errs: []string{"spec.targetRef.name"}, errText: []string{`uses "app", "app.kubernetes.io/name"`}},
+		}, warns: []string{`carries several of the selector labels "app", "app.kubernetes.io/name"; Herald names its pods by the first, "app"`}},
 		{name: "selector value differs from pod label", objs: []client.Object{
 			deployment("test", "podinfo", map[string]string{"app": "podinfo"}, map[string]string{"app": "other"}),
 			metricTemplate("test", "error-rate"), alertProvider("test", "slack"),
-		}, errs: []string{"spec.targetRef.name"}, errText: []string{`app="other"`}},
+		}, errs: []string{"spec.targetRef.name"}, errText: []string{`selector label "app" is "podinfo" in spec.selector but "other" in the pod template`}},
 		{name: "custom selector labels", opts: Options{SelectorLabels: []string{"component"}}, objs: []client.Object{
 			deployment("test", "podinfo", map[string]string{"component": "web", "app": "x"}, map[string]string{"component": "web", "app": "x"}),
 			metricTemplate("test", "error-rate"), alertProvider("test", "slack"),
@@ -219,31 +229,33 @@ func TestRules(t *testing.T) {
 			warns: []string{"spec.analysis.threshold: 5 is not below iterations (5)", "still promoted"}},
 		{name: "threshold above iterations", mutate: func(c *flaggerv1.Canary) { bg(c); c.Spec.Analysis.Iterations = 3 },
 			warns: []string{"spec.analysis.threshold"}},
+		// Flagger takes 1 for a threshold below 1: accepted, with a warning.
 		{name: "threshold unset", mutate: func(c *flaggerv1.Canary) { c.Spec.Analysis.Threshold = 0 },
-			errs: []string{"spec.analysis.threshold"}},
+			warns: []string{"spec.analysis.threshold: is 0: 1 is used", "as Flagger does"}},
 		{name: "threshold negative", mutate: func(c *flaggerv1.Canary) { c.Spec.Analysis.Threshold = -1 },
-			errs: []string{"spec.analysis.threshold"}},
+			warns: []string{"spec.analysis.threshold: is -1: 1 is used"}},
 		{name: "iterations negative", mutate: func(c *flaggerv1.Canary) { c.Spec.Analysis.Iterations = -1 },
 			errs: []string{"spec.analysis.iterations"}},
 		{name: "mirror canary istio", mutate: func(c *flaggerv1.Canary) { c.Spec.Analysis.Mirror = true }},
 		{name: "mirror stepWeights istio", mutate: func(c *flaggerv1.Canary) {
 			c.Spec.Analysis.Mirror, c.Spec.Analysis.StepWeight, c.Spec.Analysis.MaxWeight, c.Spec.Analysis.StepWeights = true, 0, 0, []int{10, 50}
 		}},
+		// Flagger runs these as ten blue/green iterations: accepted, with a warning.
 		{name: "kubernetes with stepWeight", mutate: func(c *flaggerv1.Canary) { c.Spec.Provider = "kubernetes" },
-			errs: []string{"spec.analysis.iterations"}, errText: []string{"provider kubernetes supports blue/green only: set spec.analysis.iterations", "stepWeight"}},
+			warns: []string{"spec.analysis.iterations: is not set: provider kubernetes runs blue/green only, with 10 iterations", "stepWeight are ignored"}},
 		{name: "kubernetes with stepWeights", mutate: func(c *flaggerv1.Canary) {
 			c.Spec.Provider = "kubernetes"
 			c.Spec.Analysis.StepWeight, c.Spec.Analysis.MaxWeight, c.Spec.Analysis.StepWeights = 0, 0, []int{10, 50}
-		}, errs: []string{"spec.analysis.iterations"}},
+		}, warns: []string{"spec.analysis.iterations: is not set", "stepWeights are ignored"}},
 		{name: "kubernetes with match and mirror, no iterations", mutate: func(c *flaggerv1.Canary) {
 			c.Spec.Provider = "kubernetes"
 			c.Spec.Analysis.StepWeight, c.Spec.Analysis.MaxWeight, c.Spec.Analysis.Mirror = 0, 0, true
 			c.Spec.Analysis.Match = []flaggerv1.HTTPMatchRequest{{Name: "x"}}
-		}, errs: []string{"spec.analysis.iterations"}, errText: []string{"match, mirror"}},
+		}, warns: []string{"spec.analysis.iterations: is not set", "match, mirror are ignored"}},
 		{name: "kubernetes without iterations", mutate: func(c *flaggerv1.Canary) {
 			c.Spec.Provider = "kubernetes"
 			c.Spec.Analysis.StepWeight, c.Spec.Analysis.MaxWeight = 0, 0
-		}, errs: []string{"spec.analysis.iterations"}},
+		}, warns: []string{"spec.analysis.iterations: is not set: provider kubernetes runs blue/green only, with 10 iterations as Flagger does"}},
 		{name: "kubernetes with match and mirror, iterations", mutate: func(c *flaggerv1.Canary) {
 			c.Spec.Provider = "kubernetes"
 			bg(c)
@@ -271,12 +283,13 @@ func TestRules(t *testing.T) {
 		}, errs: []string{"spec.analysis.metrics[2].name"}, errText: []string{"templateRef"}},
 		{name: "metric without name", mutate: func(c *flaggerv1.Canary) { c.Spec.Analysis.Metrics[0].Name = "" },
 			errs: []string{"spec.analysis.metrics[0].name"}},
+		// kubectl apply -f dir/, Helm and Flux may send the template after the Canary.
 		{name: "template missing", objs: []client.Object{podinfo("test", "podinfo"), alertProvider("test", "slack")},
-			errs: []string{"spec.analysis.metrics[2].templateRef"}, errText: []string{"test/error-rate"}},
+			warns: []string{"spec.analysis.metrics[2].templateRef: MetricTemplate test/error-rate does not exist yet", "Stalled (MetricTemplateNotFound)"}},
 		{name: "template in other namespace", objs: []client.Object{podinfo("test", "podinfo"), metricTemplate("flagger-system", "error-rate"), alertProvider("test", "slack")},
 			mutate: func(c *flaggerv1.Canary) { c.Spec.Analysis.Metrics[2].TemplateRef.Namespace = "flagger-system" }},
 		{name: "template looked up in the Canary namespace", objs: []client.Object{podinfo("test", "podinfo"), metricTemplate("flagger-system", "error-rate"), alertProvider("test", "slack")},
-			errs: []string{"spec.analysis.metrics[2].templateRef"}},
+			warns: []string{"spec.analysis.metrics[2].templateRef: MetricTemplate test/error-rate does not exist yet"}},
 		{name: "templateRef without name", mutate: func(c *flaggerv1.Canary) { c.Spec.Analysis.Metrics[2].TemplateRef.Name = "" },
 			errs: []string{"spec.analysis.metrics[2].templateRef.name"}},
 		{name: "inline query", mutate: func(c *flaggerv1.Canary) {
@@ -420,11 +433,9 @@ func TestAllProblemsAtOnce(t *testing.T) {
 		"spec.analysis.interval",
 		"spec.analysis.stepWeight",
 		"spec.analysis.stepWeights[1]",
-		"spec.analysis.threshold",
 		"spec.analysis.sessionAffinity.primaryCookieName",
 		"spec.analysis.metrics[0].interval",
 		"spec.analysis.metrics[1].thresholdRange",
-		"spec.analysis.metrics[2].templateRef",
 		"spec.analysis.metrics[3].name",
 		"spec.analysis.webhooks[0].url",
 		"spec.analysis.webhooks[1].name",
@@ -525,10 +536,10 @@ func TestUpdate(t *testing.T) {
 	if err == nil {
 		t.Fatal("changed spec not checked")
 	}
-	if got := causes(t, err); strings.Join(got, ",") != "spec.analysis.stepWeight,spec.analysis.metrics[2].templateRef" {
+	if got := causes(t, err); strings.Join(got, ",") != "spec.analysis.stepWeight" {
 		t.Errorf("fields %q", got)
 	}
-	containsAll(t, "warnings", warns, []string{"does not exist yet"})
+	containsAll(t, "warnings", warns, []string{"does not exist yet", "MetricTemplate test/error-rate does not exist yet"})
 }
 
 func TestDelete(t *testing.T) {
@@ -547,17 +558,103 @@ func fakeReaderWith(t *testing.T, funcs interceptor.Funcs) client.Reader {
 
 // TestCacheMissReadsTheAPIServer: a MetricTemplate or AlertProvider created just before the
 // Canary (one kubectl apply) may not be cached yet; the API server has it, so the Canary is
-// accepted. What neither has is still refused.
+// accepted without a warning. What neither has is accepted with a warning: Flux dry-runs a
+// whole stage before applying any of it, so a refusal would never converge.
 func TestCacheMissReadsTheAPIServer(t *testing.T) {
 	cached := fakeReader(t, podinfo("test", "podinfo"))
 	live := fakeReader(t, metricTemplate("test", "error-rate"), alertProvider("test", "slack"))
 	v := NewCanaryValidator(Options{Reader: cached, MissReader: live})
-	if _, err := v.ValidateCreate(context.Background(), validCanary()); err != nil {
+	warns, err := v.ValidateCreate(context.Background(), validCanary())
+	if err != nil {
 		t.Fatalf("refused although the API server has the objects: %v", err)
 	}
+	if slices.ContainsFunc(warns, func(w string) bool { return strings.Contains(w, "MetricTemplate") }) {
+		t.Fatalf("warned about a MetricTemplate the API server has: %q", warns)
+	}
 	v = NewCanaryValidator(Options{Reader: cached, MissReader: fakeReader(t)})
-	_, err := v.ValidateCreate(context.Background(), validCanary())
-	if err == nil || !strings.Contains(err.Error(), "spec.analysis.metrics[2].templateRef") {
-		t.Fatalf("a MetricTemplate missing everywhere must be refused, got %v", err)
+	warns, err = v.ValidateCreate(context.Background(), validCanary())
+	if err != nil {
+		t.Fatalf("a MetricTemplate not created yet must not be refused, got %v", err)
+	}
+	containsAll(t, "warnings", warns, []string{"spec.analysis.metrics[2].templateRef: MetricTemplate test/error-rate does not exist yet"})
+}
+
+func TestNoCrossNamespaceRefs(t *testing.T) {
+	objs := append(validObjects(), metricTemplate("team-b", "error-rate"), alertProvider("team-b", "slack"))
+	cross := validCanary()
+	cross.Spec.Analysis.Metrics[2].TemplateRef.Namespace = "team-b"
+	cross.Spec.Analysis.Alerts[0].ProviderRef.Namespace = "team-b"
+
+	strict := NewCanaryValidator(Options{Reader: fakeReader(t, objs...), NoCrossNamespaceRefs: true})
+	_, err := strict.ValidateCreate(context.Background(), cross)
+	fields := causes(t, err)
+	want := []string{"spec.analysis.metrics[2].templateRef.namespace", "spec.analysis.alerts[0].providerRef.namespace"}
+	if len(fields) != 2 || fields[0] != want[0] || fields[1] != want[1] {
+		t.Errorf("fields %q, want %q", fields, want)
+	}
+	if !strings.Contains(err.Error(), "-no-cross-namespace-refs") {
+		t.Errorf("the error should name the flag: %v", err)
+	}
+	// The Canary's own namespace, spelled out or not, is fine.
+	own := validCanary()
+	own.Spec.Analysis.Metrics[2].TemplateRef.Namespace = "test"
+	if _, err := strict.ValidateCreate(context.Background(), own); err != nil {
+		t.Errorf("own namespace: %v", err)
+	}
+	if _, err := strict.ValidateCreate(context.Background(), validCanary()); err != nil {
+		t.Errorf("no namespace: %v", err)
+	}
+	// Without the flag, as in Flagger, other namespaces may be referenced.
+	open := NewCanaryValidator(Options{Reader: fakeReader(t, objs...)})
+	if _, err := open.ValidateCreate(context.Background(), cross); err != nil {
+		t.Errorf("without the flag: %v", err)
+	}
+}
+
+func TestLinkLocalAddressesAreRefused(t *testing.T) {
+	c := validCanary()
+	c.Spec.MetricsServer = "http://169.254.169.254:9090"
+	c.Spec.Analysis.Webhooks[1].URL = "http://metadata.google.internal/computeMetadata/v1/"
+	_, err := NewCanaryValidator(Options{Reader: fakeReader(t, validObjects()...)}).ValidateCreate(context.Background(), c)
+	fields := causes(t, err)
+	if len(fields) != 2 || fields[0] != "spec.metricsServer" || fields[1] != "spec.analysis.webhooks[1].url" {
+		t.Errorf("fields %q", fields)
+	}
+	if !strings.Contains(err.Error(), "169.254.169.254 is a link-local address") {
+		t.Errorf("the error should name the address and the rule: %v", err)
+	}
+	// Loopback stays allowed at admission (tests, local control planes).
+	c = validCanary()
+	c.Spec.MetricsServer = "http://127.0.0.1:9090"
+	if _, err := NewCanaryValidator(Options{Reader: fakeReader(t, validObjects()...)}).ValidateCreate(context.Background(), c); err != nil {
+		t.Errorf("loopback: %v", err)
+	}
+
+	mt := metricTemplate("test", "t")
+	mt.Spec.Provider.Address = "http://[fe80::1]:9090"
+	_, err = (&MetricTemplateValidator{}).ValidateCreate(context.Background(), mt)
+	if fields := causes(t, err); len(fields) != 1 || fields[0] != "spec.provider.address" {
+		t.Errorf("template address: %q", fields)
+	}
+	ap := alertProvider("test", "a")
+	ap.Spec.Proxy = "http://169.254.169.254:3128"
+	_, err = (&AlertProviderValidator{}).ValidateCreate(context.Background(), ap)
+	if fields := causes(t, err); len(fields) != 1 || fields[0] != "spec.proxy" {
+		t.Errorf("alert proxy: %q", fields)
+	}
+}
+
+func TestTemplateBombsAreRefused(t *testing.T) {
+	for query, want := range map[string]string{
+		`{{range 20}}{{printf "%01000000d" 0}}{{end}}`:                  "may only loop over {{ variables }}",
+		`{{ define "a" }}{{ template "a" }}{{ end }}{{ template "a" }}`: "cannot define templates",
+		`{{ range variables }}{{ range variables }}{{ end }}{{ end }}`:  "not in another loop",
+	} {
+		mt := metricTemplate("test", "bomb")
+		mt.Spec.Query = query
+		_, err := (&MetricTemplateValidator{}).ValidateCreate(context.Background(), mt)
+		if fields := causes(t, err); len(fields) != 1 || fields[0] != "spec.query" || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %q, %v", query, fields, err)
+		}
 	}
 }

@@ -13,49 +13,73 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
 // TestCorpus validates every Canary of Flagger's documentation, with its target and the
-// objects it names in the cache: the providers Herald implements (and no provider, which
-// means the default istio) are accepted, every other one is refused with its name in the
-// error. The counts make a change in the corpus or the rules visible.
+// objects it names in the cache, and again with none of them (kubectl apply -f dir/ and Helm
+// may send them after the Canary): the providers Herald implements (and no provider, which
+// means the default istio) are accepted either way, every other one is refused with its name
+// in the error, and so is a KEDA ScaledObject (Herald copies HorizontalPodAutoscalers only).
+// The counts make a change in the corpus or the rules visible.
 func TestCorpus(t *testing.T) {
-	const wantAccepted, wantRefused = 15, 6
-	accepted, refused := 0, 0
+	const wantAccepted, wantRefused, wantKEDA = 14, 6, 1
+	accepted, refused, keda := 0, 0, 0
 	for _, cc := range loadCorpus(t) {
 		t.Run(cc.file, func(t *testing.T) {
 			c := cc.canary
-			v := NewCanaryValidator(Options{Reader: fakeReader(t, dependencies(c)...)})
-			warns, err := v.ValidateCreate(context.Background(), c)
-			for _, w := range warns {
-				t.Logf("warning: %s", w)
-			}
-			if slices.Contains([]string{"", "istio", "kubernetes"}, c.Spec.Provider) {
-				if err != nil {
-					t.Fatalf("provider %q refused: %v", c.Spec.Provider, err)
+			for _, deps := range []bool{true, false} {
+				var objs []client.Object
+				if deps {
+					objs = dependencies(c)
 				}
-				accepted++
-				return
+				v := NewCanaryValidator(Options{Reader: fakeReader(t, objs...)})
+				warns, err := v.ValidateCreate(context.Background(), c)
+				for _, w := range warns {
+					t.Logf("warning (dependencies %v): %s", deps, w)
+				}
+				supported := slices.Contains([]string{"", "istio", "kubernetes"}, c.Spec.Provider)
+				usesKEDA := c.Spec.AutoscalerRef != nil && c.Spec.AutoscalerRef.Kind == "ScaledObject"
+				switch {
+				case supported && usesKEDA:
+					if err == nil || !strings.Contains(err.Error(), "KEDA") || strings.Join(causes(t, err), ",") != "spec.autoscalerRef.kind" {
+						t.Fatalf("ScaledObject: want only spec.autoscalerRef.kind refused, naming KEDA; got %v", err)
+					}
+					if deps {
+						keda++
+					}
+				case supported:
+					if err != nil {
+						t.Fatalf("provider %q refused (dependencies %v): %v", c.Spec.Provider, deps, err)
+					}
+					if deps {
+						accepted++
+					}
+				default:
+					if err == nil {
+						t.Fatalf("provider %q accepted", c.Spec.Provider)
+					}
+					if !strings.Contains(err.Error(), `"`+c.Spec.Provider+`"`) {
+						t.Errorf("error does not name provider %q: %v", c.Spec.Provider, err)
+					}
+					fields := causes(t, err)
+					if !slices.Contains(fields, "spec.provider") {
+						t.Errorf("no spec.provider cause in %q", fields)
+					}
+					if len(fields) != 1 {
+						t.Errorf("want only the provider refused, got %v", err)
+					}
+					if deps {
+						refused++
+					}
+				}
 			}
-			if err == nil {
-				t.Fatalf("provider %q accepted", c.Spec.Provider)
-			}
-			if !strings.Contains(err.Error(), `"`+c.Spec.Provider+`"`) {
-				t.Errorf("error does not name provider %q: %v", c.Spec.Provider, err)
-			}
-			fields := causes(t, err)
-			if !slices.Contains(fields, "spec.provider") {
-				t.Errorf("no spec.provider cause in %q", fields)
-			}
-			if len(fields) != 1 {
-				t.Errorf("want only the provider refused, got %v", err)
-			}
-			refused++
 		})
 	}
-	if accepted != wantAccepted || refused != wantRefused {
-		t.Errorf("accepted %d, refused %d; want %d and %d", accepted, refused, wantAccepted, wantRefused)
+	if accepted != wantAccepted || refused != wantRefused || keda != wantKEDA {
+		t.Errorf("accepted %d, refused %d (provider), %d (KEDA); want %d, %d and %d", accepted, refused, keda, wantAccepted, wantRefused, wantKEDA)
 	}
 }
 

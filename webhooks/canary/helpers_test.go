@@ -67,6 +67,12 @@ func deployment(ns, name string, selector, podLabels map[string]string) *appsv1.
 }
 
 // podinfo returns a Deployment selected by app: <name>.
+func statefulSet(ns, name, governing string) *appsv1.StatefulSet {
+	d := podinfo(ns, name)
+	return &appsv1.StatefulSet{ObjectMeta: d.ObjectMeta, Spec: appsv1.StatefulSetSpec{
+		Selector: d.Spec.Selector, Template: d.Spec.Template, ServiceName: governing}}
+}
+
 func podinfo(ns, name string) *appsv1.Deployment {
 	l := map[string]string{"app": name}
 	return deployment(ns, name, l, map[string]string{"app": name})

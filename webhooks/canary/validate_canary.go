@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -26,10 +25,12 @@ import (
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/metricchecks"
 	"github.com/herald-rollouts/herald/controllers/router"
+	"github.com/herald-rollouts/herald/controllers/workloads"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 var (
-	targetKinds = []string{"Deployment", "DaemonSet"}
+	targetKinds = workloads.Kinds
 	hookTypes   = []flaggerv1.HookType{
 		"", flaggerv1.ConfirmRolloutHook, flaggerv1.PreRolloutHook, flaggerv1.RolloutHook,
 		flaggerv1.ConfirmTrafficIncreaseHook, flaggerv1.ConfirmPromotionHook,
@@ -130,8 +131,14 @@ func (v *CanaryValidator) validate(ctx context.Context, c *flaggerv1.Canary) (ad
 	}
 	spec := field.NewPath("spec")
 	k.checkProvider(spec)
+	k.checkAutoscaler(spec.Child("autoscalerRef"))
 	k.checkTarget(spec.Child("targetRef"))
 	k.checkService(spec.Child("service"))
+	if c.Spec.MetricsServer != "" {
+		if e := checkHTTPURL(spec.Child("metricsServer"), c.Spec.MetricsServer, false); e != nil {
+			k.err(e)
+		}
+	}
 	k.checkAnalysis(spec)
 	if len(k.errs) == 0 {
 		return k.warns, nil
@@ -184,8 +191,34 @@ func (k *check) checkProvider(spec *field.Path) {
 	if k.c.Spec.UpstreamRef != nil {
 		ignored(spec.Child("upstreamRef"))
 	}
-	if len(k.c.Spec.Service.GatewayRefs) > 0 {
-		ignored(spec.Child("service", "gatewayRefs"))
+	svc := &k.c.Spec.Service
+	sp := spec.Child("service")
+	if !flaggerv1.IsGatewayAPI(k.provider) {
+		if len(svc.GatewayRefs) > 0 {
+			k.warn(sp.Child("gatewayRefs"), "is ignored by provider %s; set spec.provider: %s to route with the Gateway API",
+				k.provider, flaggerv1.ProviderGatewayAPIV1)
+		}
+		if svc.BackendTimeout != "" {
+			ignored(sp.Child("backendTimeout"))
+		}
+		if len(svc.Mirror) > 0 {
+			ignored(sp.Child("mirror"))
+		}
+		return
+	}
+	// Istio's settings that a Gateway API route has no place for.
+	if len(svc.Gateways) > 0 {
+		k.warn(sp.Child("gateways"), "is ignored by provider %s: the route attaches to spec.service.gatewayRefs", k.provider)
+	}
+	if svc.Delegation {
+		ignored(sp.Child("delegation"))
+	}
+	if svc.TrafficPolicy != nil {
+		k.warn(sp.Child("trafficPolicy"), "is ignored by provider %s: set load balancing and TLS with your implementation's policies", k.provider)
+	}
+	if svc.Retries != nil {
+		k.warn(sp.Child("retries"), "is ignored by provider %s: HTTPRoute retries are in the Gateway API's experimental channel, "+
+			"which Herald does not write (a cluster with the standard CRDs would drop them)", k.provider)
 	}
 }
 
@@ -195,7 +228,7 @@ func (k *check) checkTarget(p *field.Path) {
 	switch ref.Kind {
 	case "":
 		k.err(field.Required(p.Child("kind"), "one of "+quoted(targetKinds)))
-	case "Deployment", "DaemonSet":
+	case "Deployment", "DaemonSet", "StatefulSet":
 		kindOK = true
 	case "Service":
 		k.err(&field.Error{
@@ -218,21 +251,11 @@ func (k *check) checkTarget(p *field.Path) {
 
 	key := types.NamespacedName{Namespace: k.ns, Name: ref.Name}
 	desc := fmt.Sprintf("%s %s", strings.ToLower(ref.Kind), key)
-	var (
-		obj       client.Object
-		selector  func() *metav1.LabelSelector
-		podLabels func() map[string]string
-	)
-	if ref.Kind == "Deployment" {
-		d := &appsv1.Deployment{}
-		obj, selector, podLabels = d, func() *metav1.LabelSelector { return d.Spec.Selector },
-			func() map[string]string { return d.Spec.Template.Labels }
-	} else {
-		d := &appsv1.DaemonSet{}
-		obj, selector, podLabels = d, func() *metav1.LabelSelector { return d.Spec.Selector },
-			func() map[string]string { return d.Spec.Template.Labels }
+	target, err := workloads.New(ref.Kind)
+	if err != nil {
+		return
 	}
-	found, err := k.get(key, obj)
+	found, err := k.get(key, target.Object())
 	switch {
 	case err != nil:
 		k.warn(p.Child("name"), "could not read target %s from the cache, so it was not checked: %v", desc, err)
@@ -242,32 +265,18 @@ func (k *check) checkTarget(p *field.Path) {
 		return
 	}
 
-	var matchLabels map[string]string
-	if s := selector(); s != nil {
-		matchLabels = s.MatchLabels
+	// The controller's rule (contract.SelectorLabel): refuse what it would refuse, and say
+	// which label it takes when the selector carries several.
+	if _, _, err := contract.SelectorLabel(target.Selector(), target.Template().Labels, k.opts.SelectorLabels); err != nil {
+		k.err(field.Invalid(p.Child("name"), ref.Name, fmt.Sprintf("target %s: %v", desc, err)))
+		return
 	}
-	var used []string
-	for _, l := range k.opts.SelectorLabels {
-		if _, ok := matchLabels[l]; ok {
-			used = append(used, l)
-		}
+	if err := workloads.CheckGoverningService(target, k.c); err != nil {
+		k.err(field.Invalid(p.Child("name"), ref.Name, err.Error()))
 	}
-	switch len(used) {
-	case 0:
-		k.err(field.Invalid(p.Child("name"), ref.Name, fmt.Sprintf(
-			"the selector of %s (spec.selector.matchLabels) must use one of the labels %s, and uses none",
-			desc, quoted(k.opts.SelectorLabels))))
-	case 1:
-		l := used[0]
-		if got, want := podLabels()[l], matchLabels[l]; got != want {
-			k.err(field.Invalid(p.Child("name"), ref.Name, fmt.Sprintf(
-				"the pod template of %s has the label %s=%q, which differs from its selector's %s=%q",
-				desc, l, got, l, want)))
-		}
-	default:
-		k.err(field.Invalid(p.Child("name"), ref.Name, fmt.Sprintf(
-			"the selector of %s (spec.selector.matchLabels) must use exactly one of the labels %s, and uses %s",
-			desc, quoted(k.opts.SelectorLabels), quoted(used))))
+	if used := contract.SelectorLabelsIn(target.Selector(), k.opts.SelectorLabels); len(used) > 1 {
+		k.warn(p.Child("name"), "the selector of %s carries several of the selector labels %s; Herald names its pods by the first, %q",
+			desc, quoted(used), used[0])
 	}
 }
 
@@ -278,13 +287,18 @@ func (k *check) checkService(p *field.Path) {
 	}
 	k.duration(p.Child("timeout"), s.Timeout)
 	k.duration(p.Child("backendTimeout"), s.BackendTimeout)
-	if k.provider == flaggerv1.ProviderIstio {
-		// What the istio router could not turn into a VirtualService is refused here, at
-		// apply time, rather than failing every reconcile later.
-		for _, e := range router.ValidateIstio(k.c) {
-			if !slices.ContainsFunc(k.errs, func(have *field.Error) bool { return have.Field == e.Field }) {
-				k.err(e)
-			}
+	// What the router could not turn into its objects is refused here, at apply time,
+	// rather than failing every reconcile later.
+	var routeErrs field.ErrorList
+	switch {
+	case k.provider == flaggerv1.ProviderIstio:
+		routeErrs = router.ValidateIstio(k.c)
+	case flaggerv1.IsGatewayAPI(k.provider):
+		routeErrs = router.ValidateGatewayAPI(k.c)
+	}
+	for _, e := range routeErrs {
+		if !slices.ContainsFunc(k.errs, func(have *field.Error) bool { return have.Field == e.Field }) {
+			k.err(e)
 		}
 	}
 }
@@ -402,11 +416,12 @@ func (k *check) checkStrategy(p *field.Path, a *flaggerv1.CanaryAnalysis, skip b
 			trafficFields = append(trafficFields, "mirror")
 		}
 		if a.Iterations <= 0 && (!skip || len(trafficFields) > 0) {
-			detail := "provider kubernetes supports blue/green only: set spec.analysis.iterations"
+			// Flagger runs such a Canary as ten blue/green iterations; so does Herald.
+			detail := "is not set: provider kubernetes runs blue/green only, with 10 iterations as Flagger does; set spec.analysis.iterations"
 			if len(trafficFields) > 0 {
-				detail += fmt.Sprintf(" (%s need a traffic router)", strings.Join(trafficFields, ", "))
+				detail += fmt.Sprintf(" (%s are ignored: they need a traffic router)", strings.Join(trafficFields, ", "))
 			}
-			k.err(field.Required(p.Child("iterations"), detail))
+			k.warn(p.Child("iterations"), "%s", detail)
 		} else if a.Iterations > 0 {
 			if len(a.Match) > 0 {
 				k.warn(p.Child("match"), "is ignored by provider kubernetes, which cannot route by request: the run is blue/green")
@@ -420,11 +435,8 @@ func (k *check) checkStrategy(p *field.Path, a *flaggerv1.CanaryAnalysis, skip b
 		return
 	}
 	if a.Threshold < 1 {
-		if a.Threshold == 0 {
-			k.err(field.Required(p.Child("threshold"), "the number of failed checks that rolls a run back, at least 1"))
-		} else {
-			k.err(field.Invalid(p.Child("threshold"), a.Threshold, "must be at least 1"))
-		}
+		// Flagger takes 1 for a threshold below 1; so does Herald.
+		k.warn(p.Child("threshold"), "is %d: 1 is used (one failed check rolls the run back), as Flagger does; set it to the number of failed checks a run tolerates plus one", a.Threshold)
 	}
 	if a.Iterations == 0 && a.StepWeight == 0 && len(a.StepWeights) == 0 && k.provider != flaggerv1.ProviderKubernetes {
 		k.err(field.Required(p.Child("stepWeight"),
@@ -443,7 +455,7 @@ func (k *check) checkSessionAffinity(p *field.Path, s *flaggerv1.SessionAffinity
 		return
 	}
 	if k.provider == flaggerv1.ProviderKubernetes {
-		k.err(field.Forbidden(p, "provider kubernetes has no traffic router to pin users with cookies: use provider istio"))
+		k.err(field.Forbidden(p, "provider kubernetes has no traffic router to pin users with cookies: use provider istio or gatewayapi"))
 	}
 	if s.CookieName == "" {
 		k.err(field.Required(p.Child("cookieName"), ""))
@@ -502,9 +514,21 @@ func (k *check) checkMetrics(p *field.Path, metrics []flaggerv1.CanaryMetric, in
 	}
 }
 
+// crossNamespace refuses a reference to another namespace under -no-cross-namespace-refs.
+func (k *check) crossNamespace(p *field.Path, namespace string) bool {
+	if !k.opts.NoCrossNamespaceRefs || namespace == "" || namespace == k.ns {
+		return false
+	}
+	k.err(field.Forbidden(p.Child("namespace"), fmt.Sprintf("%q is not the Canary's namespace %q: Herald runs with -no-cross-namespace-refs", namespace, k.ns)))
+	return true
+}
+
 func (k *check) checkTemplateRef(p *field.Path, ref *flaggerv1.CrossNamespaceObjectReference) {
 	if ref.Name == "" {
 		k.err(field.Required(p.Child("name"), "the name of a MetricTemplate"))
+		return
+	}
+	if k.crossNamespace(p, ref.Namespace) {
 		return
 	}
 	if k.opts.Reader == nil {
@@ -519,8 +543,9 @@ func (k *check) checkTemplateRef(p *field.Path, ref *flaggerv1.CrossNamespaceObj
 	case err != nil:
 		k.warn(p, "could not read MetricTemplate %s from the cache, so it was not checked: %v", key, err)
 	case !found:
-		k.err(&field.Error{Type: field.ErrorTypeNotFound, Field: p.String(), BadValue: key.String(),
-			Detail: "no such MetricTemplate: create it before the Canary"})
+		// Never refused: kubectl apply -f dir/, Helm and Flux may send the template after the
+		// Canary. The controller shows the Canary Stalled until it exists.
+		k.warn(p, "MetricTemplate %s does not exist yet: the Canary is Stalled (MetricTemplateNotFound) until it is created", key)
 	}
 }
 
@@ -574,6 +599,9 @@ func (k *check) checkAlerts(p *field.Path, alerts []flaggerv1.CanaryAlert) {
 			k.err(field.Required(rp.Child("name"), "the name of an AlertProvider"))
 			continue
 		}
+		if k.crossNamespace(rp, ref.Namespace) {
+			continue
+		}
 		if k.opts.Reader == nil {
 			continue
 		}
@@ -586,7 +614,22 @@ func (k *check) checkAlerts(p *field.Path, alerts []flaggerv1.CanaryAlert) {
 		case err != nil:
 			k.warn(rp, "could not read AlertProvider %s from the cache, so it was not checked: %v", key, err)
 		case !found:
-			k.warn(rp, "AlertProvider %s does not exist: these alerts are not sent until it is created", key)
+			k.warn(rp, "AlertProvider %s does not exist yet: the Canary is Stalled (AlertProviderNotFound) until it is created", key)
 		}
 	}
+}
+
+// checkAutoscaler refuses a KEDA ScaledObject: Herald copies HorizontalPodAutoscalers only, and
+// a ScaledObject left alone would keep scaling the target while the primary has no scaler.
+func (k *check) checkAutoscaler(p *field.Path) {
+	ref := k.c.Spec.AutoscalerRef
+	if ref == nil || ref.Kind == "HorizontalPodAutoscaler" {
+		return
+	}
+	if ref.Kind == "ScaledObject" {
+		k.err(&field.Error{Type: field.ErrorTypeNotSupported, Field: p.Child("kind").String(), BadValue: ref.Kind,
+			Detail: "KEDA ScaledObjects are not supported by Herald: use a HorizontalPodAutoscaler (supported values: \"HorizontalPodAutoscaler\")"})
+		return
+	}
+	k.err(field.NotSupported(p.Child("kind"), ref.Kind, []string{"HorizontalPodAutoscaler"}))
 }

@@ -8,16 +8,19 @@ package canary
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/url"
 	"reflect"
 	"slices"
-	"text/template"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/metricchecks"
+	"github.com/herald-rollouts/herald/internal/egress"
 )
 
 // SupportedMetricProviders are the MetricTemplate provider types Herald implements.
@@ -27,19 +30,6 @@ var SupportedMetricProviders = []string{flaggerv1.MetricProviderPrometheus}
 var SupportedAlertProviders = []string{
 	flaggerv1.AlertProviderSlack, flaggerv1.AlertProviderMSTeams, flaggerv1.AlertProviderDiscord,
 	flaggerv1.AlertProviderRocket, flaggerv1.AlertProviderGChat, flaggerv1.AlertProviderWebhook,
-}
-
-// templateFuncs are stand-ins for the functions a MetricTemplate query is rendered with;
-// they only let the query be parsed.
-var templateFuncs = template.FuncMap{
-	"name":      func() string { return "" },
-	"namespace": func() string { return "" },
-	"target":    func() string { return "" },
-	"service":   func() string { return "" },
-	"ingress":   func() string { return "" },
-	"route":     func() string { return "" },
-	"interval":  func() string { return "" },
-	"variables": func() map[string]string { return nil },
 }
 
 // checkHTTPURL reports whether raw is an absolute http or https URL with a host. A
@@ -63,6 +53,17 @@ func checkHTTPURL(p *field.Path, raw string, sensitive bool) *field.Error {
 	}
 	if u.Host == "" {
 		return invalid("must name a host")
+	}
+	// Link-local and cloud metadata addresses are refused whatever Herald's flags; the
+	// controller refuses them again when it dials (and loopback when -egress-allow-loopback
+	// is false), since a name may resolve to one later.
+	if err := (egress.Policy{}).CheckHost(u.Hostname()); err != nil {
+		var refused *egress.RefusedError
+		if errors.As(err, &refused) {
+			return &field.Error{Type: field.ErrorTypeForbidden, Field: p.String(), BadValue: field.OmitValueType{},
+				Detail: fmt.Sprintf("%s is %s: Herald does not call such addresses", refused.Address, refused.Reason)}
+		}
+		return invalid(err.Error())
 	}
 	return nil
 }
@@ -114,9 +115,9 @@ func validateMetricTemplate(t *flaggerv1.MetricTemplate) error {
 	qp := field.NewPath("spec", "query")
 	if t.Spec.Query == "" {
 		errs = append(errs, field.Required(qp, ""))
-	} else if _, err := template.New("query").Funcs(templateFuncs).Parse(t.Spec.Query); err != nil {
+	} else if err := metricchecks.ValidateQuery(t.Spec.Query); err != nil {
 		errs = append(errs, &field.Error{Type: field.ErrorTypeInvalid, Field: qp.String(), BadValue: field.OmitValueType{},
-			Detail: "not a valid Go template: " + err.Error()})
+			Detail: err.Error()})
 	}
 	if len(errs) == 0 {
 		return nil

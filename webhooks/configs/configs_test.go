@@ -15,16 +15,15 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/herald-rollouts/herald/controllers/revision"
+	"github.com/herald-rollouts/herald/internal/contract"
 	"github.com/herald-rollouts/herald/webhooks/internal/admissiontest"
-	"github.com/herald-rollouts/herald/webhooks/meta"
 )
 
 const secretValue = "hunter2-very-secret-value"
 
 func tracked() metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: "podinfo-config", Namespace: "test",
-		Labels:      map[string]string{"app": "podinfo", meta.LabelTracked: meta.TrackedValue},
+		Labels:      map[string]string{"app": "podinfo", contract.LabelTracked: contract.TrackedValue},
 		Annotations: map[string]string{"owner": "team-a"}}
 }
 
@@ -105,29 +104,29 @@ func TestChecksumWritten(t *testing.T) {
 	c := cm()
 	for _, op := range []admissionv1.Operation{admissionv1.Create, admissionv1.Update} {
 		_, ann := annotationsAfter(t, request(t, op, "ConfigMap", c))
-		if want := revision.ConfigChecksum(c.Data, c.BinaryData); ann[meta.AnnotationChecksum] != want {
-			t.Errorf("%s configmap: checksum %q, want %q", op, ann[meta.AnnotationChecksum], want)
+		if want := contract.ConfigChecksum(c.Data, c.BinaryData); ann[contract.AnnotationChecksum] != want {
+			t.Errorf("%s configmap: checksum %q, want %q", op, ann[contract.AnnotationChecksum], want)
 		}
 		if ann["owner"] != "team-a" {
 			t.Error("other annotation lost")
 		}
 		s := sec()
 		_, ann = annotationsAfter(t, request(t, op, "Secret", s))
-		if want := revision.SecretChecksum(s.Data); ann[meta.AnnotationChecksum] != want {
-			t.Errorf("%s secret: checksum %q, want %q", op, ann[meta.AnnotationChecksum], want)
+		if want := contract.SecretChecksum(s.Data); ann[contract.AnnotationChecksum] != want {
+			t.Errorf("%s secret: checksum %q, want %q", op, ann[contract.AnnotationChecksum], want)
 		}
 	}
 
 	// Content changes change the checksum, a stale one is replaced; a current one is kept.
 	c2 := cm()
-	c2.Annotations[meta.AnnotationChecksum] = revision.ConfigChecksum(c.Data, c.BinaryData)
+	c2.Annotations[contract.AnnotationChecksum] = contract.ConfigChecksum(c.Data, c.BinaryData)
 	c2.Data["color"] = "red"
 	_, ann := annotationsAfter(t, request(t, admissionv1.Update, "ConfigMap", c2))
-	if ann[meta.AnnotationChecksum] == c2.Annotations[meta.AnnotationChecksum] {
+	if ann[contract.AnnotationChecksum] == c2.Annotations[contract.AnnotationChecksum] {
 		t.Error("stale checksum kept")
 	}
 	c3 := cm()
-	c3.Annotations[meta.AnnotationChecksum] = revision.ConfigChecksum(c3.Data, c3.BinaryData)
+	c3.Annotations[contract.AnnotationChecksum] = contract.ConfigChecksum(c3.Data, c3.BinaryData)
 	if resp := NewHandler().Handle(context.Background(), request(t, admissionv1.Update, "ConfigMap", c3)); !resp.Allowed || len(resp.Patches) != 0 {
 		t.Errorf("current checksum: patched %s", mustJSON(t, resp.Patches))
 	}
@@ -136,21 +135,21 @@ func TestChecksumWritten(t *testing.T) {
 	c4.BinaryData["logo.png"] = []byte{1}
 	_, ann4 := annotationsAfter(t, request(t, admissionv1.Create, "ConfigMap", c4))
 	_, ann1 := annotationsAfter(t, request(t, admissionv1.Create, "ConfigMap", cm()))
-	if ann4[meta.AnnotationChecksum] == ann1[meta.AnnotationChecksum] {
+	if ann4[contract.AnnotationChecksum] == ann1[contract.AnnotationChecksum] {
 		t.Error("binaryData change did not change the checksum")
 	}
 	// stringData (normally merged by the API server already) overrides data.
 	s := sec()
 	s.StringData = map[string]string{"token": "other"}
 	_, ann = annotationsAfter(t, request(t, admissionv1.Create, "Secret", s))
-	if want := revision.SecretChecksum(map[string][]byte{"token": []byte("other"), "user": []byte("admin")}); ann[meta.AnnotationChecksum] != want {
-		t.Errorf("stringData: checksum %q, want %q", ann[meta.AnnotationChecksum], want)
+	if want := contract.SecretChecksum(map[string][]byte{"token": []byte("other"), "user": []byte("admin")}); ann[contract.AnnotationChecksum] != want {
+		t.Errorf("stringData: checksum %q, want %q", ann[contract.AnnotationChecksum], want)
 	}
 	// No annotations at all.
 	c5 := cm()
 	c5.Annotations = nil
 	_, ann = annotationsAfter(t, request(t, admissionv1.Create, "ConfigMap", c5))
-	if ann[meta.AnnotationChecksum] == "" {
+	if ann[contract.AnnotationChecksum] == "" {
 		t.Error("no checksum written on an object without annotations")
 	}
 }
@@ -158,16 +157,16 @@ func TestChecksumWritten(t *testing.T) {
 func TestDisabled(t *testing.T) {
 	for _, value := range []string{"disabled", "disable"} {
 		c := cm()
-		c.Annotations[meta.AnnotationConfigTracking] = value
+		c.Annotations[contract.FlaggerConfigTracking] = value
 		resp, ann := annotationsAfter(t, request(t, admissionv1.Update, "ConfigMap", c))
-		if len(resp.Patches) != 0 || ann[meta.AnnotationChecksum] != "" {
+		if len(resp.Patches) != 0 || ann[contract.AnnotationChecksum] != "" {
 			t.Errorf("%s: patched %s", value, mustJSON(t, resp.Patches))
 		}
 		s := sec()
-		s.Annotations[meta.AnnotationConfigTracking] = value
-		s.Annotations[meta.AnnotationChecksum] = "stale"
+		s.Annotations[contract.FlaggerConfigTracking] = value
+		s.Annotations[contract.AnnotationChecksum] = "stale"
 		resp, ann = annotationsAfter(t, request(t, admissionv1.Update, "Secret", s))
-		if _, ok := ann[meta.AnnotationChecksum]; ok {
+		if _, ok := ann[contract.AnnotationChecksum]; ok {
 			t.Errorf("%s: stale checksum kept", value)
 		}
 		if len(resp.Patches) != 1 || resp.Patches[0].Operation != "remove" {
@@ -176,17 +175,17 @@ func TestDisabled(t *testing.T) {
 	}
 	// "enabled" is not an opt-out.
 	c := cm()
-	c.Annotations[meta.AnnotationConfigTracking] = "enabled"
-	if _, ann := annotationsAfter(t, request(t, admissionv1.Update, "ConfigMap", c)); ann[meta.AnnotationChecksum] == "" {
+	c.Annotations[contract.FlaggerConfigTracking] = "enabled"
+	if _, ann := annotationsAfter(t, request(t, admissionv1.Update, "ConfigMap", c)); ann[contract.AnnotationChecksum] == "" {
 		t.Error("enabled: no checksum")
 	}
 }
 
 func TestNotHandled(t *testing.T) {
 	untracked := cm()
-	delete(untracked.Labels, meta.LabelTracked)
+	delete(untracked.Labels, contract.LabelTracked)
 	wrongValue := sec()
-	wrongValue.Labels[meta.LabelTracked] = "false"
+	wrongValue.Labels[contract.LabelTracked] = "false"
 	reqs := map[string]admission.Request{
 		"untracked":   request(t, admissionv1.Create, "ConfigMap", untracked),
 		"label false": request(t, admissionv1.Create, "Secret", wrongValue),
@@ -224,12 +223,12 @@ func TestNotHandled(t *testing.T) {
 // The patch of a Secret touches metadata only and carries no data value, in any encoding.
 func TestSecretValuesNeverInPatch(t *testing.T) {
 	s := sec()
-	s.Annotations[meta.AnnotationChecksum] = "stale"
+	s.Annotations[contract.AnnotationChecksum] = "stale"
 	for _, op := range []admissionv1.Operation{admissionv1.Create, admissionv1.Update} {
 		for _, mutate := range []func(*corev1.Secret){
 			func(*corev1.Secret) {},
 			func(s *corev1.Secret) { s.Annotations = nil },
-			func(s *corev1.Secret) { s.Annotations[meta.AnnotationConfigTracking] = "disabled" },
+			func(s *corev1.Secret) { s.Annotations[contract.FlaggerConfigTracking] = "disabled" },
 		} {
 			c := s.DeepCopy()
 			mutate(c)
@@ -276,8 +275,8 @@ func FuzzConfigHandler(f *testing.F) {
 	f.Add(mustJSON(f, cm()), uint8(0), uint8(0))
 	f.Add(mustJSON(f, sec()), uint8(1), uint8(1))
 	s := sec()
-	s.Annotations[meta.AnnotationConfigTracking] = "disabled"
-	s.Annotations[meta.AnnotationChecksum] = "stale"
+	s.Annotations[contract.FlaggerConfigTracking] = "disabled"
+	s.Annotations[contract.AnnotationChecksum] = "stale"
 	f.Add(mustJSON(f, s), uint8(1), uint8(1))
 	f.Add([]byte(`{"metadata":{"labels":{"herald.dev/tracked":"true"},"annotations":null},"data":null}`), uint8(0), uint8(0))
 	f.Add([]byte{}, uint8(2), uint8(0))
@@ -314,7 +313,7 @@ func BenchmarkConfigHandler(b *testing.B) {
 	req := request(b, admissionv1.Update, "Secret", s)
 	c := cm()
 	cmReq := request(b, admissionv1.Update, "ConfigMap", c)
-	c.Annotations[meta.AnnotationChecksum] = revision.ConfigChecksum(c.Data, c.BinaryData)
+	c.Annotations[contract.AnnotationChecksum] = contract.ConfigChecksum(c.Data, c.BinaryData)
 	unchanged := request(b, admissionv1.Update, "ConfigMap", c)
 	for name, r := range map[string]admission.Request{"secret-patch": req, "configmap-patch": cmReq, "configmap-unchanged": unchanged} {
 		b.Run(name, func(b *testing.B) {

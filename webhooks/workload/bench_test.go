@@ -13,8 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/herald-rollouts/herald/controllers/revision"
-	"github.com/herald-rollouts/herald/webhooks/meta"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 // BenchmarkWorkloadHandler: the podinfo Deployment with two config references, read from a
@@ -24,8 +23,8 @@ func BenchmarkWorkloadHandler(b *testing.B) {
 	b.Run("fake-client", func(b *testing.B) { benchWorkload(b, reader("a", "b")) })
 	b.Run("informer-like", func(b *testing.B) {
 		benchWorkload(b, memReader{
-			"ConfigMap/test/podinfo-config": {Annotations: map[string]string{meta.AnnotationChecksum: "a"}},
-			"Secret/test/podinfo-token":     {Annotations: map[string]string{meta.AnnotationChecksum: "b"}},
+			"ConfigMap/test/podinfo-config": {Annotations: map[string]string{contract.AnnotationChecksum: "a"}},
+			"Secret/test/podinfo-token":     {Annotations: map[string]string{contract.AnnotationChecksum: "b"}},
 		})
 	})
 }
@@ -65,16 +64,16 @@ func benchWorkload(b *testing.B, r client.Reader) {
 		}
 	}
 	live := podinfo()
-	live.Annotations[meta.AnnotationRevision] = rev
+	live.Annotations[contract.AnnotationRevision] = rev
 	unchanged := request(b, admissionv1.Update, live, live, "alice")
 
 	idleDep := live.DeepCopy()
-	idleDep.Annotations[meta.AnnotationIdle] = rev
+	idleDep.Annotations[contract.AnnotationIdle] = rev
 	idleDep.Spec.Replicas = ptr.To[int32](0)
 	held := request(b, admissionv1.Update, live, idleDep, "alice")
 
 	unmanaged := podinfo()
-	delete(unmanaged.Labels, meta.LabelCanary)
+	delete(unmanaged.Labels, contract.LabelCanary)
 	skip := request(b, admissionv1.Update, unmanaged, unmanaged, "alice")
 
 	for _, c := range []struct {
@@ -101,14 +100,14 @@ func BenchmarkScaleHandler(b *testing.B) {
 	}
 }
 
-// BenchmarkRevisionOf is the baseline: revision.Of alone on the same template, which the
+// BenchmarkRevisionOf is the baseline: contract.Of alone on the same template, which the
 // handler must call and which dominates its cost.
 func BenchmarkRevisionOf(b *testing.B) {
 	tmpl := &podinfo().Spec.Template
 	configs := map[string]string{"configmap/podinfo-config": "a", "secret/podinfo-token": "b"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := revision.Of(tmpl, configs); err != nil {
+		if _, err := contract.Revision(tmpl, configs); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -11,8 +11,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/herald-rollouts/herald/internal/contract"
 	"github.com/herald-rollouts/herald/webhooks/internal/admissiontest"
-	"github.com/herald-rollouts/herald/webhooks/meta"
 )
 
 var fuzzOps = []admissionv1.Operation{admissionv1.Create, admissionv1.Update, admissionv1.Delete, admissionv1.Connect, ""}
@@ -51,7 +51,7 @@ func FuzzWorkloadHandler(f *testing.F) {
 	h := NewHandler(reader("a", "b"), testOpts)
 	valid := mustJSON(f, podinfo())
 	idleDep := podinfo()
-	idleDep.Annotations[meta.AnnotationIdle] = "777321398302c1ad"
+	idleDep.Annotations[contract.AnnotationIdle] = "777321398302c1ad"
 	idleDep.Spec.Replicas = ptr.To[int32](0)
 	f.Add(valid, []byte(nil), uint8(0), uint8(0), uint8(0))
 	f.Add(valid, mustJSON(f, idleDep), uint8(1), uint8(0), uint8(0))

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/herald-rollouts/herald/webhooks/meta"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 const (
@@ -35,7 +35,7 @@ func podinfo() *appsv1.Deployment {
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "podinfo", Namespace: ns,
-			Labels:      map[string]string{"app": "podinfo", meta.LabelCanary: "podinfo"},
+			Labels:      map[string]string{"app": "podinfo", contract.LabelCanary: "podinfo"},
 			Annotations: map[string]string{"deployment.kubernetes.io/revision": "3"},
 		},
 		Spec: appsv1.DeploymentSpec{
@@ -81,12 +81,12 @@ func daemonset() *appsv1.DaemonSet {
 
 func configMap(name string, annotations map[string]string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations,
-		Labels: map[string]string{meta.LabelTracked: meta.TrackedValue}}, Data: map[string]string{"k": "v"}}
+		Labels: map[string]string{contract.LabelTracked: contract.TrackedValue}}, Data: map[string]string{"k": "v"}}
 }
 
 func secret(name string, annotations map[string]string) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations,
-		Labels: map[string]string{meta.LabelTracked: meta.TrackedValue}}, Data: map[string][]byte{"token": []byte("s3cr3t")}}
+		Labels: map[string]string{contract.LabelTracked: contract.TrackedValue}}, Data: map[string][]byte{"token": []byte("s3cr3t")}}
 }
 
 func fakeReader(objs ...client.Object) client.Reader {
@@ -96,8 +96,8 @@ func fakeReader(objs ...client.Object) client.Reader {
 // reader is a fake cache holding podinfo's configs with the given checksums.
 func reader(cmSum, secretSum string, extra ...client.Object) client.Reader {
 	objs := []client.Object{
-		configMap("podinfo-config", map[string]string{meta.AnnotationChecksum: cmSum}),
-		secret("podinfo-token", map[string]string{meta.AnnotationChecksum: secretSum}),
+		configMap("podinfo-config", map[string]string{contract.AnnotationChecksum: cmSum}),
+		secret("podinfo-token", map[string]string{contract.AnnotationChecksum: secretSum}),
 	}
 	objs = append(objs, extra...)
 	return fakeReader(objs...)

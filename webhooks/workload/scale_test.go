@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -12,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/herald-rollouts/herald/webhooks/meta"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 func scaleRequest(t testing.TB, name string, replicas, oldReplicas int32, user string) admission.Request {
@@ -41,19 +43,22 @@ func scaleRequest(t testing.TB, name string, replicas, oldReplicas int32, user s
 func scaleFixture(t testing.TB) client.Reader {
 	t.Helper()
 	idleDep := podinfo()
-	idleDep.Annotations[meta.AnnotationRevision] = "1111111111111111"
-	idleDep.Annotations[meta.AnnotationIdle] = "1111111111111111"
+	idleDep.Annotations[contract.AnnotationRevision] = "1111111111111111"
+	idleDep.Annotations[contract.AnnotationIdle] = "1111111111111111"
 	busy := podinfo()
 	busy.Name = "busy"
 	newRev := podinfo()
 	newRev.Name = "newrev"
-	newRev.Annotations[meta.AnnotationRevision] = "2222222222222222"
-	newRev.Annotations[meta.AnnotationIdle] = "1111111111111111"
+	newRev.Annotations[contract.AnnotationRevision] = "2222222222222222"
+	newRev.Annotations[contract.AnnotationIdle] = "1111111111111111"
 	unmanaged := podinfo()
 	unmanaged.Name = "unmanaged"
-	delete(unmanaged.Labels, meta.LabelCanary)
-	unmanaged.Annotations[meta.AnnotationIdle] = "1111111111111111"
-	return fakeReader(idleDep, busy, newRev, unmanaged)
+	delete(unmanaged.Labels, contract.LabelCanary)
+	unmanaged.Annotations[contract.AnnotationIdle] = "1111111111111111"
+	idleSts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns,
+		Labels:      map[string]string{contract.LabelCanary: "db"},
+		Annotations: map[string]string{contract.AnnotationIdle: "3333333333333333"}}}
+	return fakeReader(idleDep, busy, newRev, unmanaged, idleSts)
 }
 
 func TestScaleHandler(t *testing.T) {
@@ -72,6 +77,15 @@ func TestScaleHandler(t *testing.T) {
 		}
 	}
 
+	// An idle StatefulSet target is refused likewise, naming its own primary.
+	stsReq := scaleRequest(t, "db", 2, 0, "alice")
+	stsReq.Resource.Resource = "statefulsets"
+	resp = h.Handle(ctx, stsReq)
+	if resp.Allowed || !strings.Contains(resp.Result.Message, "statefulset test/db is managed by Herald (canary db)") ||
+		!strings.Contains(resp.Result.Message, "kubectl scale statefulset/db-primary --replicas 2 -n test") {
+		t.Errorf("idle statefulset: allowed=%v %+v", resp.Allowed, resp.Result)
+	}
+
 	allowed := map[string]admission.Request{
 		"controller":          scaleRequest(t, "podinfo", 5, 0, controllerUser),
 		"to zero":             scaleRequest(t, "podinfo", 0, 0, "alice"),
@@ -86,7 +100,10 @@ func TestScaleHandler(t *testing.T) {
 	allowed["controller group"] = group
 	sts := scaleRequest(t, "podinfo", 5, 0, "alice")
 	sts.Resource.Resource = "statefulsets"
-	allowed["statefulset"] = sts
+	allowed["statefulset of another name"] = sts
+	rs := scaleRequest(t, "podinfo", 5, 0, "alice")
+	rs.Resource.Resource = "replicasets"
+	allowed["replicaset"] = rs
 	notScale := scaleRequest(t, "podinfo", 5, 0, "alice")
 	notScale.SubResource = "status"
 	allowed["other subresource"] = notScale

@@ -15,14 +15,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/herald-rollouts/herald/controllers/revision"
-	"github.com/herald-rollouts/herald/webhooks/meta"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 func revisionOf(t *testing.T, h *Handler, d *appsv1.Deployment) string {
 	t.Helper()
 	resp, out := mutated(t, h, request(t, admissionv1.Create, d, nil, "alice"))
-	rev := out.Annotations[meta.AnnotationRevision]
+	rev := out.Annotations[contract.AnnotationRevision]
 	if rev == "" {
 		t.Fatalf("no revision written: %+v %s", resp.Result, mustJSON(t, resp.Patches))
 	}
@@ -33,12 +32,12 @@ func TestRevision(t *testing.T) {
 	h := NewHandler(reader("cm1", "s1"), testOpts)
 	base := revisionOf(t, h, podinfo())
 
-	want, err := revision.Of(&podinfo().Spec.Template, map[string]string{"configmap/podinfo-config": "cm1", "secret/podinfo-token": "s1"})
+	want, err := contract.Revision(&podinfo().Spec.Template, map[string]string{"configmap/podinfo-config": "cm1", "secret/podinfo-token": "s1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if base != want {
-		t.Fatalf("revision %q, want revision.Of = %q", base, want)
+		t.Fatalf("revision %q, want contract.Of = %q", base, want)
 	}
 	if again := revisionOf(t, h, podinfo()); again != base {
 		t.Fatalf("same spec twice: %q != %q", again, base)
@@ -64,10 +63,10 @@ func TestRevision(t *testing.T) {
 	}
 
 	same := map[string]func(*appsv1.Deployment){
-		"herald template label":      func(d *appsv1.Deployment) { d.Spec.Template.Labels[meta.LabelCanary] = "x" },
-		"herald template annotation": func(d *appsv1.Deployment) { d.Spec.Template.Annotations[meta.AnnotationRevision] = "x" },
-		"herald metadata annotation": func(d *appsv1.Deployment) { d.Annotations[meta.AnnotationIdle] = "x" },
-		"old revision annotation":    func(d *appsv1.Deployment) { d.Annotations[meta.AnnotationRevision] = "0123456789abcdef" },
+		"herald template label":      func(d *appsv1.Deployment) { d.Spec.Template.Labels[contract.LabelCanary] = "x" },
+		"herald template annotation": func(d *appsv1.Deployment) { d.Spec.Template.Annotations[contract.AnnotationRevision] = "x" },
+		"herald metadata annotation": func(d *appsv1.Deployment) { d.Annotations[contract.AnnotationIdle] = "x" },
+		"old revision annotation":    func(d *appsv1.Deployment) { d.Annotations[contract.AnnotationRevision] = "0123456789abcdef" },
 		"replicas":                   func(d *appsv1.Deployment) { d.Spec.Replicas = ptr.To[int32](7) },
 		"workload label":             func(d *appsv1.Deployment) { d.Labels["team"] = "a" },
 	}
@@ -88,7 +87,7 @@ func TestRevision(t *testing.T) {
 	}
 	// Config tracking off: configs do not count.
 	off := NewHandler(reader("cm2", "s2"), Options{DisableConfigTracking: true})
-	noConfigs, _ := revision.Of(&podinfo().Spec.Template, nil)
+	noConfigs, _ := contract.Revision(&podinfo().Spec.Template, nil)
 	if got := revisionOf(t, off, podinfo()); got != noConfigs {
 		t.Errorf("tracking disabled: %q, want %q", got, noConfigs)
 	}
@@ -97,14 +96,14 @@ func TestRevision(t *testing.T) {
 func TestRevisionConfigs(t *testing.T) {
 	tmpl := &podinfo().Spec.Template
 	of := func(configs map[string]string) string {
-		r, err := revision.Of(tmpl, configs)
+		r, err := contract.Revision(tmpl, configs)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return r
 	}
 	disabled := func(sum string) map[string]string {
-		return map[string]string{meta.AnnotationChecksum: sum, meta.AnnotationConfigTracking: "disabled"}
+		return map[string]string{contract.AnnotationChecksum: sum, contract.FlaggerConfigTracking: "disabled"}
 	}
 	cases := []struct {
 		name   string
@@ -112,19 +111,22 @@ func TestRevisionConfigs(t *testing.T) {
 		optCM  bool
 		expect map[string]string
 	}{
-		{"both", map[string]string{meta.AnnotationChecksum: "a"}, map[string]string{meta.AnnotationChecksum: "b"}, false,
+		{"both", map[string]string{contract.AnnotationChecksum: "a"}, map[string]string{contract.AnnotationChecksum: "b"}, false,
 			map[string]string{"configmap/podinfo-config": "a", "secret/podinfo-token": "b"}},
-		{"disabled configmap", disabled("a"), map[string]string{meta.AnnotationChecksum: "b"}, false,
+		{"disabled configmap", disabled("a"), map[string]string{contract.AnnotationChecksum: "b"}, false,
 			map[string]string{"secret/podinfo-token": "b"}},
-		{"disabled configmap, other checksum", disabled("zzz"), map[string]string{meta.AnnotationChecksum: "b"}, false,
+		{"disabled configmap, other checksum", disabled("zzz"), map[string]string{contract.AnnotationChecksum: "b"}, false,
 			map[string]string{"secret/podinfo-token": "b"}},
-		{"disable-prefixed value", map[string]string{meta.AnnotationConfigTracking: "disable"}, map[string]string{meta.AnnotationChecksum: "b"}, false,
+		{"disable-prefixed value", map[string]string{contract.FlaggerConfigTracking: "disable"}, map[string]string{contract.AnnotationChecksum: "b"}, false,
 			map[string]string{"secret/podinfo-token": "b"}},
-		{"no checksum yet", map[string]string{}, map[string]string{meta.AnnotationChecksum: "b"}, false,
+		{"no checksum yet", map[string]string{}, map[string]string{contract.AnnotationChecksum: "b"}, false,
 			map[string]string{"configmap/podinfo-config": "missing", "secret/podinfo-token": "b"}},
-		{"missing", nil, map[string]string{meta.AnnotationChecksum: "b"}, false,
-			map[string]string{"configmap/podinfo-config": "missing", "secret/podinfo-token": "b"}},
-		{"missing optional", nil, map[string]string{meta.AnnotationChecksum: "b"}, true,
+		// Not in the cache of tracked configs: missing, or never tracked by the controller
+		// (a Secret of an untracked type, a config that opted out before it was labelled).
+		// The controller leaves such configs out of the revision too.
+		{"missing", nil, map[string]string{contract.AnnotationChecksum: "b"}, false,
+			map[string]string{"secret/podinfo-token": "b"}},
+		{"missing optional", nil, map[string]string{contract.AnnotationChecksum: "b"}, true,
 			map[string]string{"secret/podinfo-token": "b"}},
 	}
 	for _, c := range cases {
@@ -154,7 +156,7 @@ func TestRevisionConfigs(t *testing.T) {
 func TestNotHandled(t *testing.T) {
 	h := NewHandler(reader("a", "b"), testOpts)
 	unmanaged := podinfo()
-	delete(unmanaged.Labels, meta.LabelCanary)
+	delete(unmanaged.Labels, contract.LabelCanary)
 	deployment := request(t, admissionv1.Create, podinfo(), nil, "alice")
 
 	cases := map[string]func() admission.Request{
@@ -163,7 +165,7 @@ func TestNotHandled(t *testing.T) {
 		"connect":   func() admission.Request { r := deployment; r.Operation = admissionv1.Connect; return r },
 		"other kind": func() admission.Request {
 			r := deployment
-			r.Kind.Kind = "StatefulSet"
+			r.Kind.Kind = "ReplicaSet"
 			return r
 		},
 		"other group": func() admission.Request { r := deployment; r.Kind.Group = "extensions"; return r },
@@ -203,13 +205,13 @@ func TestNotHandled(t *testing.T) {
 func TestDaemonSet(t *testing.T) {
 	h := NewHandler(reader("a", "b"), testOpts)
 	ds := daemonset()
-	ds.Annotations[meta.AnnotationIdle] = "whatever"
+	ds.Annotations[contract.AnnotationIdle] = "whatever"
 	req := request(t, admissionv1.Update, ds, ds, "alice")
 	req.Resource.Resource = "daemonsets"
 	resp, out := mutated(t, h, req)
-	want, _ := revision.Of(&ds.Spec.Template, map[string]string{"configmap/podinfo-config": "a", "secret/podinfo-token": "b"})
-	if out.Annotations[meta.AnnotationRevision] != want {
-		t.Fatalf("revision %q, want %q", out.Annotations[meta.AnnotationRevision], want)
+	want, _ := contract.Revision(&ds.Spec.Template, map[string]string{"configmap/podinfo-config": "a", "secret/podinfo-token": "b"})
+	if out.Annotations[contract.AnnotationRevision] != want {
+		t.Fatalf("revision %q, want %q", out.Annotations[contract.AnnotationRevision], want)
 	}
 	for _, p := range resp.Patches {
 		if !strings.HasPrefix(p.Path, "/metadata/annotations") {
@@ -223,8 +225,8 @@ func idle(t *testing.T, h *Handler) (*appsv1.Deployment, string) {
 	t.Helper()
 	d := podinfo()
 	rev := revisionOf(t, h, d)
-	d.Annotations[meta.AnnotationRevision] = rev
-	d.Annotations[meta.AnnotationIdle] = rev
+	d.Annotations[contract.AnnotationRevision] = rev
+	d.Annotations[contract.AnnotationIdle] = rev
 	d.Spec.Replicas = ptr.To[int32](0)
 	return d, rev
 }
@@ -244,10 +246,10 @@ func TestTransparentReplicas(t *testing.T) {
 		if got := *out.Spec.Replicas; got != 0 {
 			t.Fatalf("replicas %d, want 0 (%s)", got, mustJSON(t, resp.Patches))
 		}
-		if got := out.Annotations[meta.AnnotationDesiredReplicas]; got != "2" {
+		if got := out.Annotations[contract.AnnotationDesiredReplicas]; got != "2" {
 			t.Fatalf("desired-replicas %q, want 2", got)
 		}
-		if out.Annotations[meta.AnnotationIdle] != rev || out.Annotations[meta.AnnotationRevision] != rev {
+		if out.Annotations[contract.AnnotationIdle] != rev || out.Annotations[contract.AnnotationRevision] != rev {
 			t.Fatalf("annotations %v", out.Annotations)
 		}
 		// Re-sending the result (a second identical apply) changes nothing.
@@ -264,16 +266,16 @@ func TestTransparentReplicas(t *testing.T) {
 
 	t.Run("desired replicas updated", func(t *testing.T) {
 		live := withReplicas(0)
-		live.Annotations[meta.AnnotationDesiredReplicas] = "2"
+		live.Annotations[contract.AnnotationDesiredReplicas] = "2"
 		_, out := mutated(t, h, request(t, admissionv1.Update, withReplicasFrom(live, 5), live, "alice"))
-		if *out.Spec.Replicas != 0 || out.Annotations[meta.AnnotationDesiredReplicas] != "5" {
-			t.Fatalf("replicas %d desired %q", *out.Spec.Replicas, out.Annotations[meta.AnnotationDesiredReplicas])
+		if *out.Spec.Replicas != 0 || out.Annotations[contract.AnnotationDesiredReplicas] != "5" {
+			t.Fatalf("replicas %d desired %q", *out.Spec.Replicas, out.Annotations[contract.AnnotationDesiredReplicas])
 		}
 	})
 
 	t.Run("replicas 0 keeps desired replicas", func(t *testing.T) {
 		live := withReplicas(0)
-		live.Annotations[meta.AnnotationDesiredReplicas] = "3"
+		live.Annotations[contract.AnnotationDesiredReplicas] = "3"
 		resp := h.Handle(context.Background(), request(t, admissionv1.Update, live, live, "alice"))
 		if !resp.Allowed || len(resp.Patches) != 0 {
 			t.Fatalf("patched: %s", mustJSON(t, resp.Patches))
@@ -284,12 +286,12 @@ func TestTransparentReplicas(t *testing.T) {
 		// A field manager that came to own Herald's annotations and no longer sets them:
 		// the API server removes them from the merged object; the webhook puts them back.
 		d := withReplicas(2)
-		delete(d.Annotations, meta.AnnotationRevision)
-		delete(d.Annotations, meta.AnnotationIdle)
-		delete(d.Annotations, meta.AnnotationDesiredReplicas)
+		delete(d.Annotations, contract.AnnotationRevision)
+		delete(d.Annotations, contract.AnnotationIdle)
+		delete(d.Annotations, contract.AnnotationDesiredReplicas)
 		_, out := mutated(t, h, request(t, admissionv1.Update, d, old, "flux"))
-		if *out.Spec.Replicas != 0 || out.Annotations[meta.AnnotationDesiredReplicas] != "2" ||
-			out.Annotations[meta.AnnotationIdle] != rev || out.Annotations[meta.AnnotationRevision] != rev {
+		if *out.Spec.Replicas != 0 || out.Annotations[contract.AnnotationDesiredReplicas] != "2" ||
+			out.Annotations[contract.AnnotationIdle] != rev || out.Annotations[contract.AnnotationRevision] != rev {
 			t.Fatalf("replicas %d annotations %v", *out.Spec.Replicas, out.Annotations)
 		}
 	})
@@ -298,7 +300,7 @@ func TestTransparentReplicas(t *testing.T) {
 		d := withReplicas(2)
 		d.Annotations = nil
 		_, out := mutated(t, h, request(t, admissionv1.Update, d, old, "alice"))
-		if *out.Spec.Replicas != 0 || out.Annotations[meta.AnnotationDesiredReplicas] != "2" || out.Annotations[meta.AnnotationIdle] != rev {
+		if *out.Spec.Replicas != 0 || out.Annotations[contract.AnnotationDesiredReplicas] != "2" || out.Annotations[contract.AnnotationIdle] != rev {
 			t.Fatalf("replicas %d annotations %v", *out.Spec.Replicas, out.Annotations)
 		}
 	})
@@ -322,12 +324,12 @@ func TestTransparentReplicas(t *testing.T) {
 		},
 		"not idle (no annotation)": func() admission.Request {
 			o := old.DeepCopy()
-			delete(o.Annotations, meta.AnnotationIdle)
+			delete(o.Annotations, contract.AnnotationIdle)
 			return request(t, admissionv1.Update, withReplicas(2), o, "alice")
 		},
 		"idle at another revision": func() admission.Request {
 			o := old.DeepCopy()
-			o.Annotations[meta.AnnotationIdle] = "0000000000000000"
+			o.Annotations[contract.AnnotationIdle] = "0000000000000000"
 			return request(t, admissionv1.Update, withReplicas(2), o, "alice")
 		},
 		"create": func() admission.Request { return request(t, admissionv1.Create, withReplicas(2), nil, "alice") },
@@ -342,7 +344,7 @@ func TestTransparentReplicas(t *testing.T) {
 		if *out.Spec.Replicas != 2 {
 			t.Errorf("%s: replicas %d, want 2 kept", name, *out.Spec.Replicas)
 		}
-		if _, ok := out.Annotations[meta.AnnotationDesiredReplicas]; ok {
+		if _, ok := out.Annotations[contract.AnnotationDesiredReplicas]; ok {
 			t.Errorf("%s: desired-replicas written", name)
 		}
 	}

@@ -12,9 +12,10 @@
 package mutate
 
 import (
-	sigsjson "sigs.k8s.io/json"
 	"sort"
 	"strings"
+
+	sigsjson "sigs.k8s.io/json"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

@@ -169,7 +169,7 @@ var ErrNotInstalled = errors.New("not installed")
 // once rather than a background task that fails where nobody looks.
 func Installed(program string) error {
 	if _, err := exec.LookPath(program); err != nil {
-		return fmt.Errorf("%s is %w in this load tester (%v)", program, ErrNotInstalled, err)
+		return fmt.Errorf("%s is %w in this load tester (%w)", program, ErrNotInstalled, err)
 	}
 	return nil
 }

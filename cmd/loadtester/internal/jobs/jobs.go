@@ -50,6 +50,7 @@ type Registry struct {
 	mu      sync.Mutex
 	running map[Key]int // the workers of each running job
 	workers int         // their sum
+	held    int         // blocking jobs running in their callers' goroutines (see Run)
 	stopped bool
 	wg      sync.WaitGroup
 }
@@ -78,13 +79,8 @@ func (r *Registry) Start(key Key, workers int, job func(ctx context.Context)) (b
 	if _, ok := r.running[key]; ok {
 		return false, nil
 	}
-	if r.limits.Jobs > 0 && len(r.running) >= r.limits.Jobs {
-		return false, fmt.Errorf("%w: %d loads and commands are running, the most it runs at once (-max-loads %d); "+
-			"try again when one has ended", ErrFull, len(r.running), r.limits.Jobs)
-	}
-	if r.limits.Workers > 0 && r.workers+workers > r.limits.Workers {
-		return false, fmt.Errorf("%w: %d workers are running, and %d more would exceed -max-workers %d; "+
-			"try again when a load has ended, or ask for fewer workers", ErrFull, r.workers, workers, r.limits.Workers)
+	if err := r.roomLocked(workers); err != nil {
+		return false, err
 	}
 	r.running[key] = workers
 	r.workers += workers
@@ -107,6 +103,55 @@ func (r *Registry) Start(key Key, workers int, job func(ctx context.Context)) (b
 	return true, nil
 }
 
+// roomLocked says whether a job of workers workers fits within the limits.
+func (r *Registry) roomLocked(workers int) error {
+	if n := len(r.running) + r.held; r.limits.Jobs > 0 && n >= r.limits.Jobs {
+		return fmt.Errorf("%w: %d loads and commands are running, the most it runs at once (-max-loads %d); "+
+			"try again when one has ended", ErrFull, n, r.limits.Jobs)
+	}
+	if r.limits.Workers > 0 && r.workers+workers > r.limits.Workers {
+		return fmt.Errorf("%w: %d workers are running, and %d more would exceed -max-workers %d; "+
+			"try again when a load has ended, or ask for fewer workers", ErrFull, r.workers, workers, r.limits.Workers)
+	}
+	return nil
+}
+
+// Run runs job in the caller's goroutine, counted against the limits like a background job
+// while it runs (a blocking command holds a process and a connection as long as a
+// background one): a job the limits leave no room for is not run, and the error matches
+// ErrFull. The job's context ends with ctx, after the registry's timeout, or at Stop.
+func (r *Registry) Run(ctx context.Context, job func(ctx context.Context)) error {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return ErrStopped
+	}
+	if err := r.roomLocked(0); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	r.held++
+	r.wg.Add(1)
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.held--
+		r.mu.Unlock()
+		r.wg.Done()
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(r.base, cancel)
+	defer stop()
+	if r.timeout > 0 {
+		var cancelTimeout context.CancelFunc
+		ctx, cancelTimeout = context.WithTimeout(ctx, r.timeout)
+		defer cancelTimeout()
+	}
+	job(ctx)
+	return nil
+}
+
 // Running reports whether a job with key is running.
 func (r *Registry) Running(key Key) bool {
 	r.mu.Lock()
@@ -115,11 +160,11 @@ func (r *Registry) Running(key Key) bool {
 	return ok
 }
 
-// Len is the number of running jobs.
+// Len is the number of running jobs, blocking ones included.
 func (r *Registry) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.running)
+	return len(r.running) + r.held
 }
 
 // Stop cancels every job, refuses new ones, and waits for the running ones to return or

@@ -24,7 +24,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herald-rollouts/herald/controllers/hooks"
+	"github.com/herald-rollouts/herald/internal/hookwire"
 )
 
 // MaxConcurrency bounds the workers of one load: each one holds a connection and a
@@ -189,7 +189,7 @@ func (s *Spec) String() string {
 	if method == "" {
 		method = http.MethodGet
 	}
-	fmt.Fprintf(&b, "%s %s", method, hooks.RedactURL(s.URL))
+	fmt.Fprintf(&b, "%s %s", method, hookwire.RedactURL(s.URL))
 	if s.Rate > 0 {
 		fmt.Fprintf(&b, " at %s req/s", formatRate(s.Rate))
 	} else {

@@ -20,8 +20,9 @@ Licensed under the Apache License, Version 2.0.
 // name and namespace are required, and the namespace must match -namespace-regexp.
 // Every call is logged with the Canary it is about.
 //
-// With a gate token, the stateful gate endpoints (/gate/check|open|close,
-// /rollback/check|open|close) answer 401 unless the call carries it, as a bearer token
+// With a gate token, the task endpoint (/) and the stateful gate endpoints
+// (/gate/check|open|close, /rollback/check|open|close) answer 401 unless the call carries
+// it, as a bearer token
 // (Authorization: Bearer <token>, for operators' curl) or as the password of basic
 // authentication (what a hook URL such as http://herald:<token>@flagger-loadtester.test/gate/check
 // sends: hooks cannot set headers).
@@ -48,7 +49,7 @@ import (
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/gates"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/metrics"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/tasks"
-	"github.com/herald-rollouts/herald/controllers/hooks"
+	"github.com/herald-rollouts/herald/internal/hookwire"
 )
 
 // MaxBody is the largest request body accepted; a payload is a few hundred bytes.
@@ -63,7 +64,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Namespaces, when set, must match a payload's namespace (the caller anchors it).
 	Namespaces *regexp.Regexp
-	// GateToken, when set, is required by the gate endpoints but /gate/approve and /gate/halt.
+	// GateToken, when set, is required by the task endpoint and the gate endpoints but
+	// /gate/approve and /gate/halt.
 	GateToken string
 	Log       logr.Logger
 }
@@ -80,7 +82,8 @@ var paths = []string{"/", "/gate/approve", "/gate/halt", "/gate/check", "/gate/o
 func New(o Options) http.Handler {
 	s := &server{o}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/{$}", s.post(s.task))
+	// Tasks run commands and loads: with a gate token they need it too.
+	mux.HandleFunc("/{$}", s.guarded(s.post(s.task)))
 	mux.HandleFunc("/gate/approve", func(w http.ResponseWriter, r *http.Request) {
 		peek(w, r)
 		reply(w, http.StatusOK, "OK")
@@ -106,7 +109,6 @@ func New(o Options) http.Handler {
 // call is what a handler learned about a call, for its log line.
 type call struct {
 	canary, namespace string
-	message           string
 }
 
 type callKey struct{}
@@ -143,7 +145,7 @@ func (s *server) guarded(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // payloadHandler handles a call whose payload was read and checked.
-type payloadHandler func(w http.ResponseWriter, r *http.Request, p hooks.Payload)
+type payloadHandler func(w http.ResponseWriter, r *http.Request, p hookwire.Payload)
 
 // post reads and checks the payload of a POST, answering 405, 413, 400 or 403 itself.
 func (s *server) post(h payloadHandler) http.HandlerFunc {
@@ -164,7 +166,7 @@ func (s *server) post(h payloadHandler) http.HandlerFunc {
 			reply(w, http.StatusBadRequest, "reading the request body: "+err.Error())
 			return
 		}
-		var p hooks.Payload
+		var p hookwire.Payload
 		if err := json.Unmarshal(body, &p); err != nil {
 			reply(w, http.StatusBadRequest, "the body is not a hook payload (JSON with name and namespace): "+err.Error())
 			return
@@ -215,20 +217,20 @@ func peek(w http.ResponseWriter, r *http.Request) {
 	if err != nil || len(body) == 0 {
 		return
 	}
-	var p hooks.Payload
+	var p hookwire.Payload
 	if json.Unmarshal(body, &p) == nil {
 		c := callOf(r)
 		c.canary, c.namespace = p.Name, p.Namespace
 	}
 }
 
-func (s *server) task(w http.ResponseWriter, r *http.Request, p hooks.Payload) {
+func (s *server) task(w http.ResponseWriter, r *http.Request, p hookwire.Payload) {
 	res := s.Tasks.Run(r.Context(), p)
 	reply(w, res.Status, res.Body)
 }
 
 func (s *server) check(k gates.Kind) payloadHandler {
-	return func(w http.ResponseWriter, r *http.Request, p hooks.Payload) {
+	return func(w http.ResponseWriter, r *http.Request, p hookwire.Payload) {
 		open, err := s.Gates.IsOpen(r.Context(), k, gates.ID{Namespace: p.Namespace, Name: p.Name})
 		switch {
 		case err != nil:
@@ -246,7 +248,7 @@ func (s *server) check(k gates.Kind) payloadHandler {
 
 func (s *server) set(k gates.Kind, open bool) payloadHandler {
 	verb := map[bool]string{true: "opened", false: "closed"}[open]
-	return func(w http.ResponseWriter, r *http.Request, p hooks.Payload) {
+	return func(w http.ResponseWriter, r *http.Request, p hookwire.Payload) {
 		if err := s.Gates.Set(r.Context(), k, gates.ID{Namespace: p.Namespace, Name: p.Name}, open); err != nil {
 			reply(w, http.StatusInternalServerError, err.Error())
 			return

@@ -674,3 +674,63 @@ func TestMissingProgramIsAnErrorAtOnce(t *testing.T) {
 		t.Error("a background job was started for a missing program")
 	}
 }
+
+// With -gate-token, the task endpoint needs the token too: reaching the load tester is not
+// enough to start loads or run commands.
+func TestGateTokenCoversTasks(t *testing.T) {
+	target, hits := counter(t)
+	lt := start(t, setup{gateToken: "s3cret", allow: []string{`echo hello`}})
+	load := payload("podinfo", "test", map[string]string{"cmd": "hey -z 1s -q 1 -c 1 " + target.URL + "/"})
+	bash := payload("podinfo", "test", map[string]string{"type": "bash", "cmd": "echo hello"})
+	for _, p := range []map[string]any{load, bash} {
+		if code, body := lt.call(t, http.MethodPost, "/", p); code != http.StatusUnauthorized || !strings.Contains(body, "gate token") {
+			t.Errorf("%v without the token: %d %q, want 401", p["metadata"], code, body)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := hits.Load(); n != 0 {
+		t.Errorf("a load ran without the token: %d requests", n)
+	}
+	// A hook URL with the token as its password, as Herald sends it.
+	withToken := &tester{Server: &httptest.Server{URL: strings.Replace(lt.URL, "http://", "http://herald:s3cret@", 1)}}
+	if code, body := withToken.call(t, http.MethodPost, "/", bash); code != http.StatusOK {
+		t.Errorf("with the token: %d %q", code, body)
+	}
+}
+
+// Blocking commands hold a slot of -max-loads while they run, like background work.
+func TestBlockingTasksCountAgainstTheLimits(t *testing.T) {
+	lt := start(t, setup{limits: jobs.Limits{Jobs: 2, Workers: 8}, allow: []string{`sleep \d+`, `echo hello`}})
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			codes[i], _ = lt.call(t, http.MethodPost, "/", payload(fmt.Sprintf("slow-%d", i), "test", map[string]string{"type": "bash", "cmd": "sleep 2"}))
+		})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for lt.jobs.Len() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	code, body := lt.call(t, http.MethodPost, "/", payload("third", "test", map[string]string{"type": "bash", "cmd": "echo hello"}))
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "-max-loads 2") {
+		t.Errorf("a third command while two block: %d %q, want 429", code, body)
+	}
+	target, _ := counter(t)
+	code, body = lt.call(t, http.MethodPost, "/", payload("load", "test", map[string]string{"cmd": "hey -z 1s -q 1 -c 1 " + target.URL + "/"}))
+	if code != http.StatusTooManyRequests {
+		t.Errorf("a load while two commands block: %d %q, want 429", code, body)
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusOK {
+			t.Errorf("blocking command %d: %d", i, c)
+		}
+	}
+	if n := lt.jobs.Len(); n != 0 {
+		t.Errorf("%d jobs left after the commands ended", n)
+	}
+	if code, body := lt.call(t, http.MethodPost, "/", payload("third", "test", map[string]string{"type": "bash", "cmd": "echo hello"})); code != http.StatusOK {
+		t.Errorf("once room is free: %d %q", code, body)
+	}
+}

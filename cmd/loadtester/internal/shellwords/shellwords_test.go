@@ -11,6 +11,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"mvdan.cc/sh/v3/syntax"
 )
 
 func TestSplit(t *testing.T) {
@@ -56,6 +59,15 @@ func TestSplitReportsShellFeatures(t *testing.T) {
 		{"hey http://x/; rm -rf /", ';'},
 		{"hey http://x/ # comment", '#'},
 		{"hey http://x/\nrm -rf /", '\n'},
+		{"hey -z 1m http://x/ || true", '|'},
+		{"(hey http://x/)", '('},
+		{"{ hey http://x/; }", '{'},
+		{"! hey http://x/", '!'},
+		{"if true; then hey http://x/; fi", 'i'},
+		{"for u in a b; do hey $u; done", 'f'},
+		{"hey $((1+2))", '$'},
+		{"hey $(cat url)", '$'},
+		{"hey http://x/ 2>&1", '>'},
 	} {
 		_, err := Split(tc.line)
 		var fe *ShellFeatureError
@@ -65,6 +77,14 @@ func TestSplitReportsShellFeatures(t *testing.T) {
 		}
 		if fe.Char != tc.char {
 			t.Errorf("Split(%q): reported %q, want %q", tc.line, fe.Char, tc.char)
+		}
+	}
+}
+
+func TestSplitRefusesWhatNoArgumentCanHold(t *testing.T) {
+	for _, line := range []string{"hey -d a\x00b u", "hey -d 'a\r\nb' u", "hey -d \xff u"} {
+		if _, err := Split(line); err == nil || errors.Is(err, ErrNeedsShell) {
+			t.Errorf("Split(%q): want an error, got %v", line, err)
 		}
 	}
 }
@@ -87,11 +107,12 @@ func FuzzSplit(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line string) {
 		words, err := Split(line)
-		if err != nil {
+		if err != nil || len(words) == 0 {
 			return
 		}
-		// Words without quoting characters re-join to the same words.
-		plain := true
+		// Words without quoting characters re-join to the same words (unless the first is a
+		// shell keyword such as "!" or "if", which only a shell runs).
+		plain := !syntax.IsKeyword(words[0]) && !assignment.MatchString(words[0])
 		for _, w := range words {
 			if w == "" || strings.ContainsAny(w, " \t\n'\"\\#"+shellOperators) {
 				plain = false
@@ -174,6 +195,9 @@ func FuzzJoin(f *testing.F) {
 		f.Add(s, "plain")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
+		if !utf8.ValidString(a) || !utf8.ValidString(b) || strings.ContainsAny(a+b, "\x00\r") {
+			return // command lines arrive in JSON, as UTF-8; Split refuses NUL and CR
+		}
 		words := []string{a, b}
 		again, err := Split(Join(words))
 		if err != nil || !slices.Equal(again, words) {

@@ -38,7 +38,7 @@ import (
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/load"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/metrics"
 	"github.com/herald-rollouts/herald/cmd/loadtester/internal/shellwords"
-	"github.com/herald-rollouts/herald/controllers/hooks"
+	"github.com/herald-rollouts/herald/internal/hookwire"
 )
 
 // Task types, the values of metadata.type.
@@ -77,8 +77,8 @@ type Runner struct {
 }
 
 // Run runs the task that p's metadata describes. p is the payload Herald's hooks send
-// (hooks.Payload, Flagger's CanaryWebhookPayload).
-func (r *Runner) Run(ctx context.Context, p hooks.Payload) Response {
+// (hookwire.Payload, Flagger's CanaryWebhookPayload).
+func (r *Runner) Run(ctx context.Context, p hookwire.Payload) Response {
 	md := p.Metadata
 	if len(md) == 0 {
 		return Response{http.StatusBadRequest, "metadata is missing: set metadata.cmd to a command such as " +
@@ -138,7 +138,7 @@ func missingCmd(typ string) Response {
 
 // cmd runs a cmd task: hey on the built-in generator, anything else as an allowed
 // command, both in the background.
-func (r *Runner) cmd(p hooks.Payload) Response {
+func (r *Runner) cmd(p hookwire.Payload) Response {
 	line := p.Metadata["cmd"]
 	if strings.TrimSpace(line) == "" {
 		return missingCmd(TypeCmd)
@@ -211,7 +211,7 @@ func (r *Runner) plan(typ string, decide func() (commands.Plan, error)) (command
 }
 
 // startLoad starts a load unless the same one runs already for the same Canary.
-func (r *Runner) startLoad(p hooks.Payload, spec load.Spec) Response {
+func (r *Runner) startLoad(p hookwire.Payload, spec load.Spec) Response {
 	key := jobs.Key{Namespace: p.Namespace, Name: p.Name, Kind: "load", ID: spec.Key()}
 	log := r.logFor(p)
 	desc := spec.String()
@@ -251,25 +251,35 @@ func startError(err error) Response {
 }
 
 // blocking runs an allowed command and answers with its outcome: 200, or 500 with its
-// output. metadata.returnCmdOutput "true" puts the standard output in a 200's body.
-func (r *Runner) blocking(ctx context.Context, p hooks.Payload, typ string, plan commands.Plan) Response {
+// output. metadata.returnCmdOutput "true" puts the standard output in a 200's body. The
+// command counts against -max-loads while it runs (429 when the load tester is full), and
+// is stopped after -timeout.
+func (r *Runner) blocking(ctx context.Context, p hookwire.Payload, typ string, plan commands.Plan) Response {
 	if r.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.Timeout)
 		defer cancel()
 	}
 	log := r.logFor(p)
-	log.Info("command started", "type", typ, "command", plan.Line, "shell", plan.Shell)
 	logOutput, _ := strconv.ParseBool(p.Metadata["logCmdOutput"])
-	out, err := commands.Run(ctx, plan.Argv)
-	r.finished(log, typ, plan.Line, out, err, logOutput)
+	var res Response
+	err := r.Jobs.Run(ctx, func(ctx context.Context) {
+		log.Info("command started", "type", typ, "command", plan.Line, "shell", plan.Shell)
+		out, err := commands.Run(ctx, plan.Argv)
+		r.finished(log, typ, plan.Line, out, err, logOutput)
+		switch ret, _ := strconv.ParseBool(p.Metadata["returnCmdOutput"]); {
+		case err != nil:
+			res = Response{http.StatusInternalServerError, fmt.Sprintf("%v\n%s", err, out.Combined)}
+		case ret:
+			res = Response{http.StatusOK, string(out.Stdout)}
+		default:
+			res = Response{http.StatusOK, "OK"}
+		}
+	})
 	if err != nil {
-		return Response{http.StatusInternalServerError, fmt.Sprintf("%v\n%s", err, out.Combined)}
+		return startError(err)
 	}
-	if ret, _ := strconv.ParseBool(p.Metadata["returnCmdOutput"]); ret {
-		return Response{http.StatusOK, string(out.Stdout)}
-	}
-	return Response{http.StatusOK, "OK"}
+	return res
 }
 
 // finished logs a command's outcome, with the end of its output (commands.LogTail) when
@@ -288,6 +298,6 @@ func (r *Runner) finished(log logr.Logger, typ, line string, out commands.Output
 	log.Info("command succeeded", "type", typ, "command", line)
 }
 
-func (r *Runner) logFor(p hooks.Payload) logr.Logger {
+func (r *Runner) logFor(p hookwire.Payload) logr.Logger {
 	return r.Log.WithValues("canary", p.Name, "namespace", p.Namespace)
 }

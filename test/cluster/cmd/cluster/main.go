@@ -1,7 +1,7 @@
 // Command cluster builds and runs the local control plane of test/cluster.
 //
 //	go run ./test/cluster/cmd/cluster build [names...]  # build or reuse binaries, refresh bin/controlplane
-//	go run ./test/cluster/cmd/cluster up                # start a cluster in the background (state in bin/cluster)
+//	go run ./test/cluster/cmd/cluster up [--flux]       # start a cluster in the background (state in bin/cluster)
 //	go run ./test/cluster/cmd/cluster down              # stop it and remove its state
 //	go run ./test/cluster/cmd/cluster env               # print KUBEBUILDER_ASSETS=... and KUBECONFIG=...
 //	go run ./test/cluster/cmd/cluster status            # say whether a cluster is up
@@ -15,18 +15,20 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/herald-rollouts/herald/test/cluster"
+	"github.com/herald-rollouts/herald/test/gitserver"
 )
 
 const superviseVerb = "__supervise"
 
 type paths struct {
-	root, bin, controlplane, state, kubeconfig, pidFile, readyFile, pidsFile, log string
+	root, bin, controlplane, state, kubeconfig, pidFile, readyFile, pidsFile, log, gitURL string
 }
 
 func layout() (paths, error) {
@@ -46,6 +48,7 @@ func layout() (paths, error) {
 		readyFile:    filepath.Join(state, "ready"),
 		pidsFile:     filepath.Join(state, "pids"),
 		log:          filepath.Join(state, "supervisor.log"),
+		gitURL:       filepath.Join(bin, "git-url"),
 	}, nil
 }
 
@@ -53,7 +56,9 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: go run ./test/cluster/cmd/cluster <verb>
   build [names...]  build (or reuse from the cache) the control-plane binaries and link them into bin/controlplane
                     names: `+strings.Join(cluster.AllBinaries, ", ")+` (default: all)
-  up                start a local cluster in the background; prints the kubeconfig path
+  up [--flux]       start a local cluster in the background; prints the kubeconfig path
+                    --flux also runs Flux (source-controller, kustomize-controller `+cluster.FluxVersion+`)
+                    and a Git server on 127.0.0.1 whose URL goes to bin/git-url
   down              stop the cluster started by up and remove its state
   status            tell whether a cluster is up
   env               print KUBEBUILDER_ASSETS=... and KUBECONFIG=...`)
@@ -75,7 +80,10 @@ func main() {
 	case "build":
 		err = build(ctx, p, os.Args[2:])
 	case "up":
-		err = up(ctx, p)
+		var flux bool
+		if flux, err = upFlags(os.Args[2:]); err == nil {
+			err = up(ctx, p, flux)
+		}
 	case "down":
 		err = down(p)
 	case "status":
@@ -83,7 +91,7 @@ func main() {
 	case "env":
 		fmt.Printf("KUBEBUILDER_ASSETS=%s\nKUBECONFIG=%s\n", p.controlplane, p.kubeconfig)
 	case superviseVerb:
-		err = supervise(ctx, p)
+		err = supervise(ctx, p, slices.Contains(os.Args[2:], "--flux"))
 	case "-h", "--help", "help":
 		usage()
 	default:
@@ -94,6 +102,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
+}
+
+// upFlags parses the arguments of up.
+func upFlags(args []string) (flux bool, err error) {
+	for _, a := range args {
+		switch a {
+		case "--flux", "-flux":
+			flux = true
+		default:
+			return false, fmt.Errorf("up: unknown argument %q (known: --flux)", a)
+		}
+	}
+	return flux, nil
 }
 
 func build(ctx context.Context, p paths, names []string) error {
@@ -133,11 +154,16 @@ func printUsage(p paths) {
 		}
 		return s
 	}
-	fmt.Printf("kubeconfig: %s\n\n  export KUBECONFIG=%s\n  %s get nodes\n\nstop it with: go run ./test/cluster/cmd/cluster down (logs: %s)\n",
-		p.kubeconfig, p.kubeconfig, filepath.Join(rel(p.controlplane), "kubectl"), rel(p.state))
+	fmt.Printf("kubeconfig: %s\n\n  export KUBECONFIG=%s\n  %s get nodes\n\n",
+		p.kubeconfig, p.kubeconfig, filepath.Join(rel(p.controlplane), "kubectl"))
+	if b, err := os.ReadFile(p.gitURL); err == nil {
+		fmt.Printf("Flux %s runs in namespace %s; Git server: %s (also in %s; pushes allowed)\n\n",
+			cluster.FluxVersion, cluster.FluxNamespace, strings.TrimSpace(string(b)), rel(p.gitURL))
+	}
+	fmt.Printf("stop it with: go run ./test/cluster/cmd/cluster down (logs: %s)\n", rel(p.state))
 }
 
-func up(ctx context.Context, p paths) error {
+func up(ctx context.Context, p paths, flux bool) error {
 	if pid := supervisorPID(p); pid != 0 {
 		if _, err := os.Stat(p.readyFile); err == nil {
 			fmt.Printf("a cluster is already up (supervisor pid %d)\n", pid)
@@ -155,7 +181,11 @@ func up(ctx context.Context, p paths) error {
 	}
 	start := time.Now()
 	// Build in the foreground so that progress shows here.
-	if _, err := cluster.BinDir(ctx, os.Stdout); err != nil {
+	names := cluster.ControlPlaneBinaries
+	if flux {
+		names = append(slices.Clone(names), cluster.FluxBinaries...)
+	}
+	if _, err := cluster.BinDir(ctx, os.Stdout, names...); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(p.state, 0o755); err != nil {
@@ -175,7 +205,11 @@ func up(ctx context.Context, p paths) error {
 		return err
 	}
 	defer devnull.Close()
-	cmd := exec.Command(self, superviseVerb)
+	args := []string{superviseVerb}
+	if flux {
+		args = append(args, "--flux")
+	}
+	cmd := exec.Command(self, args...)
 	cmd.Dir = p.root
 	cmd.Stdin = devnull
 	cmd.Stdout = logf
@@ -222,14 +256,32 @@ func tail(s string, n int) string {
 
 // supervise runs in the background (own session): it starts the cluster,
 // marks it ready and stops it on SIGTERM/SIGINT.
-func supervise(ctx context.Context, p paths) error {
+func supervise(ctx context.Context, p paths, flux bool) error {
 	if err := os.WriteFile(p.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return err
 	}
 	defer os.Remove(p.pidFile)
-	c, err := cluster.Start(ctx, cluster.Options{Dir: p.state, Out: os.Stdout, IstioCRDs: true})
+	_ = os.Remove(p.gitURL) // a Git server of an earlier cluster
+	// Both routers' kinds, so that `make run` serves istio and gatewayapi Canaries alike.
+	c, err := cluster.Start(ctx, cluster.Options{Dir: p.state, Out: os.Stdout, IstioCRDs: true, GatewayAPICRDs: true, Flux: flux})
 	if err != nil {
 		return err
+	}
+	if flux {
+		// Flux's source-controller clones from here; a person clones, commits and pushes.
+		git, err := gitserver.Start(filepath.Join(p.state, "git"), gitserver.Options{Push: true})
+		if err == nil {
+			defer git.Close()
+			_, err = git.CreateRepo(ctx, "apps")
+		}
+		if err == nil {
+			err = writeAtomic(p.gitURL, []byte(git.RepoURL("apps")+"\n"), 0o644)
+		}
+		if err != nil {
+			_ = c.Stop()
+			return fmt.Errorf("starting the Git server: %w", err)
+		}
+		fmt.Printf("git server: %s\n", git.URL)
 	}
 	var pids []string
 	for _, pid := range c.PIDs() {
@@ -324,6 +376,7 @@ func down(p paths) error {
 		return err
 	}
 	_ = os.Remove(filepath.Join(filepath.Dir(p.kubeconfig), "herald.kubeconfig"))
+	_ = os.Remove(p.gitURL)
 	if err := os.Remove(p.kubeconfig); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"flag"
+	"strings"
+	"testing"
+)
+
+func parse(t *testing.T, args ...string) (*options, error) {
+	t.Helper()
+	var o options
+	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
+	o.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return &o, o.validate()
+}
+
+func TestPlainMetricsOnlyOnLoopback(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:8080", "[::1]:8080", "localhost:8080", "0"} {
+		if _, err := parse(t, "-metrics-secure=false", "-metrics-bind-address="+addr, "-enable-webhooks=false"); err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{":8080", "0.0.0.0:8080", "10.0.0.5:8080"} {
+		_, err := parse(t, "-metrics-secure=false", "-metrics-bind-address="+addr, "-enable-webhooks=false")
+		if err == nil || !strings.Contains(err.Error(), "-metrics-secure=false") || !strings.Contains(err.Error(), addr) {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	for _, args := range [][]string{{"-metrics-secure"}, {"-metrics-secure=true"}} {
+		o, err := parse(t, append(args, "-enable-webhooks=false")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := o.metricsOptions(); !m.SecureServing || m.FilterProvider == nil || m.ExtraHandlers["/healthz"] != nil {
+			t.Errorf("%v: /metrics is HTTPS behind the authentication filter: %+v", args, m)
+		}
+	}
+	// Flagger's manifests give no -metrics-secure: Flagger's plain /metrics and /healthz on
+	// its port, where its probes look.
+	o, err := parse(t, "-enable-webhooks=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := o.metricsOptions(); m.SecureServing || m.ExtraHandlers["/healthz"] == nil || m.BindAddress != ":8080" {
+		t.Errorf("without -metrics-secure, Flagger's plain /metrics and /healthz on :8080: %+v", m)
+	}
+}
+
+func TestNewFlagsDefaults(t *testing.T) {
+	o, err := parse(t, "-enable-webhooks=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.noCrossNamespaceRefs || !o.egressAllowLoopback || o.hookWorkers < 1 || o.eventHookWorkers < 1 {
+		t.Errorf("defaults: %+v", o)
+	}
+	if _, err := parse(t, "-enable-webhooks=false", "-hook-workers=0"); err == nil {
+		t.Error("-hook-workers=0 accepted")
+	}
+}
