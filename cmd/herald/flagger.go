@@ -68,6 +68,8 @@ func (o *options) bindFlagger(fs *flag.FlagSet) {
 	fs.StringVar(&f.master, "master", "", "Flagger's -master: address of the Kubernetes API server; overrides the kubeconfig's.")
 	fs.IntVar(&f.kubeconfigQPS, "kubeconfig-qps", flaggerQPS, "Flagger's -kubeconfig-qps: queries per second of Herald's client to the API server.")
 	fs.IntVar(&f.kubeconfigBurs, "kubeconfig-burst", flaggerBurst, "Flagger's -kubeconfig-burst: request burst of Herald's client to the API server.")
+	fs.IntVar(&f.kubeconfigQPS, "kube-api-qps", flaggerQPS, "Another name of -kubeconfig-qps.")
+	fs.IntVar(&f.kubeconfigBurs, "kube-api-burst", flaggerBurst, "Another name of -kubeconfig-burst.")
 	fs.StringVar(&f.port, "port", "", "Flagger's -port: port of /metrics and /healthz (plain HTTP, as Flagger's probes expect); sets the port of -metrics-bind-address, whose default, :8080, is Flagger's.")
 	fs.StringVar(&f.eventWebhook, "event-webhook", "", "Flagger's -event-webhook: URL every event of a Canary without event hooks is posted to (env "+eventWebhookEnv+" wins when set).")
 	fs.StringVar(&f.includeLabelPrefix, "include-label-prefix", "", "Flagger's -include-label-prefix: comma-separated prefixes of the target's labels and annotations copied to the primary and to the primary copies of configs and autoscalers; * copies all; none by default.")

@@ -20,6 +20,7 @@ import (
 	// base), so that HTTPS alerts and metric servers verify.
 	_ "golang.org/x/crypto/x509roots/fallback"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/discovery"
@@ -60,6 +61,7 @@ type options struct {
 	meshProvider            string
 	metricsServer           string
 	namespace               string
+	watchLabelSelector      string
 	enableConfigTracking    bool
 	installCRDs             bool
 
@@ -87,6 +89,9 @@ type options struct {
 
 	// flagger are Flagger's other flags (flagger.go).
 	flagger flaggerFlags
+
+	// shard is the parsed -watch-label-selector (shard.go); nil for every Canary.
+	shard labels.Selector
 }
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -112,6 +117,8 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.meshProvider, "mesh-provider", flaggerv1.ProviderIstio, "Default provider for Canaries without spec.provider ("+strings.Join(flaggerv1.SupportedProviders, ", ")+").")
 	fs.StringVar(&o.metricsServer, "metrics-server", "http://prometheus:9090", "Default Prometheus URL for builtin metrics, as Flagger's -metrics-server.")
 	fs.StringVar(&o.namespace, "namespace", "", "Watch only this namespace (default: all).")
+	fs.StringVar(&o.watchLabelSelector, "watch-label-selector", "", "Sharding: reconcile only the Canaries whose labels match this selector, "+
+		"e.g. sharding.herald.dev/key=shard1 (default: all). Each shard elects its own leader; webhooks serve every object on every shard.")
 	fs.BoolVar(&o.enableConfigTracking, "enable-config-tracking", true, "Track ConfigMaps and Secrets referenced by targets.")
 	fs.BoolVar(&o.installCRDs, "install-crds", false, "Create or update Herald's CRDs at start-up (local runs; a cluster install ships them).")
 
@@ -142,6 +149,11 @@ func (o *options) validate() error {
 	}
 	if err := o.validateFlagger(); err != nil {
 		errs = append(errs, err)
+	}
+	if sel, err := shardSelector(o.watchLabelSelector); err != nil {
+		errs = append(errs, err)
+	} else {
+		o.shard = sel
 	}
 	if len(splitList(o.selectorLabels)) == 0 {
 		errs = append(errs, errors.New("-selector-labels must name at least one label"))
@@ -230,7 +242,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 		HealthProbeBindAddress:  o.probeAddr,
 		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        "herald-leader-election",
+		LeaderElectionID:        leaseName(o.shard),
 		LeaderElectionNamespace: o.leaderElectionNamespace,
 		// A new leader must not act on a stale view while the old one may still be running.
 		LeaderElectionReleaseOnCancel: true,
@@ -337,6 +349,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 			EventWebhook:         o.flagger.eventWebhookURL(os.Getenv),
 			ClusterName:          o.flagger.clusterName,
 			NoCrossNamespaceRefs: o.noCrossNamespaceRefs,
+			Shard:                o.shard,
 		},
 	}
 	if err := reconciler.SetupWithManager(mgr, metadata); err != nil {

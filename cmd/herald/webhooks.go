@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/certs"
 	"github.com/herald-rollouts/herald/internal/contract"
 	"github.com/herald-rollouts/herald/webhooks"
@@ -59,6 +60,10 @@ func (o *options) cacheOptions() cache.Options {
 		&admissionregistrationv1.MutatingWebhookConfiguration{}:   byName(webhooks.MutatingName),
 		&admissionregistrationv1.ValidatingWebhookConfiguration{}: byName(webhooks.ValidatingName),
 	}}
+	if o.shard != nil {
+		// Only this shard's Canaries are cached, watched and counted in /metrics.
+		opts.ByObject[&flaggerv1.Canary{}] = cache.ByObject{Label: o.shard}
+	}
 	if o.namespace != "" {
 		opts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
 	}

@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -84,6 +85,10 @@ type Options struct {
 	// NoCrossNamespaceRefs stalls Canaries whose MetricTemplates or AlertProviders are in
 	// another namespace (-no-cross-namespace-refs), as Flagger refuses to run them.
 	NoCrossNamespaceRefs bool
+	// Shard selects the Canaries this instance reconciles (-watch-label-selector); nil for all.
+	// The cache holds only those, but requests also come from labels and hook results, so
+	// each pass checks the Canary it reads.
+	Shard labels.Selector
 }
 
 // Reconciler reconciles Canaries.
@@ -236,6 +241,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("reading canary: %w", err)
+	}
+	if r.Options.Shard != nil && !r.Options.Shard.Matches(labels.Set(c.Labels)) {
+		return ctrl.Result{}, nil // another shard's
 	}
 	if err := r.dropLegacyFinalizer(ctx, &c); err != nil {
 		return ctrl.Result{}, err

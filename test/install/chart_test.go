@@ -52,6 +52,7 @@ var valueSets = []valueSet{
 			"includeLabelPrefix":  "app.kubernetes.io,team",
 			"clusterName":         "prod-eu-1",
 			"namespace":           "apps",
+			"watchLabelSelector":  "!sharding.herald.dev/key",
 			"configTracking":      map[string]any{"enabled": false},
 			"logLevel":            "debug",
 			"slack":               map[string]any{"user": "herald", "channel": "releases", "url": "https://hooks.slack.invalid/T/B/x", "token": "xoxb-test", "proxyUrl": "http://proxy.invalid:3128"},
@@ -184,7 +185,7 @@ var _ = Describe("The Helm chart", Label("chart"), Ordered, func() {
 			"--webhook-service=herald-webhook", "--webhook-secret=herald-webhook-cert",
 			"--controller-username=system:serviceaccount:herald-system:herald"))
 		for _, a := range args {
-			Expect(a).NotTo(Or(HavePrefix("--include-label-prefix"), HavePrefix("--cluster-name"), HavePrefix("--mesh-provider"), HavePrefix("--slack")))
+			Expect(a).NotTo(Or(HavePrefix("--include-label-prefix"), HavePrefix("--cluster-name"), HavePrefix("--mesh-provider"), HavePrefix("--slack"), HavePrefix("--watch-label-selector")))
 		}
 		objs := objectsByKind(def.Objects)
 		Expect(objs).To(HaveKey("PodDisruptionBudget/herald"))
@@ -196,7 +197,7 @@ var _ = Describe("The Helm chart", Label("chart"), Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(managerArgs(flagger.Objects)).To(ContainElements("--mesh-provider=kubernetes", "--selector-labels=app,app.kubernetes.io/name",
 			"--include-label-prefix=app.kubernetes.io,team", "--cluster-name=prod-eu-1", "--namespace=apps",
-			"--enable-config-tracking=false", "--log-level=debug", "--slack-user=herald", "--slack-channel=releases",
+			"--enable-config-tracking=false", "--watch-label-selector=!sharding.herald.dev/key", "--log-level=debug", "--slack-user=herald", "--slack-channel=releases",
 			"--slack-proxy-url=http://proxy.invalid:3128", "--msteams-proxy-url=http://proxy.invalid:3128",
 			"--controller-username=system:serviceaccount:progressive:delivery-herald", "--pprof-bind-address=127.0.0.1:6060"))
 		// Secret values travel in a Secret, never on the command line.
