@@ -77,7 +77,7 @@ func (p *pass) checkPrimaryReady(ctx context.Context) (ctrl.Result, bool, error)
 	case !ready:
 		p.log.Info("Halt advancement: the primary is not ready", "reason", reason)
 		p.setMessage(fmt.Sprintf("Halt advancement: primary not ready: %s", reason))
-		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, true, nil
+		return ctrl.Result{RequeueAfter: p.waitPoll()}, true, nil
 	}
 	return ctrl.Result{}, false, nil
 }
@@ -93,7 +93,7 @@ func (p *pass) checkCanaryReady(ctx context.Context) (ctrl.Result, bool, error) 
 		return res, true, err
 	case !ready:
 		p.log.V(1).Info("Waiting for the canary", "reason", reason)
-		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, true, nil
+		return ctrl.Result{RequeueAfter: p.waitPoll()}, true, nil
 	}
 	return ctrl.Result{}, false, nil
 }

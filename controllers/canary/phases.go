@@ -111,7 +111,7 @@ func (p *pass) initialize(ctx context.Context) (ctrl.Result, error) {
 	}
 	if !ready {
 		p.log.V(1).Info("Waiting for the primary", "reason", reason)
-		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+		return ctrl.Result{RequeueAfter: p.waitPoll()}, nil
 	}
 	// The primary serves now: the apex Service and the routes may point at it, then the
 	// target can go.
@@ -218,7 +218,7 @@ func (p *pass) promoting(ctx context.Context) (ctrl.Result, error) {
 	c := p.c
 	if p.primaryRevision() != c.Status.LastAppliedSpec {
 		// The primary (or our cache of it) has not taken the promotion yet.
-		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+		return ctrl.Result{RequeueAfter: p.waitPoll()}, nil
 	}
 	ready, reason, failed := p.primaryReady()
 	if failed {
@@ -228,7 +228,7 @@ func (p *pass) promoting(ctx context.Context) (ctrl.Result, error) {
 		return p.failedPromotion(ctx, fmt.Sprintf("Promotion of %s.%s failed: primary %s", c.Name, c.Namespace, reason))
 	}
 	if !ready {
-		return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+		return ctrl.Result{RequeueAfter: p.waitPoll()}, nil
 	}
 	done, res, err := p.promotionShift(ctx)
 	if err != nil || !done {
@@ -378,6 +378,26 @@ func (p *pass) primaryReady() (ready bool, reason string, failed bool) {
 	c := p.c
 	deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
 	return p.primary.Ready(c.GetAnalysisPrimaryReadyThreshold(), c.Status.LastTransitionTime.Time, deadline, p.now)
+}
+
+// maxWaitPoll bounds waitPoll.
+const maxWaitPoll = 30 * time.Second
+
+// waitPoll is when a pass that waits for a rollout looks again. The watches on the target and
+// the primary wake the Canary as soon as their status moves, so the timer only catches what no
+// event announces: a pod entering a crash loop, a progress deadline passing. It starts at
+// PodPollInterval and stretches with the wait (a quarter of the time waited, at most
+// maxWaitPoll), so that a thousand Canaries waiting for pods do not each poll every 2 s, and
+// it never sleeps past the progress deadline.
+func (p *pass) waitPoll() time.Duration {
+	base := p.r.Options.PodPollInterval
+	waited := p.now.Sub(p.c.Status.LastTransitionTime.Time)
+	d := min(max(base, waited/4), max(base, maxWaitPoll))
+	deadline := time.Duration(p.c.GetProgressDeadlineSeconds()) * time.Second
+	if left := deadline - waited; left > 0 && left < d {
+		d = left + 100*time.Millisecond // just past it, so that the pass judges it passed
+	}
+	return d
 }
 
 // canaryReady judges the target's rollout; pods that crash-loop or cannot pull their image

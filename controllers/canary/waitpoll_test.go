@@ -1,0 +1,46 @@
+package canary
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+)
+
+func TestWaitPollStretchesWithTheWaitAndStopsAtTheDeadline(t *testing.T) {
+	start := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	deadline := int32(120)
+	c := &flaggerv1.Canary{Spec: flaggerv1.CanarySpec{ProgressDeadlineSeconds: &deadline}}
+	c.Status.LastTransitionTime = metav1.NewTime(start)
+	p := &pass{r: &Reconciler{Options: Options{PodPollInterval: 2 * time.Second}}, c: c}
+	for _, tc := range []struct {
+		waited, want time.Duration
+	}{
+		{0, 2 * time.Second},                                       // a fresh wait polls at PodPollInterval
+		{4 * time.Second, 2 * time.Second},                         // still at the floor
+		{40 * time.Second, 10 * time.Second},                       // a quarter of the wait
+		{100 * time.Second, 20*time.Second + 100*time.Millisecond}, // not past the deadline at 120 s
+		{119 * time.Second, 1*time.Second + 100*time.Millisecond},
+		{200 * time.Second, 30 * time.Second}, // deadline passed (judged already): at most maxWaitPoll
+	} {
+		p.now = start.Add(tc.waited)
+		if got := p.waitPoll(); got != tc.want {
+			t.Errorf("after %s of waiting: next look in %s, want %s", tc.waited, got, tc.want)
+		}
+	}
+
+	// Without a deadline in reach the poll tops out at maxWaitPoll.
+	long := int32(3600)
+	c.Spec.ProgressDeadlineSeconds = &long
+	p.now = start.Add(10 * time.Minute)
+	if got := p.waitPoll(); got != maxWaitPoll {
+		t.Errorf("after 10 minutes: %s, want %s", got, maxWaitPoll)
+	}
+	// A PodPollInterval above maxWaitPoll (a test's setting) is kept.
+	p.r.Options.PodPollInterval = time.Minute
+	if got := p.waitPoll(); got != time.Minute {
+		t.Errorf("with PodPollInterval 1m: %s", got)
+	}
+}
