@@ -115,6 +115,9 @@ type Reconciler struct {
 	Options Options
 	// Now is the clock; tests may pin it.
 	Now func() time.Time
+
+	// seen lets passes read their Canary from the cache when it is current (freshness.go).
+	seen seenVersions
 }
 
 // SetupWithManager registers the controller. metadataCache is the metadata-only cache of
@@ -231,29 +234,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
 	ctx = ctrl.LoggerInto(ctx, log)
 
-	// The Canary is read from the API server, not the cache: the previous pass's status patch
-	// may not have reached the cache yet, and acting on the older status would repeat a step
-	// (an event, a hook call, a promotion). The workqueue never runs two passes of one Canary
-	// at once, so a fresh read always sees the last pass's result.
-	var c flaggerv1.Canary
-	if err := r.APIReader.Get(ctx, req.NamespacedName, &c); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, fmt.Errorf("reading canary: %w", err)
+	c, err := r.read(ctx, req.NamespacedName)
+	if err != nil || c == nil {
+		return ctrl.Result{}, err
 	}
 	if r.Options.Shard != nil && !r.Options.Shard.Matches(labels.Set(c.Labels)) {
 		return ctrl.Result{}, nil // another shard's
 	}
-	if err := r.dropLegacyFinalizer(ctx, &c); err != nil {
+	if err := r.dropLegacyFinalizer(ctx, c); err != nil {
+		r.seen.forget(req.NamespacedName)
 		return ctrl.Result{}, err
 	}
+	r.seen.remember(c)
 	if !c.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // the releaser gives the target back once it is gone
 	}
 
 	before := c.DeepCopy()
-	p := &pass{r: r, c: &c, log: log, now: r.Now()}
+	p := &pass{r: r, c: c, log: log, now: r.Now()}
 	defer func() {
 		if err == nil || isTerminal(err) {
 			// The pass completed (or found a configuration problem): the conditions tell
@@ -261,11 +259,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			p.setConditions(err)
 		}
 		if !equality.Semantic.DeepEqual(before.Status, c.Status) {
-			if perr := r.Client.Status().Patch(ctx, &c, client.MergeFrom(before)); perr != nil {
+			if perr := r.Client.Status().Patch(ctx, c, client.MergeFrom(before)); perr != nil {
+				r.seen.forget(req.NamespacedName)
 				// The step is not recorded, so it will run again: its once-only effects must not.
 				err = errors.Join(err, fmt.Errorf("writing status: %w", perr))
 				return
 			}
+			r.seen.remember(c) // the patch's response carries the new resourceVersion
 		}
 		// Every pass, not only on a change: after a restart or a fail-over the series must be
 		// there for idle Canaries too.

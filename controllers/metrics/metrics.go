@@ -125,13 +125,18 @@ var (
 		Name: "herald_reconcile_errors_total",
 		Help: "Reconcile errors by reason.",
 	}, []string{labelReason})
+
+	canaryReads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_canary_reads_total",
+		Help: "Canaries read by reconcile passes, by source: cache (current) or api (the cache was behind or unknown).",
+	}, []string{"source"})
 )
 
 // collectors returns the recorder's collectors, registered by Register.
 func collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		canaryStatus, canaryWeight, canaryMetricAnalysis, canaryDuration,
-		canarySuccesses, canaryFailures, detectionLatency, reconcileErrors,
+		canarySuccesses, canaryFailures, detectionLatency, reconcileErrors, canaryReads,
 	}
 }
 
@@ -200,6 +205,12 @@ func (Recorder) ObserveDetection(ns string, d time.Duration) {
 // reason to a small fixed set (such as "get", "status-update", "router"): it is a label.
 func (Recorder) IncReconcileError(reason string) {
 	reconcileErrors.WithLabelValues(reason).Inc()
+}
+
+// IncCanaryRead counts a pass's read of its Canary in herald_canary_reads_total; source is
+// "cache" or "api".
+func (Recorder) IncCanaryRead(source string) {
+	canaryReads.WithLabelValues(source).Inc()
 }
 
 // Forget deletes every per-Canary series of a deleted Canary: those labelled with its

@@ -327,6 +327,7 @@ func TestRegister(t *testing.T) {
 	r.IncFailure("podinfo", "register-test", flaggerv1.StrategyCanary, AnalysisCompleted)
 	r.ObserveDetection("register-test", time.Second)
 	r.IncReconcileError("register-test")
+	r.IncCanaryRead("cache")
 
 	families, err := ctrlmetrics.Registry.Gather()
 	if err != nil {
@@ -340,7 +341,7 @@ func TestRegister(t *testing.T) {
 		"flagger_info", "flagger_canary_total", "flagger_canary_status", "flagger_canary_weight",
 		"flagger_canary_metric_analysis", "flagger_canary_duration_seconds",
 		"flagger_canary_successes_total", "flagger_canary_failures_total",
-		"herald_detection_latency_seconds", "herald_reconcile_errors_total",
+		"herald_detection_latency_seconds", "herald_reconcile_errors_total", "herald_canary_reads_total",
 	} {
 		if !got[name] {
 			t.Errorf("%s not registered", name)
