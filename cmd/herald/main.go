@@ -175,6 +175,9 @@ func (o *options) validate() error {
 	if o.metricsSecure.set && !o.metricsSecure.value && o.metricsAddr != "0" && !loopbackAddress(o.metricsAddr) {
 		errs = append(errs, fmt.Errorf("-metrics-secure=false serves /metrics without authentication: -metrics-bind-address %q must then be a loopback address such as 127.0.0.1:8080", o.metricsAddr))
 	}
+	if o.metricsSecure.set && o.metricsSecure.value && o.flagger.port != "" {
+		errs = append(errs, errors.New("-port serves /metrics as plain HTTP, as Flagger does: it cannot be combined with -metrics-secure (set the port in -metrics-bind-address instead)"))
+	}
 	if o.hookWorkers < 1 || o.eventHookWorkers < 1 {
 		errs = append(errs, errors.New("-hook-workers and -event-hook-workers must be at least 1"))
 	}

@@ -61,3 +61,13 @@ func TestNewFlagsDefaults(t *testing.T) {
 		t.Error("-hook-workers=0 accepted")
 	}
 }
+
+func TestPortAndSecureMetricsConflict(t *testing.T) {
+	_, err := parse(t, "-enable-webhooks=false", "-metrics-secure", "-port=9090")
+	if err == nil || !strings.Contains(err.Error(), "-port") || !strings.Contains(err.Error(), "-metrics-secure") {
+		t.Fatalf("error %v, want one naming -port and -metrics-secure", err)
+	}
+	if _, err := parse(t, "-enable-webhooks=false", "-metrics-secure", "-metrics-bind-address=:9090"); err != nil {
+		t.Fatalf("secure metrics on another port: %v", err)
+	}
+}

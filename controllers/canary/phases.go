@@ -253,10 +253,10 @@ func (p *pass) finalising(ctx context.Context) (ctrl.Result, error) {
 }
 
 // rollback ends a run that failed: traffic back to the primary, the canary scaled down. When
-// the primary has no ready pod (a failed promotion left it broken), the canary keeps the
-// traffic instead, rather than nothing serving it.
+// the primary has no ready pod (a failed promotion left it broken, or its pods went away
+// during the run), the canary keeps the traffic instead, rather than nothing serving it.
 func (p *pass) rollback(ctx context.Context, why string) (ctrl.Result, error) {
-	if p.shifts() && p.primaryBroken() && p.target.ReadyPods() > 0 {
+	if p.shifts() && (p.primary == nil || p.primary.ReadyPods() == 0) && p.target.ReadyPods() > 0 {
 		return p.handOverToCanary(ctx, why+" (the primary has no ready pod, so the canary keeps the traffic)")
 	}
 	return p.fail(ctx, why)
@@ -295,7 +295,7 @@ func (p *pass) handOverToCanary(ctx context.Context, why string) (ctrl.Result, e
 	if err := p.route(ctx, 0, 100, false); err != nil {
 		return ctrl.Result{}, err
 	}
-	p.setPhase(flaggerv1.CanaryPhaseFailed, "Promotion failed, all traffic routed to the canary: "+why)
+	p.setPhase(flaggerv1.CanaryPhaseFailed, "Canary run failed with no ready primary, all traffic routed to the canary: "+why)
 	c.Status.CanaryWeight = 100
 	return ctrl.Result{}, nil
 }
@@ -354,12 +354,6 @@ func (p *pass) scaleUp(ctx context.Context) error {
 	}
 	p.target = changed
 	return nil
-}
-
-// primaryBroken reports whether the primary runs a revision whose promotion failed
-// (lastPromotedSpec cleared) and has no ready pod.
-func (p *pass) primaryBroken() bool {
-	return p.c.Status.LastPromotedSpec == "" && (p.primary == nil || p.primary.ReadyPods() == 0)
 }
 
 // primaryRevision is the revision the primary's template was last promoted to.

@@ -112,6 +112,13 @@ func TestPrimaryHealthIsCheckedDuringARun(t *testing.T) {
 	if !strings.HasPrefix(last, "Failed") {
 		t.Fatalf("states %q: the run went on with a failed primary", states)
 	}
+	// The primary has no ready pod: the canary, which serves, keeps every user and its pods.
+	if !strings.HasSuffix(last, "| 0/100") {
+		t.Fatalf("states %q: the rollback sent users to a primary with no ready pod", states)
+	}
+	if n := w.deployment(testName).Spec.Replicas; n == nil || *n == 0 {
+		t.Fatalf("the rollback scaled away the only serving pods (canary replicas %v)", n)
+	}
 	w.wantEvent("Warning Primary podinfo-primary.test failed: …", 1)
 	if strings.Contains(strings.Join(states, ","), "w20") {
 		t.Errorf("the weight advanced while the primary was not ready: %q", states)
