@@ -67,6 +67,12 @@ func (p *pass) checkReferences(ctx context.Context) error {
 
 func (p *pass) exists(ctx context.Context, key types.NamespacedName, obj client.Object) (bool, error) {
 	err := p.r.Client.Get(ctx, key, obj)
+	if err != nil && !apierrors.IsNotFound(err) {
+		// The cache does not cover every namespace (-namespace): an object of another
+		// namespace, as Flagger's tutorials keep their MetricTemplates in flagger-system, is
+		// read from the API server, as the metric checks and alerts read it.
+		err = p.r.APIReader.Get(ctx, key, obj)
+	}
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
