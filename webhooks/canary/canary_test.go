@@ -101,6 +101,13 @@ func TestRules(t *testing.T) {
 			c.Spec.IngressRef = &flaggerv1.LocalObjectReference{Kind: "Ingress", Name: "podinfo"}
 		}, warns: []string{"spec.ingressRef: is ignored by provider istio"}},
 
+		// name: a label value on the target and primary
+		{name: "name of 63 characters", mutate: func(c *flaggerv1.Canary) { c.Name = strings.Repeat("a", 63) }},
+		{name: "name of 64 characters", mutate: func(c *flaggerv1.Canary) { c.Name = strings.Repeat("a", 64) },
+			errs: []string{"metadata.name"}, errText: []string{"herald.dev/canary label", "must be no more than 63 bytes"}},
+		{name: "generateName too long", mutate: func(c *flaggerv1.Canary) { c.Name, c.GenerateName = "", strings.Repeat("a", 59) },
+			errs: []string{"metadata.generateName"}},
+
 		// 2. target
 		{name: "target Service (Knative)", mutate: func(c *flaggerv1.Canary) {
 			c.Spec.TargetRef = flaggerv1.LocalObjectReference{APIVersion: "serving.knative.dev/v1", Kind: "Service", Name: "podinfo"}

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -129,6 +130,7 @@ func (v *CanaryValidator) validate(ctx context.Context, c *flaggerv1.Canary) (ad
 	if k.ns == "" {
 		k.ns = metav1.NamespaceDefault
 	}
+	k.checkName()
 	spec := field.NewPath("spec")
 	k.checkProvider(spec)
 	k.checkAutoscaler(spec.Child("autoscalerRef"))
@@ -148,6 +150,22 @@ func (v *CanaryValidator) validate(ctx context.Context, c *flaggerv1.Canary) (ad
 		name = c.GenerateName
 	}
 	return k.warns, apierrors.NewInvalid(canaryGK, name, k.errs)
+}
+
+// checkName refuses a name that cannot be a label value: the controller labels the target,
+// the primary and the objects it adopts with the Canary's name (herald.dev/canary), and the API
+// server would refuse each of those writes, leaving the Canary unable to start.
+func (k *check) checkName() {
+	if n := k.c.Name; n != "" {
+		for _, msg := range validation.IsValidLabelValue(n) {
+			k.err(field.Invalid(field.NewPath("metadata", "name"), n, "the name is the value of the herald.dev/canary label on the target and primary: "+msg))
+		}
+		return
+	}
+	// The API server appends five characters to generateName.
+	if n := k.c.GenerateName; len(n)+5 > validation.LabelValueMaxLength {
+		k.err(field.TooLong(field.NewPath("metadata", "generateName"), n, validation.LabelValueMaxLength-5))
+	}
 }
 
 func quoted[T ~string](values []T) string {
