@@ -99,6 +99,9 @@ func (rl *releaser) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	case err != nil && !apierrors.IsNotFound(err):
 		return ctrl.Result{}, fmt.Errorf("reading canary %s: %w", canaryName, err)
 	}
+	// A Canary that still exists was retargeted: its old target and primary go, but the apex
+	// Service and routes it adopted are still its own and in use.
+	retargeted := err == nil && c.DeletionTimestamp.IsZero()
 
 	// 1. The target gets its pods back and loses Herald's marks.
 	targetName := strings.TrimSuffix(req.Name, contract.PrimarySuffix)
@@ -141,16 +144,8 @@ func (rl *releaser) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	if found {
 		label, value, _ = contract.SelectorLabel(target.Selector(), target.Template().Labels, r.Options.SelectorLabels)
 	}
-	if err := rl.restoreServices(ctx, req.Namespace, canaryName, label, value); err != nil {
-		return ctrl.Result{}, err
-	}
-	if r.Options.WatchIstio {
-		if err := (&router.Istio{Client: r.Client}).Release(ctx, req.Namespace, canaryName); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if len(r.Options.OwnedRoutes) > 0 { // the cluster serves the Gateway API's routes
-		if err := (&router.GatewayAPI{Client: r.Client}).Release(ctx, req.Namespace, canaryName); err != nil {
+	if !retargeted {
+		if err := rl.restoreAdopted(ctx, req.Namespace, canaryName, label, value); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -181,6 +176,27 @@ func (rl *releaser) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	r.Metrics.Forget(targetName, targetName, req.Namespace)
 	log.Info("Canary gone: target released, primary deleted")
 	return ctrl.Result{}, nil
+}
+
+// restoreAdopted puts the user's objects the Canary adopted back as they were before it: the
+// apex Service (selecting the target's pods again), VirtualServices, DestinationRules and
+// Gateway API routes.
+func (rl *releaser) restoreAdopted(ctx context.Context, namespace, canaryName, label, value string) error {
+	r := rl.r
+	if err := rl.restoreServices(ctx, namespace, canaryName, label, value); err != nil {
+		return err
+	}
+	if r.Options.WatchIstio {
+		if err := (&router.Istio{Client: r.Client}).Release(ctx, namespace, canaryName); err != nil {
+			return err
+		}
+	}
+	if len(r.Options.OwnedRoutes) > 0 { // the cluster serves the Gateway API's routes
+		if err := (&router.GatewayAPI{Client: r.Client}).Release(ctx, namespace, canaryName); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // primary finds the primary workload named key, whatever its kind.

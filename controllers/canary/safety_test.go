@@ -311,3 +311,41 @@ func TestPreRolloutHookPassesOncePerRevision(t *testing.T) {
 		t.Errorf("the pre-rollout hook was called %d times for one revision, want 1", n)
 	}
 }
+
+// Retargeting a Canary releases the old target and primary, but the apex Service the Canary
+// adopted stays its own: it is still in use, and must not be pointed back at the old target.
+func TestRetargetKeepsTheAdoptedService(t *testing.T) {
+	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.Iterations = 2 }))
+	userSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: testName},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": testName},
+			Ports: []corev1.ServicePort{{Name: "web", Port: 80, TargetPort: intstr.FromInt32(9898)}}},
+	}
+	if err := w.cl.Create(w.ctx, userSvc); err != nil {
+		t.Fatal(err)
+	}
+	w.initialise()
+	c := w.canary()
+	c.Spec.Service.Name = testName // the apex keeps its name across the retarget
+	c.Spec.TargetRef.Name = testName + "-v2"
+	if err := w.cl.Update(w.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	rl := &releaser{r: w.r}
+	for range 3 {
+		if _, err := rl.Reconcile(w.ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: testName + "-primary"}}); err != nil {
+			t.Fatal(err)
+		}
+		w.rollout()
+	}
+	var apex corev1.Service
+	if err := w.cl.Get(w.ctx, client.ObjectKey{Namespace: testNS, Name: testName}, &apex); err != nil {
+		t.Fatal(err)
+	}
+	if apex.Spec.Selector["app"] != testName+"-primary" || apex.Labels[contract.LabelAdoptedBy] != testName {
+		t.Fatalf("the live Canary's apex Service was given back: selector %v labels %v", apex.Spec.Selector, apex.Labels)
+	}
+	if _, marked := w.deployment(testName).Labels[contract.LabelCanary]; marked {
+		t.Error("the old target keeps Herald's mark after the retarget")
+	}
+}
