@@ -238,7 +238,7 @@ func (p *pass) gate(ctx context.Context, t flaggerv1.HookType, rev string) (open
 		return t != flaggerv1.RollbackHook, false, "", ""
 	}
 	for _, h := range hooks.Of(analysis.Webhooks, t) {
-		done, err := p.callHook(ctx, h, p.gateStep(t, rev), rev)
+		done, err := p.callGate(ctx, h, t, rev)
 		switch {
 		case !done:
 			return false, true, "", h.Name

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/hooks"
@@ -44,6 +45,31 @@ func (p *pass) stepKey(t flaggerv1.HookType, rev string) string {
 
 // gateStep names the asking of a gate: a closed gate is asked again each analysis interval.
 func (p *pass) gateStep(t flaggerv1.HookType, rev string) string {
+	return p.gateStepAt(t, rev, p.now)
+}
+
+func (p *pass) gateStepAt(t flaggerv1.HookType, rev string, at time.Time) string {
 	interval := p.c.GetAnalysisInterval()
-	return fmt.Sprintf("%s/%s/%s/w%d/i%d/at%d", rev, t, p.c.Status.Phase, p.c.Status.CanaryWeight, p.c.Status.Iterations, p.now.Truncate(interval).Unix())
+	return fmt.Sprintf("%s/%s/%s/w%d/i%d/at%d", rev, t, p.c.Status.Phase, p.c.Status.CanaryWeight, p.c.Status.Iterations, at.Truncate(interval).Unix())
+}
+
+// callGate asks hook h of a gate. A call may run up to a whole interval, so it often ends in
+// the next interval's window: its answer, not yet read, is that window's answer (else a gate
+// whose endpoint takes the whole interval would never be read, and each window would start a
+// new call). A call of the previous window still running is waited for.
+func (p *pass) callGate(ctx context.Context, h flaggerv1.CanaryWebhook, t flaggerv1.HookType, rev string) (done bool, err error) {
+	step := p.gateStep(t, rev)
+	if p.r.HookRunner != nil {
+		key := hooks.Key{Namespace: p.c.Namespace, Canary: p.c.Name, Step: step, Hook: h.Name}
+		if _, known := p.r.HookRunner.Lookup(key); !known {
+			interval := p.c.GetAnalysisInterval()
+			windowStart := p.now.Truncate(interval)
+			prev := key
+			prev.Step = p.gateStepAt(t, rev, windowStart.Add(-interval))
+			if res, ok := p.r.HookRunner.Lookup(prev); ok && (!res.Done || !res.Finished.Before(windowStart)) {
+				return res.Done, res.Err
+			}
+		}
+	}
+	return p.callHook(ctx, h, step, rev)
 }

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -348,4 +349,62 @@ func TestRetargetKeepsTheAdoptedService(t *testing.T) {
 	if _, marked := w.deployment(testName).Labels[contract.LabelCanary]; marked {
 		t.Error("the old target keeps Herald's mark after the retarget")
 	}
+}
+
+// A gate call that runs into the next analysis interval (a slow endpoint, a long timeout) is
+// that interval's answer: it is read, not thrown away for a new call that would end in the
+// interval after, and so on forever (found by review).
+func TestGateAnswerArrivingInTheNextIntervalIsRead(t *testing.T) {
+	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.Iterations = 2 }))
+	c := w.canary()
+	c.Spec.Analysis.Webhooks = []flaggerv1.CanaryWebhook{w.hooks.hook(flaggerv1.ConfirmPromotionHook)}
+	if err := w.cl.Update(w.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	clock := w.now
+	setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
+	runner := hooks.NewRunner(w.r.Hooks, logr.Discard(), hooks.RunnerOptions{Workers: 2,
+		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = runner.Start(ctx) }()
+	w.r.HookRunner = runner
+	w.initialise()
+	w.release(imageV2)
+	release := make(chan struct{})
+	w.hooks.block(flaggerv1.ConfirmPromotionHook, release)
+	asked := false
+	for range 8 {
+		setClock(w.now.Add(testInterval))
+		w.tick()
+		if w.hooks.count(flaggerv1.ConfirmPromotionHook) > 0 || runnerBusy(runner) {
+			asked = true
+			break
+		}
+	}
+	if !asked {
+		t.Fatalf("the confirm-promotion gate was never asked: %q", w.state())
+	}
+	// The endpoint answers only in the next interval.
+	w.now = w.now.Add(testInterval)
+	setClock(w.now)
+	close(release)
+	select {
+	case <-runner.Events():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the finished gate call did not wake the Canary")
+	}
+	if err := w.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	w.wantEvent("Normal Confirm-promotion check confirm-promotion passed", 1)
+	if n := w.hooks.count(flaggerv1.ConfirmPromotionHook); n != 1 {
+		t.Errorf("the gate was called %d times, want 1", n)
+	}
+}
+
+func runnerBusy(r *hooks.Runner) bool {
+	active, _ := r.Len()
+	return active > 0
 }

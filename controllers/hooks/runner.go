@@ -81,6 +81,9 @@ type RunnerOptions struct {
 	Wakeups int
 	// OnDone, if set, is called (from a worker) when a call finishes.
 	OnDone func(Key, Result)
+	// Now is the clock of the results' times; time.Now when nil (tests pin it to the
+	// controller's clock, which judges in which interval a call finished).
+	Now func() time.Time
 }
 
 // Runner runs hook calls off the reconcile workers: a Canary's Reconcile asks for a call
@@ -160,11 +163,15 @@ func NewRunner(caller *Caller, log logr.Logger, o RunnerOptions) *Runner {
 	if caller == nil {
 		caller = &Caller{}
 	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
 	return &Runner{
 		caller:   caller,
 		opts:     o,
 		log:      log,
-		now:      time.Now,
+		now:      now,
 		queue:    make(chan *call, o.QueueSize),
 		events:   make(chan event.GenericEvent, o.Wakeups),
 		active:   map[Key]*call{},
@@ -218,6 +225,22 @@ func (r *Runner) Do(key Key, hook flaggerv1.CanaryWebhook, p hookwire.Payload, l
 	r.active[key] = c
 	hookCallsRunning.Inc()
 	return c.result, nil
+}
+
+// Lookup returns the state of the call key without starting it; false when it is not known
+// (never asked for, or its result expired).
+func (r *Runner) Lookup(key Key) (Result, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.active[key]; ok {
+		return c.result, true
+	}
+	if el, ok := r.done[key]; ok {
+		if c := el.Value.(*call); r.now().Sub(c.result.Finished) < r.opts.ResultTTL {
+			return c.result, true
+		}
+	}
+	return Result{}, false
 }
 
 // Forget drops the finished results of a Canary (when it is deleted); its queued and
