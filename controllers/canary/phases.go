@@ -16,8 +16,13 @@ import (
 )
 
 // run does the work of the Canary's phase and returns when to come back.
-func (p *pass) run(ctx context.Context) (ctrl.Result, error) {
+func (p *pass) run(ctx context.Context) (_ ctrl.Result, err error) {
 	c := p.c
+	defer func() {
+		if isTerminal(err) {
+			p.guardStalledRun(ctx)
+		}
+	}()
 	if err := p.loadTarget(ctx); err != nil {
 		if errors.Is(err, errTargetNotFound) {
 			// The watch on the target's kind brings us back when it appears.
@@ -372,6 +377,48 @@ func (p *pass) primaryReady() (ready bool, reason string, failed bool) {
 	c := p.c
 	deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
 	return p.primary.Ready(c.GetAnalysisPrimaryReadyThreshold(), c.Status.LastTransitionTime.Time, deadline, p.now)
+}
+
+// guardStalledRun keeps users off a side with no ready pod while a run in progress is stalled
+// (its target deleted, a config or an AlertProvider gone): the pass stops before it corrects
+// the routes, and the canary's share would otherwise go to pods that may no longer exist until
+// the stall is fixed. It only moves traffic to the side that serves; the status keeps the run's
+// split, which the first pass after the fix routes again.
+func (p *pass) guardStalledRun(ctx context.Context) {
+	switch p.c.Status.Phase {
+	case "", flaggerv1.CanaryPhaseInitializing, flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed:
+		return
+	}
+	if p.router == nil && p.resolveProvider() != nil {
+		return
+	}
+	if !p.shifts() {
+		return
+	}
+	if p.primary == nil {
+		w, err := workloads.New(targetKind(p.c))
+		if err != nil {
+			return
+		}
+		if found, err := p.get(ctx, contract.PrimaryName(p.c.Spec.TargetRef.Name), w.Object()); err != nil || !found {
+			return
+		}
+		p.primary = w
+	}
+	gp, gc, gm, err := p.router.GetRoutes(ctx, p.c)
+	if err != nil {
+		return
+	}
+	sp, sc := p.servingSplit(gp, gc)
+	if sp == gp && sc == gc {
+		return
+	}
+	p.log.Info("Run stalled: routing around a side with no ready pod", "primaryWeight", sp, "canaryWeight", sc)
+	if err := p.router.SetRoutes(ctx, p.c, sp, sc, gm && sc > 0); err != nil {
+		p.log.Error(err, "Routing around a side with no ready pod")
+		return
+	}
+	p.r.Metrics.SetWeight(p.c.Spec.TargetRef.Name, p.c.Namespace, sp, sc)
 }
 
 // maxWaitPoll bounds waitPoll.

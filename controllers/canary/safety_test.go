@@ -408,3 +408,28 @@ func runnerBusy(r *hooks.Runner) bool {
 	active, _ := r.Len()
 	return active > 0
 }
+
+// A run stalled in the middle (here: its target deleted at 20%) keeps no users on the canary
+// pods, which are gone: the pass routes them to the primary before it reports the stall.
+func TestStalledRunRoutesAroundTheMissingCanary(t *testing.T) {
+	w := newWorld(t, "istio", analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.StepWeight, a.MaxWeight = 10, 50 }))
+	w.initialise()
+	w.release(imageV2)
+	w.tick() // Progressing
+	w.tick() // 10
+	w.tick() // 20
+	if got := w.routes(); got != "80/20" {
+		t.Fatalf("routes %q before the deletion, want 80/20", got)
+	}
+	if err := w.cl.Delete(w.ctx, w.deployment(testName)); err != nil {
+		t.Fatal(err)
+	}
+	w.now = w.now.Add(testInterval)
+	_ = w.reconcile()
+	if stall := findCondition(w.canary().Status.Conditions, flaggerv1.StalledType); stall == nil || stall.Reason != "TargetNotFound" {
+		t.Fatalf("conditions %+v: want Stalled TargetNotFound", w.canary().Status.Conditions)
+	}
+	if got := w.routes(); got != "100/0" {
+		t.Fatalf("routes %q while the target is gone: users are sent to deleted pods", got)
+	}
+}
