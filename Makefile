@@ -148,6 +148,11 @@ faults: controlplane ## The fault-injection suite once per seed of SEEDS (defaul
 bench: controlplane ## Benchmarks: handler cost (ns/op, allocs/op) and latency through the real kube-apiserver.
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+SCALE_N ?= 100 300 1000
+.PHONY: bench-scale
+bench-scale: controlplane ## Scale benchmark, side by side with Flagger 1.44: N Canaries for each N of SCALE_N (default "100 300 1000"); table and plot in bin/bench/scale/.
+	HERALD_SCALE_N="$(SCALE_N)" HERALD_SCALE_IDLE=60s $(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime=1x -timeout 6h ./test/bench
+
 FUZZTIME ?= 60s
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (CI runs only their seed corpus, inside make test).

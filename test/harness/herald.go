@@ -133,10 +133,16 @@ func (h *Herald) Kill() {
 // Pid is the process's id.
 func (h *Herald) Pid() int { return h.proc.Pid() }
 
-// Memory returns the process's resident set size now and its peak so far (VmRSS and VmHWM
-// of /proc/<pid>/status), in bytes.
-func (h *Herald) Memory() (rss, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.proc.Pid()))
+// Memory returns the process's resident set size now and its peak so far, in bytes.
+func (h *Herald) Memory() (rss, peak int64, err error) { return ProcMemory(h.proc.Pid()) }
+
+// CPUTime is the CPU time (user + system) the process has used so far.
+func (h *Herald) CPUTime() (time.Duration, error) { return ProcCPUTime(h.proc.Pid()) }
+
+// ProcMemory returns the resident set size of process pid now and its peak so far (VmRSS and
+// VmHWM of /proc/<pid>/status), in bytes.
+func ProcMemory(pid int) (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -159,9 +165,9 @@ func (h *Herald) Memory() (rss, peak int64, err error) {
 	return rss, peak, nil
 }
 
-// CPUTime is the CPU time (user + system) the process has used so far, from /proc.
-func (h *Herald) CPUTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.proc.Pid()))
+// ProcCPUTime is the CPU time (user + system) process pid has used so far, from /proc.
+func ProcCPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,526 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/test/cluster"
+	"github.com/herald-rollouts/herald/test/harness"
+)
+
+// BenchmarkScale runs N Deployments with blue/green Canaries (provider kubernetes) on a fresh
+// local control plane, once under Herald and once under Flagger 1.44, and reports side by
+// side: the bulk apply of the N Deployments and Canaries (with Herald running; and with no
+// controller, before Flagger starts), the time to all Initialized, reconciles and API server
+// requests per Canary, RSS and idle CPU, then 20 releases at once: detection (apply →
+// Progressing) and apply → Succeeded against the ideal (iterations × interval).
+//
+// `make bench` runs the short form (N=20, 10 s idle); `make bench-scale` the long one
+// (HERALD_SCALE_N="100 300 1000"). The table and a plot of Initialized over time are written
+// to bin/bench/scale/.
+func BenchmarkScale(b *testing.B) {
+	cfg := scaleConfigFromEnv(b)
+	ctx := context.Background()
+	flaggerBin, flaggerCRDs, err := cluster.BuildFlagger(ctx, io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(root, "bin", "bench", "scale")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var results []scaleResult
+	for _, n := range cfg.sizes {
+		for _, ctl := range []string{"herald", "flagger"} {
+			b.Run(fmt.Sprintf("%s/N=%d", ctl, n), func(b *testing.B) {
+				var r scaleResult
+				if ctl == "herald" {
+					r = runHeraldScale(b, cfg, n)
+				} else {
+					r = runFlaggerScale(b, cfg, n, flaggerBin, flaggerCRDs)
+				}
+				r.report(b)
+				results = append(results, r)
+			})
+		}
+	}
+	if err := os.WriteFile(filepath.Join(out, "results.md"), []byte(scaleTable(cfg, results)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "initialized.svg"), []byte(initializedPlot(results)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("figures: %s", filepath.Join(out, "results.md"))
+}
+
+type scaleConfig struct {
+	sizes    []int
+	interval time.Duration
+	idle     time.Duration
+	releases int
+}
+
+func scaleConfigFromEnv(b *testing.B) scaleConfig {
+	cfg := scaleConfig{sizes: []int{20}, interval: 10 * time.Second, idle: 10 * time.Second, releases: 20}
+	if v := os.Getenv("HERALD_SCALE_N"); v != "" {
+		cfg.sizes = nil
+		for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				b.Fatalf("HERALD_SCALE_N: %q is not a count", f)
+			}
+			cfg.sizes = append(cfg.sizes, n)
+		}
+	}
+	for env, d := range map[string]*time.Duration{"HERALD_SCALE_INTERVAL": &cfg.interval, "HERALD_SCALE_IDLE": &cfg.idle} {
+		if v := os.Getenv(env); v != "" {
+			parsed, err := time.ParseDuration(v)
+			if err != nil {
+				b.Fatalf("%s: %v", env, err)
+			}
+			*d = parsed
+		}
+	}
+	return cfg
+}
+
+// scaleResult is one controller's run at one N.
+type scaleResult struct {
+	controller string
+	n          int
+	// apply is the bulk apply of the N Deployments and Canaries; applyAlone the same with no
+	// controller running (measured on Flagger's cluster, before Flagger starts).
+	apply, applyAlone time.Duration
+	// initialized is the time to all Initialized: from the start of the apply for Herald,
+	// from Flagger's start for Flagger (its objects were applied before it ran).
+	initialized time.Duration
+	// curve is the number of Initialized Canaries over time since the same start.
+	curve []point
+	// reconciles per Canary (controller-runtime's canary controller; none for Flagger) and
+	// API server requests per Canary (all clients, counted by the API server) until all
+	// were Initialized.
+	reconciles, requests float64
+	rssMB                float64
+	idleCPU              float64 // share of a core over the idle window
+	detection, succeeded []time.Duration
+	ideal                time.Duration
+}
+
+type point struct {
+	t time.Duration
+	n int
+}
+
+func (r scaleResult) report(b *testing.B) {
+	b.ReportMetric(r.initialized.Seconds(), "to-all-initialized-s")
+	b.ReportMetric(r.apply.Seconds(), "bulk-apply-s")
+	b.ReportMetric(r.reconciles, "reconciles/canary")
+	b.ReportMetric(r.requests, "api-requests/canary")
+	b.ReportMetric(r.rssMB, "rss-MB")
+	b.ReportMetric(100*r.idleCPU, "idle-cpu-%")
+	if len(r.detection) > 0 {
+		b.ReportMetric(quantile(r.detection, 0.5).Seconds(), "detect-p50-s")
+		b.ReportMetric(quantile(r.detection, 0.99).Seconds(), "detect-p99-s")
+		b.ReportMetric(quantile(r.succeeded, 0.5).Seconds(), "to-succeeded-p50-s")
+		b.ReportMetric(r.succeeded[len(r.succeeded)-1].Seconds(), "to-succeeded-max-s")
+	}
+}
+
+func scaleCanary(name string, interval time.Duration) *flaggerv1.Canary {
+	return &flaggerv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: flaggerv1.CanarySpec{
+			Provider:  "kubernetes",
+			TargetRef: flaggerv1.LocalObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
+			Service:   flaggerv1.CanaryService{Port: 9898},
+			Analysis:  &flaggerv1.CanaryAnalysis{Interval: interval.String(), Threshold: 2, Iterations: 2},
+		},
+	}
+}
+
+// applyAll creates the N Deployments (one replica) and Canaries from 8 clients, as a
+// `kubectl apply -f dir/` of many files would.
+func applyAll(ctx context.Context, c client.Client, n int, interval time.Duration) (time.Duration, error) {
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i := range n {
+		g.Go(func() error {
+			name := fmt.Sprintf("app-%04d", i)
+			d := rolloutTarget(name)
+			d.Spec.Replicas = ptr.To(int32(1))
+			if err := c.Create(gctx, d); err != nil {
+				return err
+			}
+			return c.Create(gctx, scaleCanary(name, interval))
+		})
+	}
+	err := g.Wait()
+	return time.Since(start), err
+}
+
+// phases lists the phase of every Canary of the namespace.
+func phases(ctx context.Context, c client.Client) (map[string]flaggerv1.CanaryPhase, error) {
+	var list flaggerv1.CanaryList
+	if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, err
+	}
+	out := make(map[string]flaggerv1.CanaryPhase, len(list.Items))
+	for _, x := range list.Items {
+		out[x.Name] = x.Status.Phase
+	}
+	return out, nil
+}
+
+// waitInitialized waits until n Canaries are Initialized, recording the curve since start.
+func waitInitialized(ctx context.Context, c client.Client, n int, start time.Time, timeout time.Duration) ([]point, time.Duration, error) {
+	var curve []point
+	deadline := time.Now().Add(timeout)
+	for {
+		ps, err := phases(ctx, c)
+		if err != nil {
+			return curve, 0, err
+		}
+		done := 0
+		for _, p := range ps {
+			if p == flaggerv1.CanaryPhaseInitialized {
+				done++
+			}
+		}
+		curve = append(curve, point{time.Since(start), done})
+		if done >= n {
+			return curve, time.Since(start), nil
+		}
+		if time.Now().After(deadline) {
+			return curve, 0, fmt.Errorf("%d of %d Canaries Initialized after %s", done, n, timeout)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// releases patches the image of the first k Deployments at once and returns, per Canary, the
+// time from its patch to Progressing and to Succeeded.
+func releases(ctx context.Context, c client.Client, k int, timeout time.Duration) (detect, done []time.Duration, err error) {
+	applied := map[string]time.Time{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range k {
+		g.Go(func() error {
+			name := fmt.Sprintf("app-%04d", i)
+			patch := `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"ghcr.io/stefanprodan/podinfo:6.0.1"}]}}}}`
+			t := time.Now()
+			if err := c.Patch(gctx, rolloutTarget(name), client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
+				return err
+			}
+			mu.Lock()
+			applied[name] = t
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	detected, succeeded := map[string]time.Duration{}, map[string]time.Duration{}
+	deadline := time.Now().Add(timeout)
+	for len(succeeded) < k {
+		if time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("%d of %d releases Succeeded after %s", len(succeeded), k, timeout)
+		}
+		ps, err := phases(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		now := time.Now()
+		for name, t := range applied {
+			switch ps[name] {
+			case flaggerv1.CanaryPhaseProgressing, flaggerv1.CanaryPhasePromoting, flaggerv1.CanaryPhaseFinalising:
+				if _, ok := detected[name]; !ok {
+					detected[name] = now.Sub(t)
+				}
+			case flaggerv1.CanaryPhaseSucceeded:
+				if _, ok := detected[name]; !ok {
+					detected[name] = now.Sub(t)
+				}
+				if _, ok := succeeded[name]; !ok {
+					succeeded[name] = now.Sub(t)
+				}
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for name := range applied {
+		detect, done = append(detect, detected[name]), append(done, succeeded[name])
+	}
+	slices.Sort(detect)
+	slices.Sort(done)
+	return detect, done, nil
+}
+
+// apiRequests is the API server's count of the requests it has served (apiserver_request_total).
+func apiRequests(ctx context.Context, cfg *rest.Config) (float64, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return sumSeries(resp.Body, "apiserver_request_total{")
+}
+
+// sumSeries adds the values of every sample of a Prometheus text exposition whose line starts
+// with prefix.
+func sumSeries(r io.Reader, prefix string) (float64, error) {
+	sum := 0.0
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
+
+func scrapeSum(url, prefix string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return sumSeries(resp.Body, prefix)
+}
+
+// idle measures RSS, and CPU as a share of one core over d, of process pid.
+func idle(pid int, d time.Duration) (rssMB, cpu float64, err error) {
+	before, err := harness.ProcCPUTime(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	time.Sleep(d)
+	after, err := harness.ProcCPUTime(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	rss, _, err := harness.ProcMemory(pid)
+	return float64(rss) / (1 << 20), float64(after-before) / float64(d), err
+}
+
+func nodesFor(n int) int { return n/400 + 1 }
+
+func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
+	ctx := context.Background()
+	c, h, env := startHeraldWith(b, cluster.Options{Nodes: nodesFor(n)})
+	_ = flaggerv1.AddToScheme(c.Scheme())
+	r := scaleResult{controller: "herald", n: n, ideal: 2 * cfg.interval}
+	reqs0, err := apiRequests(ctx, env.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if r.apply, err = applyAll(ctx, c, n, cfg.interval); err != nil {
+		b.Fatal(err)
+	}
+	if r.curve, r.initialized, err = waitInitialized(ctx, c, n, start, initTimeout(n)); err != nil {
+		b.Fatal(err)
+	}
+	reqs1, err := apiRequests(ctx, env.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.requests = (reqs1 - reqs0 - float64(2*n)) / float64(n) // less the apply's own creates
+	rec, err := scrapeSum(h.MetricsURL, `controller_runtime_reconcile_total{controller="canary"`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.reconciles = rec / float64(n)
+	if r.rssMB, r.idleCPU, err = idle(h.Pid(), cfg.idle); err != nil {
+		b.Fatal(err)
+	}
+	if r.detection, r.succeeded, err = releases(ctx, c, min(cfg.releases, n), 10*time.Minute+20*cfg.interval); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) scaleResult {
+	ctx := context.Background()
+	env, err := cluster.Start(ctx, cluster.Options{Nodes: nodesFor(n)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = env.Stop() })
+	if out, err := exec.CommandContext(ctx, filepath.Join(env.BinDir, "kubectl"), "--kubeconfig", env.Kubeconfig,
+		"apply", "--server-side", "-f", crds).CombinedOutput(); err != nil {
+		b.Fatalf("Flagger's CRDs: %v\n%s", err, out)
+	}
+	c, err := client.New(env.Config, client.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = flaggerv1.AddToScheme(c.Scheme())
+	cfg2 := *env.Config
+	cfg2.QPS, cfg2.Burst = 2000, 2000
+	if c, err = client.New(&cfg2, client.Options{Scheme: c.Scheme()}); err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		b.Fatal(err)
+	}
+	r := scaleResult{controller: "flagger", n: n, ideal: 2 * cfg.interval}
+	// Flagger has no admission webhook: this is the apply with no controller in the way.
+	if r.applyAlone, err = applyAll(ctx, c, n, cfg.interval); err != nil {
+		b.Fatal(err)
+	}
+	r.apply = r.applyAlone
+	reqs0, err := apiRequests(ctx, env.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	port, err := freeTCPPort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	logFile, err := os.Create(filepath.Join(env.Dir, "flagger.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	f, err := harness.StartProcess(ctx, harness.ProcessOptions{
+		Name: "flagger", Binary: binary, Out: logFile,
+		Args: []string{"-kubeconfig=" + env.Kubeconfig, "-mesh-provider=kubernetes", "-log-level=error",
+			"-metrics-server=http://127.0.0.1:1", "-port=" + strconv.Itoa(port)},
+		ReadyURL: fmt.Sprintf("http://127.0.0.1:%d/healthz", port), StopGrace: 5 * time.Second,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(f.Stop)
+	if r.curve, r.initialized, err = waitInitialized(ctx, c, n, start, initTimeout(n)); err != nil {
+		b.Fatal(err)
+	}
+	reqs1, err := apiRequests(ctx, env.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.requests = (reqs1 - reqs0) / float64(n)
+	r.reconciles = math.NaN() // Flagger has no reconcile count: it walks every Canary each control loop
+	if r.rssMB, r.idleCPU, err = idle(f.Pid(), cfg.idle); err != nil {
+		b.Fatal(err)
+	}
+	if r.detection, r.succeeded, err = releases(ctx, c, min(cfg.releases, n), 20*time.Minute+20*cfg.interval); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+func initTimeout(n int) time.Duration { return 5*time.Minute + time.Duration(n)*2*time.Second }
+
+func freeTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// scaleTable is the side-by-side table of the note.
+func scaleTable(cfg scaleConfig, rs []scaleResult) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "Blue/green Canaries (provider kubernetes, interval %s, iterations 2), one fresh local control plane per run; %s idle window.\n\n", cfg.interval, cfg.idle)
+	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary | API requests / Canary | RSS | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal) |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	sec := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
+	for _, r := range rs {
+		apply := sec(r.apply)
+		if r.applyAlone > 0 {
+			apply = "(" + sec(r.applyAlone) + ")"
+		}
+		rec := "–"
+		if !math.IsNaN(r.reconciles) {
+			rec = fmt.Sprintf("%.1f", r.reconciles)
+		}
+		det, suc := "–", "–"
+		if len(r.detection) > 0 {
+			det = sec(quantile(r.detection, 0.5)) + " / " + sec(quantile(r.detection, 0.99))
+			suc = sec(quantile(r.succeeded, 0.5)) + " / " + sec(r.succeeded[len(r.succeeded)-1]) + " (" + sec(r.ideal) + ")"
+		}
+		fmt.Fprintf(&sb, "| %d | %s | %s | %s | %s | %.1f | %.0f MB | %.1f%% | %d | %s | %s |\n",
+			r.n, r.controller, apply, sec(r.initialized), rec, r.requests, r.rssMB, 100*r.idleCPU, len(r.detection), det, suc)
+	}
+	return sb.String()
+}
+
+// initializedPlot draws, per run, the share of Canaries Initialized over time as an SVG.
+func initializedPlot(rs []scaleResult) string {
+	const w, h, pad = 720.0, 400.0, 50.0
+	maxT := 1.0
+	for _, r := range rs {
+		if len(r.curve) > 0 {
+			maxT = max(maxT, r.curve[len(r.curve)-1].t.Seconds())
+		}
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	fmt.Fprintf(&sb, `<rect width="100%%" height="100%%" fill="white"/><text x="%.0f" y="20">Canaries Initialized (share of N) over seconds</text>`+"\n", pad)
+	fmt.Fprintf(&sb, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/><line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n",
+		pad, h-pad, w-pad, h-pad, pad, pad, pad, h-pad)
+	fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f">0</text><text x="%.0f" y="%.0f">%.0f s</text><text x="5" y="%.0f">100%%</text>`+"\n",
+		pad, h-pad+15, w-pad-30, h-pad+15, maxT, pad+4)
+	colors := map[string][]string{"herald": {"#1f77b4", "#6baed6", "#08519c"}, "flagger": {"#d62728", "#fc9272", "#a50f15"}}
+	seen := map[string]int{}
+	for i, r := range rs {
+		col := colors[r.controller][seen[r.controller]%3]
+		seen[r.controller]++
+		var pts []string
+		for _, p := range r.curve {
+			x := pad + (w-2*pad)*p.t.Seconds()/maxT
+			y := h - pad - (h-2*pad)*float64(p.n)/float64(r.n)
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y))
+		}
+		fmt.Fprintf(&sb, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", col, strings.Join(pts, " "))
+		fmt.Fprintf(&sb, `<text x="%.0f" y="%.0f" fill="%s">%s N=%d</text>`+"\n", w-pad-120, pad+15*float64(i+1), col, r.controller, r.n)
+	}
+	sb.WriteString("</svg>\n")
+	return sb.String()
+}
