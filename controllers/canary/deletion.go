@@ -99,9 +99,14 @@ func (rl *releaser) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	case err != nil && !apierrors.IsNotFound(err):
 		return ctrl.Result{}, fmt.Errorf("reading canary %s: %w", canaryName, err)
 	}
-	// A Canary that still exists was retargeted: its old target and primary go, but the apex
-	// Service and routes it adopted are still its own and in use.
-	retargeted := err == nil && c.DeletionTimestamp.IsZero()
+	// A Canary that still exists was retargeted: its old target and primary go, and the
+	// objects it adopted for the old apex are given back, but those named for its current
+	// apex (the same one when spec.service.name is set) are still its own and in use.
+	var keep func(string) bool
+	if err == nil && c.DeletionTimestamp.IsZero() {
+		apex, primary, canary := c.GetServiceNames()
+		keep = func(name string) bool { return name == apex || name == primary || name == canary }
+	}
 
 	// 1. The target gets its pods back and loses Herald's marks.
 	targetName := strings.TrimSuffix(req.Name, contract.PrimarySuffix)
@@ -144,10 +149,8 @@ func (rl *releaser) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	if found {
 		label, value, _ = contract.SelectorLabel(target.Selector(), target.Template().Labels, r.Options.SelectorLabels)
 	}
-	if !retargeted {
-		if err := rl.restoreAdopted(ctx, req.Namespace, canaryName, label, value); err != nil {
-			return ctrl.Result{}, err
-		}
+	if err := rl.restoreAdopted(ctx, req.Namespace, canaryName, label, value, keep); err != nil {
+		return ctrl.Result{}, err
 	}
 	if found {
 		p := &pass{r: r, c: &flaggerv1.Canary{}, log: log}
@@ -180,19 +183,19 @@ func (rl *releaser) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 
 // restoreAdopted puts the user's objects the Canary adopted back as they were before it: the
 // apex Service (selecting the target's pods again), VirtualServices, DestinationRules and
-// Gateway API routes.
-func (rl *releaser) restoreAdopted(ctx context.Context, namespace, canaryName, label, value string) error {
+// Gateway API routes; but not those keep names (nil keeps none).
+func (rl *releaser) restoreAdopted(ctx context.Context, namespace, canaryName, label, value string, keep func(string) bool) error {
 	r := rl.r
-	if err := rl.restoreServices(ctx, namespace, canaryName, label, value); err != nil {
+	if err := rl.restoreServices(ctx, namespace, canaryName, label, value, keep); err != nil {
 		return err
 	}
 	if r.Options.WatchIstio {
-		if err := (&router.Istio{Client: r.Client}).Release(ctx, namespace, canaryName); err != nil {
+		if err := (&router.Istio{Client: r.Client}).Release(ctx, namespace, canaryName, keep); err != nil {
 			return err
 		}
 	}
 	if len(r.Options.OwnedRoutes) > 0 { // the cluster serves the Gateway API's routes
-		if err := (&router.GatewayAPI{Client: r.Client}).Release(ctx, namespace, canaryName); err != nil {
+		if err := (&router.GatewayAPI{Client: r.Client}).Release(ctx, namespace, canaryName, keep); err != nil {
 			return err
 		}
 	}
@@ -228,13 +231,16 @@ func (rl *releaser) get(ctx context.Context, key types.NamespacedName, obj clien
 // restoreServices puts back the Services of namespace that canary adopted. A selector recorded
 // while it already pointed at the primary (an apex an earlier Herald version took over without a
 // record) is pointed at the target's pods again.
-func (rl *releaser) restoreServices(ctx context.Context, namespace, canary, label, value string) error {
+func (rl *releaser) restoreServices(ctx context.Context, namespace, canary, label, value string, keep func(string) bool) error {
 	var list corev1.ServiceList
 	if err := rl.r.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{contract.LabelAdoptedBy: canary}); err != nil {
 		return fmt.Errorf("listing adopted services: %w", err)
 	}
 	for i := range list.Items {
 		svc := &list.Items[i]
+		if keep != nil && keep(svc.Name) {
+			continue
+		}
 		var shape serviceShape
 		if _, err := adopt.Restore(svc, &shape); err != nil {
 			return err

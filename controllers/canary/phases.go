@@ -162,9 +162,9 @@ func (p *pass) detect(ctx context.Context) (ctrl.Result, error) {
 	}
 	if rev == c.Status.LastAppliedSpec && c.Status.Phase != flaggerv1.CanaryPhaseWaiting {
 		// A failed revision is retried only with a new template; meanwhile the target runs
-		// no pods, unless it holds the traffic after a failed promotion.
+		// no pods, unless it holds the traffic because the primary has none ready.
 		if c.Status.CanaryWeight == 100 {
-			return ctrl.Result{}, nil
+			return p.handBackToPrimary(ctx, rev)
 		}
 		return ctrl.Result{}, p.keepIdle(ctx, rev)
 	}
@@ -193,6 +193,24 @@ func (p *pass) detect(ctx context.Context) (ctrl.Result, error) {
 	p.resetRun()
 	p.setPhase(flaggerv1.CanaryPhaseProgressing, "New revision detected, progressing canary analysis.")
 	return ctrl.Result{RequeueAfter: p.r.Options.PodPollInterval}, nil
+}
+
+// handBackToPrimary ends the hand-over of a failed run to the canary once it is no longer
+// needed. After a failed promotion (lastPromotedSpec cleared) the primary runs the failed
+// revision and the canary keeps the users until a new revision repairs it. After a rollback
+// while the primary had no ready pod, the primary runs the promoted revision: once it serves
+// again (its watch wakes the Canary), the users go back to it and the canary is scaled down.
+func (p *pass) handBackToPrimary(ctx context.Context, rev string) (ctrl.Result, error) {
+	c := p.c
+	if c.Status.LastPromotedSpec == "" || p.primary == nil || p.primary.ReadyPods() == 0 {
+		return ctrl.Result{}, nil
+	}
+	p.event(corev1.EventTypeNormal, "Primary %s.%s serves again: routing all traffic back to it", contract.PrimaryName(c.Spec.TargetRef.Name), c.Namespace)
+	if err := p.route(ctx, 100, 0, false); err != nil {
+		return ctrl.Result{}, err
+	}
+	c.Status.CanaryWeight = 0
+	return ctrl.Result{}, p.keepIdle(ctx, rev)
 }
 
 // resetRun starts a new analysis run of the pass's revision.
@@ -382,8 +400,7 @@ func (p *pass) primaryReady() (ready bool, reason string, failed bool) {
 // guardStalledRun keeps users off a side with no ready pod while a run in progress is stalled
 // (its target deleted, a config or an AlertProvider gone): the pass stops before it corrects
 // the routes, and the canary's share would otherwise go to pods that may no longer exist until
-// the stall is fixed. It only moves traffic to the side that serves; the status keeps the run's
-// split, which the first pass after the fix routes again.
+// the stall is fixed. It routes the run's split as servingSplit carries it out.
 func (p *pass) guardStalledRun(ctx context.Context) {
 	switch p.c.Status.Phase {
 	case "", flaggerv1.CanaryPhaseInitializing, flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed:
@@ -409,12 +426,19 @@ func (p *pass) guardStalledRun(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	sp, sc := p.servingSplit(gp, gc)
-	if sp == gp && sc == gc {
+	// From the split the run asks for, not the one in place: a side that serves again gets
+	// its share back.
+	wp, wc, wm, ok := p.wantedRoutes()
+	if !ok {
+		wp, wc, wm = gp, gc, gm
+	}
+	sp, sc := p.servingSplit(wp, wc)
+	mirrored := servedMirror(wm, sp)
+	if sp == gp && sc == gc && mirrored == gm {
 		return
 	}
 	p.log.Info("Run stalled: routing around a side with no ready pod", "primaryWeight", sp, "canaryWeight", sc)
-	if err := p.router.SetRoutes(ctx, p.c, sp, sc, gm && sc > 0); err != nil {
+	if err := p.router.SetRoutes(ctx, p.c, sp, sc, mirrored); err != nil {
 		p.log.Error(err, "Routing around a side with no ready pod")
 		return
 	}

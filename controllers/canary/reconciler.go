@@ -259,9 +259,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			p.setConditions(err)
 		}
 		if !equality.Semantic.DeepEqual(before.Status, c.Status) {
-			if perr := r.Client.Status().Patch(ctx, c, client.MergeFrom(before)); perr != nil {
+			// With the resourceVersion the pass read: a pass that acted on a Canary someone
+			// changed meanwhile (a user, or another shard after a relabelling) must not record
+			// its step nor announce it.
+			if perr := r.Client.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); perr != nil {
 				r.seen.forget(req.NamespacedName)
 				// The step is not recorded, so it will run again: its once-only effects must not.
+				if apierrors.IsConflict(perr) && err == nil {
+					log.V(1).Info("Canary changed during the pass; running it again", "reason", perr.Error())
+					result = ctrl.Result{RequeueAfter: 200 * time.Millisecond}
+					return
+				}
 				err = errors.Join(err, fmt.Errorf("writing status: %w", perr))
 				return
 			}

@@ -121,6 +121,14 @@ func TestPrimaryHealthIsCheckedDuringARun(t *testing.T) {
 		t.Fatalf("the rollback scaled away the only serving pods (canary replicas %v)", n)
 	}
 	w.wantEvent("Warning Primary podinfo-primary.test failed: …", 1)
+	// The primary, which runs the promoted revision, serves again: the users go back to it
+	// and the failed revision's pods go.
+	delete(w.broken, testName+"-primary")
+	w.rollout()
+	if got := w.tick(); !strings.HasPrefix(got, "Failed w0") || !strings.HasSuffix(got, "| 100/0") {
+		t.Fatalf("after the primary recovered: %q, want the traffic back on it", got)
+	}
+	w.wantReplicas(testName, 0)
 	if strings.Contains(strings.Join(states, ","), "w20") {
 		t.Errorf("the weight advanced while the primary was not ready: %q", states)
 	}
@@ -431,5 +439,39 @@ func TestStalledRunRoutesAroundTheMissingCanary(t *testing.T) {
 	}
 	if got := w.routes(); got != "100/0" {
 		t.Fatalf("routes %q while the target is gone: users are sent to deleted pods", got)
+	}
+}
+
+// Retargeting a Canary whose apex is named for its target (no spec.service.name) gives the old
+// apex Service back as it was: it would otherwise select the pods of the primary that goes.
+func TestRetargetGivesBackTheOldApex(t *testing.T) {
+	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.Iterations = 2 }))
+	userSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: testName},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": testName},
+			Ports: []corev1.ServicePort{{Name: "web", Port: 80, TargetPort: intstr.FromInt32(9898)}}},
+	}
+	if err := w.cl.Create(w.ctx, userSvc); err != nil {
+		t.Fatal(err)
+	}
+	w.initialise()
+	c := w.canary()
+	c.Spec.TargetRef.Name = testName + "-v2" // the apex becomes podinfo-v2
+	if err := w.cl.Update(w.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	rl := &releaser{r: w.r}
+	for range 3 {
+		if _, err := rl.Reconcile(w.ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: testName + "-primary"}}); err != nil {
+			t.Fatal(err)
+		}
+		w.rollout()
+	}
+	var back corev1.Service
+	if err := w.cl.Get(w.ctx, client.ObjectKey{Namespace: testNS, Name: testName}, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Spec.Selector["app"] != testName {
+		t.Fatalf("the old apex Service selects %v, want the old target's pods", back.Spec.Selector)
 	}
 }

@@ -91,6 +91,7 @@ func (p *pass) route(ctx context.Context, primary, canary int, mirrored bool) er
 	sp, sc := p.servingSplit(primary, canary)
 	if sp != primary {
 		p.log.Info("Routing around a side with no ready pod", "askedPrimaryWeight", primary, "askedCanaryWeight", canary, "primaryWeight", sp, "canaryWeight", sc)
+		mirrored = servedMirror(mirrored, sp)
 	}
 	if err := p.router.SetRoutes(ctx, p.c, sp, sc, mirrored); err != nil {
 		return fmt.Errorf("routing %d/%d: %w", sp, sc, err)
@@ -98,6 +99,11 @@ func (p *pass) route(ctx context.Context, primary, canary int, mirrored bool) er
 	p.r.Metrics.SetWeight(p.c.Spec.TargetRef.Name, p.c.Namespace, sp, sc)
 	return nil
 }
+
+// servedMirror is whether a mirror asked for stays on once servingSplit gave the primary sp
+// percent: a mirror copies the primary's live traffic to the canary; with every user on the
+// canary it would send each request there twice.
+func servedMirror(mirrored bool, sp int) bool { return mirrored && sp > 0 }
 
 // servingSplit is the split actually routed for an asked one: traffic only ever goes to pods
 // that are ready, so the weight of a side with no ready pod goes to the other side when that
@@ -165,7 +171,7 @@ func (p *pass) keepRoutes(ctx context.Context) error {
 		}
 		return nil
 	}
-	if sp, sc := p.servingSplit(wp, wc); err == nil && gp == sp && gc == sc && gm == wm {
+	if sp, sc := p.servingSplit(wp, wc); err == nil && gp == sp && gc == sc && gm == servedMirror(wm, sp) {
 		return nil
 	}
 	if err == nil && p.stepAhead(gp, gc, gm) {

@@ -280,7 +280,7 @@ func (r *GatewayAPI) restore(ctx context.Context, k routeKind, obj client.Object
 // were before Herald took them over. The caller calls it once the Canary is gone and the
 // Services the routes named no longer need to serve. Kinds the cluster does not serve are
 // skipped; HTTPRoutes are read through v1beta1 when the cluster does not serve v1.
-func (r *GatewayAPI) Release(ctx context.Context, namespace, canary string) error {
+func (r *GatewayAPI) Release(ctx context.Context, namespace, canary string, keep func(name string) bool) error {
 	sel := client.MatchingLabels{contract.LabelAdoptedBy: canary}
 	in := client.InNamespace(namespace)
 	var http gatewayv1.HTTPRouteList
@@ -311,6 +311,9 @@ func (r *GatewayAPI) Release(ctx context.Context, namespace, canary string) erro
 		objs, kinds = append(objs, &grpc.Items[i]), append(kinds, grpcRouteKind)
 	}
 	for i, obj := range objs {
+		if keep != nil && keep(obj.GetName()) {
+			continue
+		}
 		if err := r.restore(ctx, kinds[i], obj); err != nil {
 			return err
 		}

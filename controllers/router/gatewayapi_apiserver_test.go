@@ -267,7 +267,7 @@ func TestGatewayAPIOwnership(t *testing.T) {
 			t.Errorf("a second Canary took the adopted route: %v", err)
 		}
 
-		if err := r.Release(ctx, "test", c.Name); err != nil {
+		if err := r.Release(ctx, "test", c.Name, nil); err != nil {
 			t.Fatal(err)
 		}
 		after := get("podinfo")
@@ -292,7 +292,7 @@ func TestGatewayAPIOwnership(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "controlled by App x") {
 			t.Fatalf("want a refusal naming the owner, got %v", err)
 		}
-		if err := r.Release(ctx, "test", c.Name); err != nil {
+		if err := r.Release(ctx, "test", c.Name, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got := get("taken"); len(got.Spec.Hostnames) != 1 || got.Spec.Hostnames[0] != "theirs.example.com" {

@@ -335,7 +335,7 @@ func (r *Istio) applyVirtualService(ctx context.Context, c *flaggerv1.Canary) er
 // Release puts back the VirtualServices and DestinationRules of namespace that canary adopted,
 // as they were before Herald took them over. The caller calls it once the Canary is gone and
 // the objects the routes named no longer need to serve.
-func (r *Istio) Release(ctx context.Context, namespace, canary string) error {
+func (r *Istio) Release(ctx context.Context, namespace, canary string, keep func(name string) bool) error {
 	for _, k := range []kind{virtualServiceKind, destinationRuleKind} {
 		var objs []client.Object
 		sel := client.MatchingLabels{contract.LabelAdoptedBy: canary}
@@ -357,6 +357,9 @@ func (r *Istio) Release(ctx context.Context, namespace, canary string) error {
 			}
 		}
 		for _, obj := range objs {
+			if keep != nil && keep(obj.GetName()) {
+				continue
+			}
 			spec := k.spec(obj)
 			proto.Reset(spec)
 			if _, err := adopt.Restore(obj, spec); err != nil {

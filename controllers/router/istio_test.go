@@ -388,7 +388,7 @@ func TestTakeOverAndOwnership(t *testing.T) {
 	if err := r.Reconcile(ctx, c); err != nil { // a second pass keeps the first record
 		t.Fatal(err)
 	}
-	if err := r.Release(ctx, "test", c.Name); err != nil {
+	if err := r.Release(ctx, "test", c.Name, nil); err != nil {
 		t.Fatal(err)
 	}
 	vs = getVS(t, cl, c)
