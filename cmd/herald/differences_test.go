@@ -131,7 +131,7 @@ func differenceChecks(t *testing.T) map[string]func(*testing.T) {
 			}
 		},
 		"threadiness": func(t *testing.T) {
-			if o := parseFlags(t); o.flagger.threadiness != 4 {
+			if o := parseFlags(t); o.flagger.threadiness != 8 {
 				t.Fatalf("-threadiness default %d", o.flagger.threadiness)
 			}
 		},

@@ -56,7 +56,7 @@ const (
 	flaggerBurst               = 250
 	flaggerControlLoop         = 10 * time.Second
 	flaggerIngressPrefix       = "nginx.ingress.kubernetes.io"
-	defaultThreadiness         = 4
+	defaultThreadiness         = 8
 	eventWebhookEnv            = "EVENT_WEBHOOK_URL"
 	flaggerLeaderElectionAlias = "enable-leader-election"
 )

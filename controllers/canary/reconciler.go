@@ -71,8 +71,9 @@ type Options struct {
 	// PodPollInterval is how often pods of a canary that is not ready are checked for crash
 	// loops and image pull errors (pods are not watched: caching every pod would be costly).
 	PodPollInterval time.Duration
-	// Workers is how many Canaries are reconciled at once (-threadiness); default 4. Hook
-	// calls can take up to their timeout, and one slow endpoint must not stall every Canary.
+	// Workers is how many Canaries are reconciled at once (-threadiness); default 8. Hook
+	// calls run off the workers, but a metric query can take its 5 s timeout on one, and one
+	// slow Prometheus must not delay every other Canary's step.
 	Workers int
 	// IncludeLabelPrefix lists the prefixes of the target's labels and annotations copied to
 	// the primary and the primary copies of configs and autoscalers (-include-label-prefix,
@@ -130,7 +131,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 		r.Options.PodPollInterval = 2 * time.Second
 	}
 	if r.Options.Workers <= 0 {
-		r.Options.Workers = 4
+		r.Options.Workers = 8
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &flaggerv1.Canary{}, targetIndex, func(o client.Object) []string {
 		c := o.(*flaggerv1.Canary)
