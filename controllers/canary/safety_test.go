@@ -321,43 +321,6 @@ func TestPreRolloutHookPassesOncePerRevision(t *testing.T) {
 	}
 }
 
-// Retargeting a Canary releases the old target and primary, but the apex Service the Canary
-// adopted stays its own: it is still in use, and must not be pointed back at the old target.
-func TestRetargetKeepsTheAdoptedService(t *testing.T) {
-	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.Iterations = 2 }))
-	userSvc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: testName},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": testName},
-			Ports: []corev1.ServicePort{{Name: "web", Port: 80, TargetPort: intstr.FromInt32(9898)}}},
-	}
-	if err := w.cl.Create(w.ctx, userSvc); err != nil {
-		t.Fatal(err)
-	}
-	w.initialise()
-	c := w.canary()
-	c.Spec.Service.Name = testName // the apex keeps its name across the retarget
-	c.Spec.TargetRef.Name = testName + "-v2"
-	if err := w.cl.Update(w.ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	rl := &releaser{r: w.r}
-	for range 3 {
-		if _, err := rl.Reconcile(w.ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: testName + "-primary"}}); err != nil {
-			t.Fatal(err)
-		}
-		w.rollout()
-	}
-	var apex corev1.Service
-	if err := w.cl.Get(w.ctx, client.ObjectKey{Namespace: testNS, Name: testName}, &apex); err != nil {
-		t.Fatal(err)
-	}
-	if apex.Spec.Selector["app"] != testName+"-primary" || apex.Labels[contract.LabelAdoptedBy] != testName {
-		t.Fatalf("the live Canary's apex Service was given back: selector %v labels %v", apex.Spec.Selector, apex.Labels)
-	}
-	if _, marked := w.deployment(testName).Labels[contract.LabelCanary]; marked {
-		t.Error("the old target keeps Herald's mark after the retarget")
-	}
-}
 
 // A gate call that runs into the next analysis interval (a slow endpoint, a long timeout) is
 // that interval's answer: it is read, not thrown away for a new call that would end in the
@@ -442,36 +405,52 @@ func TestStalledRunRoutesAroundTheMissingCanary(t *testing.T) {
 	}
 }
 
-// Retargeting a Canary whose apex is named for its target (no spec.service.name) gives the old
-// apex Service back as it was: it would otherwise select the pods of the primary that goes.
-func TestRetargetGivesBackTheOldApex(t *testing.T) {
-	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.Iterations = 2 }))
-	userSvc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: testName},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": testName},
-			Ports: []corev1.ServicePort{{Name: "web", Port: 80, TargetPort: intstr.FromInt32(9898)}}},
-	}
-	if err := w.cl.Create(w.ctx, userSvc); err != nil {
-		t.Fatal(err)
-	}
-	w.initialise()
-	c := w.canary()
-	c.Spec.TargetRef.Name = testName + "-v2" // the apex becomes podinfo-v2
-	if err := w.cl.Update(w.ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	rl := &releaser{r: w.r}
-	for range 3 {
-		if _, err := rl.Reconcile(w.ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: testName + "-primary"}}); err != nil {
-			t.Fatal(err)
-		}
-		w.rollout()
-	}
-	var back corev1.Service
-	if err := w.cl.Get(w.ctx, client.ObjectKey{Namespace: testNS, Name: testName}, &back); err != nil {
-		t.Fatal(err)
-	}
-	if back.Spec.Selector["app"] != testName {
-		t.Fatalf("the old apex Service selects %v, want the old target's pods", back.Spec.Selector)
+
+// Retargeting a Canary releases the old target and primary. The apex Service it adopted stays
+// its own while it is still its apex (spec.service.name kept); an apex named for the old target
+// is given back as it was, or it would select the pods of the primary that goes.
+func TestRetarget(t *testing.T) {
+	for _, tc := range []struct {
+		name, serviceName, wantSelector string
+		wantAdopted                     bool
+	}{
+		{"spec.service.name keeps the apex", testName, testName + "-primary", true},
+		{"an apex named for the old target is given back", "", testName, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.Iterations = 2 }))
+			userSvc := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: testName},
+				Spec: corev1.ServiceSpec{Selector: map[string]string{"app": testName},
+					Ports: []corev1.ServicePort{{Name: "web", Port: 80, TargetPort: intstr.FromInt32(9898)}}},
+			}
+			if err := w.cl.Create(w.ctx, userSvc); err != nil {
+				t.Fatal(err)
+			}
+			w.initialise()
+			c := w.canary()
+			c.Spec.Service.Name = tc.serviceName
+			c.Spec.TargetRef.Name = testName + "-v2"
+			if err := w.cl.Update(w.ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			rl := &releaser{r: w.r}
+			for range 3 {
+				if _, err := rl.Reconcile(w.ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: testName + "-primary"}}); err != nil {
+					t.Fatal(err)
+				}
+				w.rollout()
+			}
+			var apex corev1.Service
+			if err := w.cl.Get(w.ctx, client.ObjectKey{Namespace: testNS, Name: testName}, &apex); err != nil {
+				t.Fatal(err)
+			}
+			if apex.Spec.Selector["app"] != tc.wantSelector || (apex.Labels[contract.LabelAdoptedBy] == testName) != tc.wantAdopted {
+				t.Fatalf("apex Service selector %v labels %v: want selector app=%s, adopted %v", apex.Spec.Selector, apex.Labels, tc.wantSelector, tc.wantAdopted)
+			}
+			if _, marked := w.deployment(testName).Labels[contract.LabelCanary]; marked {
+				t.Error("the old target keeps Herald's mark after the retarget")
+			}
+		})
 	}
 }
