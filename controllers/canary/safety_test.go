@@ -321,7 +321,6 @@ func TestPreRolloutHookPassesOncePerRevision(t *testing.T) {
 	}
 }
 
-
 // A gate call that runs into the next analysis interval (a slow endpoint, a long timeout) is
 // that interval's answer: it is read, not thrown away for a new call that would end in the
 // interval after, and so on forever (found by review).
@@ -404,7 +403,6 @@ func TestStalledRunRoutesAroundTheMissingCanary(t *testing.T) {
 		t.Fatalf("routes %q while the target is gone: users are sent to deleted pods", got)
 	}
 }
-
 
 // Retargeting a Canary releases the old target and primary. The apex Service it adopted stays
 // its own while it is still its apex (spec.service.name kept); an apex named for the old target
