@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
@@ -251,7 +250,7 @@ func (p *pass) stepWeight(ctx context.Context) (ctrl.Result, error) {
 	if err := p.route(ctx, 100-next, next, false); err != nil {
 		return ctrl.Result{}, err
 	}
-	s.LastTransitionTime = p.stepTime()
+	s.LastTransitionTime = p.nowTime()
 	p.event(corev1.EventTypeNormal, "Advance %s.%s canary weight %d", c.Name, c.Namespace, next)
 	return ctrl.Result{RequeueAfter: interval}, nil
 }
@@ -287,24 +286,11 @@ func (p *pass) stepIteration(ctx context.Context, routes func() error) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	s.Iterations++
-	s.LastTransitionTime = p.stepTime()
+	s.LastTransitionTime = p.nowTime()
 	p.event(corev1.EventTypeNormal, "Advance %s.%s canary iteration %d/%d", c.Name, c.Namespace, s.Iterations, want)
 	// The promotion is asked for on the next step, after one more check: a run of N
 	// iterations has N metric checks, the first step having none.
 	return ctrl.Result{RequeueAfter: c.GetAnalysisInterval()}, nil
-}
-
-// stepTime is when a step is recorded as taken, which paces the next one: when it was due (the
-// previous step plus an interval) if the pass taking it came late by less than an interval (a
-// busy workqueue, a slow API call), so that such delays do not add up over a run's steps;
-// otherwise now (the first step, or a run held up for longer).
-func (p *pass) stepTime() metav1.Time {
-	interval := p.c.GetAnalysisInterval()
-	due := p.c.Status.LastTransitionTime.Add(interval)
-	if late := p.now.Sub(due); late > 0 && late < interval {
-		return metav1.NewTime(due)
-	}
-	return p.nowTime()
 }
 
 // switchToCanary is the last step of a blue/green run on a routing provider: once approved,

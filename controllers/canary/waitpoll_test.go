@@ -44,23 +44,3 @@ func TestWaitPollStretchesWithTheWaitAndStopsAtTheDeadline(t *testing.T) {
 		t.Errorf("with PodPollInterval 1m: %s", got)
 	}
 }
-
-func TestStepTimeDoesNotDrift(t *testing.T) {
-	last := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	c := &flaggerv1.Canary{Spec: flaggerv1.CanarySpec{Analysis: &flaggerv1.CanaryAnalysis{Interval: "10s"}}}
-	c.Status.LastTransitionTime = metav1.NewTime(last)
-	p := &pass{c: c}
-	for _, tc := range []struct {
-		now, want time.Time
-	}{
-		{last.Add(10 * time.Second), last.Add(10 * time.Second)},         // on time
-		{last.Add(11500 * time.Millisecond), last.Add(10 * time.Second)}, // a late pass: recorded when due
-		{last.Add(3 * time.Second), last.Add(3 * time.Second)},           // early (the first step): now
-		{last.Add(25 * time.Second), last.Add(25 * time.Second)},         // held up for longer than an interval: now
-	} {
-		p.now = tc.now
-		if got := p.stepTime().Time; !got.Equal(tc.want) {
-			t.Errorf("step at +%s recorded at +%s, want +%s", tc.now.Sub(last), got.Sub(last), tc.want.Sub(last))
-		}
-	}
-}
