@@ -150,7 +150,17 @@ func (p *pass) detect(ctx context.Context) (ctrl.Result, error) {
 		}
 		// Back to the promoted revision (a manual rollback, or an unapproved change undone):
 		// nothing to analyse, but the target may run pods again, and a later re-apply of the
-		// other revision must count as new.
+		// other revision must count as new. A canary that holds the users (the primary had no
+		// ready pod) keeps them, and its pods, until the primary serves.
+		if c.Status.CanaryWeight == 100 {
+			if ready, _, _ := p.primaryReady(); !ready {
+				return ctrl.Result{}, nil
+			}
+			if err := p.route(ctx, 100, 0, false); err != nil {
+				return ctrl.Result{}, err
+			}
+			c.Status.CanaryWeight = 0
+		}
 		if err := p.scaleToZero(ctx, rev); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -202,7 +212,8 @@ func (p *pass) detect(ctx context.Context) (ctrl.Result, error) {
 // again (its watch wakes the Canary), the users go back to it and the canary is scaled down.
 func (p *pass) handBackToPrimary(ctx context.Context, rev string) (ctrl.Result, error) {
 	c := p.c
-	if c.Status.LastPromotedSpec == "" || p.primary == nil || p.primary.ReadyPods() == 0 {
+	// Ready as a whole, not one pod: the canary's pods go in the same pass.
+	if ready, _, _ := p.primaryReady(); c.Status.LastPromotedSpec == "" || !ready {
 		return ctrl.Result{}, nil
 	}
 	p.event(corev1.EventTypeNormal, "Primary %s.%s serves again: routing all traffic back to it", contract.PrimaryName(c.Spec.TargetRef.Name), c.Namespace)

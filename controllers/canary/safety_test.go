@@ -452,3 +452,61 @@ func TestRetarget(t *testing.T) {
 		})
 	}
 }
+
+// With mirroring, the next revision after a failed promotion (the primary serves no one) skips
+// the mirror step, which has no live traffic to copy, instead of taking it at every pass.
+func TestMirrorStepSkippedWhileThePrimaryServesNoOne(t *testing.T) {
+	w := newWorld(t, "istio", analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.StepWeight, a.MaxWeight, a.Mirror = 25, 50, true }))
+	w.initialise()
+	w.release(imageV2)
+	for range 8 {
+		if s := w.tick(); strings.HasPrefix(s, "Progressing w50") {
+			break
+		}
+	}
+	w.broken = map[string]bool{testName + "-primary": true}
+	w.tick() // Promoting: the primary takes imageV2 and breaks
+	states := w.runToEnd()
+	if got := states[len(states)-1]; !strings.HasPrefix(got, "Failed w100") {
+		t.Fatalf("failed promotion: %q", states)
+	}
+	w.release(imageV3)
+	advanced := false
+	for range 8 {
+		if s := w.tick(); strings.HasPrefix(s, "Progressing w25") {
+			advanced = true
+			break
+		}
+	}
+	if !advanced {
+		t.Fatalf("the run never advanced past the mirror step: %q (events %q)", w.state(), w.events)
+	}
+}
+
+// Reverting the target to the promoted revision while the canary holds the users (the primary
+// has no ready pod) leaves the canary serving until the primary does.
+func TestRevertKeepsTheServingCanaryUntilThePrimaryServes(t *testing.T) {
+	w := newWorld(t, "istio", analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.StepWeight, a.MaxWeight = 10, 50 }))
+	w.initialise()
+	w.release(imageV2)
+	w.tick()
+	w.tick()
+	w.broken = map[string]bool{testName + "-primary": true}
+	w.rollout()
+	if states := w.runToEnd(); !strings.HasSuffix(states[len(states)-1], "| 0/100") {
+		t.Fatalf("the canary does not hold the users: %q", states)
+	}
+	w.release(imageV1) // the user reverts to the promoted revision
+	w.tick()
+	if n := w.deployment(testName).Spec.Replicas; n == nil || *n == 0 {
+		t.Fatalf("the revert scaled away the canary that holds every user")
+	}
+	if got := w.routes(); got != "0/100" {
+		t.Fatalf("routes %q while the primary serves no one", got)
+	}
+	delete(w.broken, testName+"-primary")
+	w.rollout()
+	if got := w.tick(); !strings.HasPrefix(got, "Succeeded w0") || !strings.HasSuffix(got, "| 100/0") {
+		t.Fatalf("after the primary recovered: %q", got)
+	}
+}

@@ -228,7 +228,9 @@ func (p *pass) stepWeight(ctx context.Context) (ctrl.Result, error) {
 	if s.CanaryWeight >= c.GetMaxWeight() {
 		return p.confirmPromotion(ctx)
 	}
-	if a := c.GetAnalysis(); a.Mirror && s.CanaryWeight == 0 && !p.mirrored {
+	// No mirror step while the primary serves no one: there is no live traffic to copy (the
+	// routes send everyone to the canary), and the step would be taken again at every pass.
+	if sp, _ := p.servingSplit(100, 0); c.GetAnalysis().Mirror && s.CanaryWeight == 0 && !p.mirrored && sp > 0 {
 		if err := p.route(ctx, 100, 0, true); err != nil {
 			return ctrl.Result{}, err
 		}
