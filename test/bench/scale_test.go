@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -405,6 +406,12 @@ func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) 
 	}
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		b.Fatal(err)
+	}
+	// The CRDs are served once established: until then the kind is unknown.
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		return c.List(ctx, &flaggerv1.CanaryList{}, client.InNamespace(namespace)) == nil, nil
+	}); err != nil {
+		b.Fatalf("Flagger's CRDs not served: %v", err)
 	}
 	r := scaleResult{controller: "flagger", n: n, ideal: 2 * cfg.interval}
 	// Flagger has no admission webhook: this is the apply with no controller in the way.
