@@ -3,7 +3,11 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
@@ -59,5 +63,31 @@ func TestShardSelectorErrorNamesTheFlag(t *testing.T) {
 	_, err := parse(t, "-watch-label-selector=key in (a", "-enable-webhooks=false")
 	if err == nil || !strings.Contains(err.Error(), "-watch-label-selector") {
 		t.Fatalf("error %v, want one naming -watch-label-selector", err)
+	}
+}
+
+// The cache keeps no field sets (most of a small object's bytes); workloads keep who wrote
+// them when, which the detection latency reads.
+func TestCacheDropsManagedFieldsButWorkloadWriteTimes(t *testing.T) {
+	written := metav1.NewTime(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
+	managed := func() []metav1.ManagedFieldsEntry {
+		return []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: &written, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{}}`)}}}
+	}
+	if (&options{}).cacheOptions().DefaultTransform == nil {
+		t.Fatal("the manager's cache has no transform")
+	}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{ManagedFields: managed()}}
+	if _, err := slimForCache(d); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.ManagedFields) != 1 || d.ManagedFields[0].FieldsV1 != nil || !d.ManagedFields[0].Time.Equal(&written) {
+		t.Errorf("deployment's managed fields: %+v, want the write time without field sets", d.ManagedFields)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{ManagedFields: managed()}}
+	if _, err := slimForCache(svc); err != nil {
+		t.Fatal(err)
+	}
+	if svc.ManagedFields != nil {
+		t.Errorf("service's managed fields kept: %+v", svc.ManagedFields)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -59,7 +60,7 @@ func (o *options) cacheOptions() cache.Options {
 		},
 		&admissionregistrationv1.MutatingWebhookConfiguration{}:   byName(webhooks.MutatingName),
 		&admissionregistrationv1.ValidatingWebhookConfiguration{}: byName(webhooks.ValidatingName),
-	}}
+	}, DefaultTransform: slimForCache}
 	if o.shard != nil {
 		// Only this shard's Canaries are cached, watched and counted in /metrics.
 		opts.ByObject[&flaggerv1.Canary{}] = cache.ByObject{Label: o.shard}
@@ -68,6 +69,28 @@ func (o *options) cacheOptions() cache.Options {
 		opts.DefaultNamespaces = map[string]cache.Config{o.namespace: {}}
 	}
 	return opts
+}
+
+// slimForCache drops from every cached object the managed fields, most of a small object's
+// size, which nothing Herald does reads. Of the workloads it keeps who wrote when (the detection
+// latency reads the time of the target's last write) without the field sets. Safe because
+// workloads are only ever patched, never updated from a cached copy: an update would send the
+// shortened list and take field ownership away from their managers.
+func slimForCache(in any) (any, error) {
+	obj, ok := in.(client.Object)
+	if !ok || obj.GetManagedFields() == nil {
+		return in, nil
+	}
+	switch in.(type) {
+	case *appsv1.Deployment, *appsv1.DaemonSet, *appsv1.StatefulSet:
+		fields := obj.GetManagedFields()
+		for i := range fields {
+			fields[i].FieldsV1 = nil
+		}
+	default:
+		obj.SetManagedFields(nil)
+	}
+	return in, nil
 }
 
 // newMetadataCache is the admission handlers' cache: only the metadata (labels, annotations)

@@ -166,11 +166,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	partial := func(kind string) *metav1.PartialObjectMetadata {
 		return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind}}
 	}
+	inc := func(source string) {
+		if r.Metrics != nil {
+			r.Metrics.IncWakeup(source)
+		}
+	}
+	ownedBy := counted("route", inc, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &flaggerv1.Canary{}, handler.OnlyControllerOwner()))
+	// Watches rather than For and Owns, so that every source is counted (wakeups.go).
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("canary").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.Workers}).
-		For(&flaggerv1.Canary{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate(), requestChanged()))).
-		Owns(&corev1.Service{}) // an apex Service Herald made
+		Watches(&flaggerv1.Canary{}, counted("canary", inc, &handler.EnqueueRequestForObject{}),
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate(), requestChanged())))
 	// A primary is not owned by its Canary (see sync.go) but labelled with its name; what only
 	// the primary needs is owned by the primary and labelled the same way.
 	byPrimaryOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
@@ -182,25 +189,29 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	})
 	for _, kind := range workloads.Kinds {
 		w, _ := workloads.New(kind)
-		b = b.Watches(w.Object(), byTarget(kind)).Watches(w.Object(), byPrimaryOf)
+		b = b.Watches(w.Object(), counted("target", inc, byTarget(kind)), builder.WithPredicates(workloadChanged())).
+			Watches(w.Object(), counted("primary", inc, byPrimaryOf), builder.WithPredicates(workloadChanged()))
 	}
-	b = b.Watches(&corev1.Service{}, byPrimaryOf)
+	// An apex Service Herald made is owned by the Canary; the primary and canary Services are
+	// labelled with it.
+	b = b.Watches(&corev1.Service{}, counted("service", inc, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &flaggerv1.Canary{}, handler.OnlyControllerOwner()))).
+		Watches(&corev1.Service{}, counted("service", inc, byPrimaryOf))
 	if r.Options.WatchIstio {
-		b = b.Owns(&istionetworking.VirtualService{}).Owns(&istionetworking.DestinationRule{})
+		b = b.Watches(&istionetworking.VirtualService{}, ownedBy).Watches(&istionetworking.DestinationRule{}, ownedBy)
 	}
 	for _, kind := range r.Options.OwnedRoutes {
-		b = b.Owns(kind)
+		b = b.Watches(kind, ownedBy)
 	}
 	listCanaries := func(ctx context.Context, l *flaggerv1.CanaryList) error { return mgr.GetCache().List(ctx, l) }
-	b = b.Watches(&flaggerv1.MetricTemplate{}, referencedBy(listCanaries, true)).
-		Watches(&flaggerv1.AlertProvider{}, referencedBy(listCanaries, false))
+	b = b.Watches(&flaggerv1.MetricTemplate{}, counted("template", inc, referencedBy(listCanaries, true))).
+		Watches(&flaggerv1.AlertProvider{}, counted("alertprovider", inc, referencedBy(listCanaries, false)))
 	if metadataCache != nil {
-		b = b.WatchesRawSource(source.Kind(metadataCache, partial("ConfigMap"), byTrackedConfig(contract.ConfigMap))).
-			WatchesRawSource(source.Kind(metadataCache, partial("Secret"), byTrackedConfig(contract.Secret)))
+		b = b.WatchesRawSource(source.Kind(metadataCache, partial("ConfigMap"), counted("config", inc, byTrackedConfig(contract.ConfigMap)))).
+			WatchesRawSource(source.Kind(metadataCache, partial("Secret"), counted("config", inc, byTrackedConfig(contract.Secret))))
 	}
 	if r.HookRunner != nil {
 		// A finished hook call wakes its Canary, whose pass then reads the result.
-		b = b.WatchesRawSource(source.Channel(r.HookRunner.Events(), &handler.EnqueueRequestForObject{}))
+		b = b.WatchesRawSource(source.Channel(r.HookRunner.Events(), counted("hook", inc, &handler.EnqueueRequestForObject{})))
 	}
 	if err := b.Complete(r); err != nil {
 		return err

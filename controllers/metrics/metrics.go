@@ -130,13 +130,18 @@ var (
 		Name: "herald_canary_reads_total",
 		Help: "Canaries read by reconcile passes, by source: cache (current) or api (the cache was behind or unknown).",
 	}, []string{"source"})
+
+	canaryWakeups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_canary_wakeups_total",
+		Help: "Reconcile requests watch events put on the Canary queue, by what woke the Canary (canary, target, primary, service, route, template, alertprovider, config, hook); reconciles beyond these were timers or retries.",
+	}, []string{"source"})
 )
 
 // collectors returns the recorder's collectors, registered by Register.
 func collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		canaryStatus, canaryWeight, canaryMetricAnalysis, canaryDuration,
-		canarySuccesses, canaryFailures, detectionLatency, reconcileErrors, canaryReads,
+		canarySuccesses, canaryFailures, detectionLatency, reconcileErrors, canaryReads, canaryWakeups,
 	}
 }
 
@@ -211,6 +216,12 @@ func (Recorder) IncReconcileError(reason string) {
 // "cache" or "api".
 func (Recorder) IncCanaryRead(source string) {
 	canaryReads.WithLabelValues(source).Inc()
+}
+
+// IncWakeup counts one request a watch event of source put on the Canary queue, in
+// herald_canary_wakeups_total. Keep source to the small fixed set its help names.
+func (Recorder) IncWakeup(source string) {
+	canaryWakeups.WithLabelValues(source).Inc()
 }
 
 // Forget deletes every per-Canary series of a deleted Canary: those labelled with its

@@ -328,6 +328,7 @@ func TestRegister(t *testing.T) {
 	r.ObserveDetection("register-test", time.Second)
 	r.IncReconcileError("register-test")
 	r.IncCanaryRead("cache")
+	r.IncWakeup("target")
 
 	families, err := ctrlmetrics.Registry.Gather()
 	if err != nil {
@@ -342,6 +343,7 @@ func TestRegister(t *testing.T) {
 		"flagger_canary_metric_analysis", "flagger_canary_duration_seconds",
 		"flagger_canary_successes_total", "flagger_canary_failures_total",
 		"herald_detection_latency_seconds", "herald_reconcile_errors_total", "herald_canary_reads_total",
+		"herald_canary_wakeups_total",
 	} {
 		if !got[name] {
 			t.Errorf("%s not registered", name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -396,4 +397,81 @@ func (s *statefulSetWorkload) CurrentPods(ctx context.Context, reader client.Rea
 	}
 	pods, err := listPods(ctx, reader, s.Namespace, label, value)
 	return podsLabelled(pods, appsv1.ControllerRevisionHashLabelKey, s.Status.UpdateRevision), err
+}
+
+// progress is what Ready, ReadyPods and CurrentPods read of a workload's status: two
+// workloads with the same progress get the same verdict (time aside), so a status update that
+// leaves it unchanged cannot change a decision.
+type progress struct {
+	observed                     int64
+	replicas, updated, available int32
+	serving                      bool // some pod is ready: a Service sends traffic to it
+	revision                     string
+	conditions                   string
+}
+
+func conditionsKey[T any](conds []T, key func(T) string) string {
+	var b strings.Builder
+	for _, c := range conds {
+		b.WriteString(key(c))
+		b.WriteByte(';')
+	}
+	return b.String()
+}
+
+// ProgressChanged reports whether a status update from old to new can change what Herald
+// decides about the workload: a generation, label, annotation, owner or deletion change, or a
+// change of what its readiness is judged on. Counts a judgement does not read (unavailable,
+// terminating, ready beyond the first pod) and condition messages and times do not count;
+// deadlines are found by the waiting pass's own timer.
+func ProgressChanged(old, new client.Object) bool {
+	if old == nil || new == nil {
+		return true
+	}
+	if old.GetGeneration() != new.GetGeneration() ||
+		!maps.Equal(old.GetLabels(), new.GetLabels()) ||
+		!maps.Equal(old.GetAnnotations(), new.GetAnnotations()) ||
+		!old.GetDeletionTimestamp().Equal(new.GetDeletionTimestamp()) ||
+		!slices.Equal(old.GetFinalizers(), new.GetFinalizers()) ||
+		!slices.EqualFunc(old.GetOwnerReferences(), new.GetOwnerReferences(), func(a, b metav1.OwnerReference) bool { return a.UID == b.UID }) {
+		return true
+	}
+	o, ok1 := progressOf(old)
+	n, ok2 := progressOf(new)
+	return !ok1 || !ok2 || o != n
+}
+
+func progressOf(obj client.Object) (progress, bool) {
+	w, ok := Wrap(obj).(interface{ progress() progress })
+	if !ok {
+		return progress{}, false
+	}
+	return w.progress(), true
+}
+
+func (d *deploymentWorkload) progress() progress {
+	st := &d.Status
+	return progress{
+		observed: st.ObservedGeneration, replicas: st.Replicas, updated: st.UpdatedReplicas,
+		available: st.AvailableReplicas, serving: st.ReadyReplicas > 0,
+		conditions: conditionsKey(st.Conditions, func(c appsv1.DeploymentCondition) string {
+			return string(c.Type) + "=" + string(c.Status) + "/" + c.Reason
+		}),
+	}
+}
+
+func (d *daemonSetWorkload) progress() progress {
+	st := &d.Status
+	return progress{
+		observed: st.ObservedGeneration, replicas: st.DesiredNumberScheduled, updated: st.UpdatedNumberScheduled,
+		available: st.NumberAvailable, serving: st.NumberReady > 0,
+	}
+}
+
+func (s *statefulSetWorkload) progress() progress {
+	st := &s.Status
+	return progress{
+		observed: st.ObservedGeneration, replicas: st.Replicas, updated: st.UpdatedReplicas,
+		available: st.AvailableReplicas, serving: st.ReadyReplicas > 0, revision: st.UpdateRevision,
+	}
 }

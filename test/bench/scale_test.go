@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -59,7 +60,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 	var results []scaleResult
 	for _, n := range cfg.sizes {
-		for _, ctl := range []string{"herald", "flagger"} {
+		for _, ctl := range cfg.controllers {
 			b.Run(fmt.Sprintf("%s/N=%d", ctl, n), func(b *testing.B) {
 				var r scaleResult
 				if ctl == "herald" {
@@ -82,14 +83,23 @@ func BenchmarkScale(b *testing.B) {
 }
 
 type scaleConfig struct {
-	sizes    []int
+	sizes       []int
+	controllers []string // HERALD_SCALE_CONTROLLERS, default "herald flagger"
 	interval time.Duration
 	idle     time.Duration
 	releases int
 }
 
 func scaleConfigFromEnv(b *testing.B) scaleConfig {
-	cfg := scaleConfig{sizes: []int{20}, interval: 10 * time.Second, idle: 10 * time.Second, releases: 20}
+	cfg := scaleConfig{sizes: []int{20}, controllers: []string{"herald", "flagger"}, interval: 10 * time.Second, idle: 10 * time.Second, releases: 20}
+	if v := os.Getenv("HERALD_SCALE_CONTROLLERS"); v != "" {
+		cfg.controllers = strings.Fields(v)
+		for _, c := range cfg.controllers {
+			if c != "herald" && c != "flagger" {
+				b.Fatalf("HERALD_SCALE_CONTROLLERS: %q is neither herald nor flagger", c)
+			}
+		}
+	}
 	if v := os.Getenv("HERALD_SCALE_N"); v != "" {
 		cfg.sizes = nil
 		for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
@@ -128,6 +138,12 @@ type scaleResult struct {
 	// API server requests per Canary (all clients, counted by the API server) until all
 	// were Initialized.
 	reconciles, requests float64
+	// wakeups is what woke the Canaries until all were Initialized, per Canary and source
+	// (herald_canary_wakeups_total); reconciles beyond their sum ran on timers or retries.
+	wakeups map[string]float64
+	// releaseReconciles is the reconciles per release of the 20 releases at once, from the
+	// first apply to the last Succeeded.
+	releaseReconciles float64
 	rssMB                float64
 	idleCPU              float64 // share of a core over the idle window
 	detection, succeeded []time.Duration
@@ -144,6 +160,9 @@ func (r scaleResult) report(b *testing.B) {
 	b.ReportMetric(r.apply.Seconds(), "bulk-apply-s")
 	b.ReportMetric(r.reconciles, "reconciles/canary")
 	b.ReportMetric(r.requests, "api-requests/canary")
+	if r.releaseReconciles > 0 {
+		b.ReportMetric(r.releaseReconciles, "reconciles/release")
+	}
 	b.ReportMetric(r.rssMB, "rss-MB")
 	b.ReportMetric(100*r.idleCPU, "idle-cpu-%")
 	if len(r.detection) > 0 {
@@ -154,6 +173,10 @@ func (r scaleResult) report(b *testing.B) {
 	}
 }
 
+// scaleIterations is the analysis steps of each Canary: a release takes scaleIterations
+// intervals at best.
+const scaleIterations = 2
+
 func scaleCanary(name string, interval time.Duration) *flaggerv1.Canary {
 	return &flaggerv1.Canary{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
@@ -161,7 +184,7 @@ func scaleCanary(name string, interval time.Duration) *flaggerv1.Canary {
 			Provider:  "kubernetes",
 			TargetRef: flaggerv1.LocalObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
 			Service:   flaggerv1.CanaryService{Port: 9898},
-			Analysis:  &flaggerv1.CanaryAnalysis{Interval: interval.String(), Threshold: 2, Iterations: 2},
+			Analysis:  &flaggerv1.CanaryAnalysis{Interval: interval.String(), Threshold: 2, Iterations: scaleIterations},
 		},
 	}
 }
@@ -352,7 +375,7 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	ctx := context.Background()
 	c, h, env := startHeraldWith(b, cluster.Options{Nodes: nodesFor(n)})
 	_ = flaggerv1.AddToScheme(c.Scheme())
-	r := scaleResult{controller: "herald", n: n, ideal: 2 * cfg.interval}
+	r := scaleResult{controller: "herald", n: n, ideal: scaleIterations * cfg.interval}
 	reqs0, err := apiRequests(ctx, env.Config)
 	if err != nil {
 		b.Fatal(err)
@@ -374,13 +397,53 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 		b.Fatal(err)
 	}
 	r.reconciles = rec / float64(n)
+	if r.wakeups, err = scrapeBySource(h.MetricsURL, "herald_canary_wakeups_total"); err != nil {
+		b.Fatal(err)
+	}
+	for k, v := range r.wakeups {
+		r.wakeups[k] = v / float64(n)
+	}
 	if r.rssMB, r.idleCPU, err = idle(h.Pid(), cfg.idle); err != nil {
+		b.Fatal(err)
+	}
+	rec0, err := scrapeSum(h.MetricsURL, `controller_runtime_reconcile_total{controller="canary"`)
+	if err != nil {
 		b.Fatal(err)
 	}
 	if r.detection, r.succeeded, err = releases(ctx, c, min(cfg.releases, n), 10*time.Minute+20*cfg.interval); err != nil {
 		b.Fatal(err)
 	}
+	rec1, err := scrapeSum(h.MetricsURL, `controller_runtime_reconcile_total{controller="canary"`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.releaseReconciles = (rec1 - rec0) / float64(len(r.detection))
 	return r
+}
+
+// scrapeBySource sums the samples of counter name by their source label.
+func scrapeBySource(url, name string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name+`{source="`)
+		if !ok {
+			continue
+		}
+		source, _, _ := strings.Cut(rest, `"`)
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			out[source] += v
+		}
+	}
+	return out, sc.Err()
 }
 
 func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) scaleResult {
@@ -413,7 +476,7 @@ func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) 
 	}); err != nil {
 		b.Fatalf("Flagger's CRDs not served: %v", err)
 	}
-	r := scaleResult{controller: "flagger", n: n, ideal: 2 * cfg.interval}
+	r := scaleResult{controller: "flagger", n: n, ideal: scaleIterations * cfg.interval}
 	// Flagger has no admission webhook: this is the apply with no controller in the way.
 	if r.applyAlone, err = applyAll(ctx, c, n, cfg.interval); err != nil {
 		b.Fatal(err)
@@ -475,25 +538,40 @@ func freeTCPPort() (int, error) {
 func scaleTable(cfg scaleConfig, rs []scaleResult) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Blue/green Canaries (provider kubernetes, interval %s, iterations 2), one fresh local control plane per run; %s idle window.\n\n", cfg.interval, cfg.idle)
-	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary | API requests / Canary | RSS | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal) |\n")
-	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary (init) | reconciles / release (per step) | API requests / Canary | RSS | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal) |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 	for _, r := range rs {
 		apply := sec(r.apply)
 		if r.applyAlone > 0 {
 			apply = "(" + sec(r.applyAlone) + ")"
 		}
-		rec := "–"
+		rec, relRec := "–", "–"
 		if !math.IsNaN(r.reconciles) {
 			rec = fmt.Sprintf("%.1f", r.reconciles)
+		}
+		if r.releaseReconciles > 0 {
+			relRec = fmt.Sprintf("%.1f (%.1f)", r.releaseReconciles, r.releaseReconciles/scaleIterations)
 		}
 		det, suc := "–", "–"
 		if len(r.detection) > 0 {
 			det = sec(quantile(r.detection, 0.5)) + " / " + sec(quantile(r.detection, 0.99))
 			suc = sec(quantile(r.succeeded, 0.5)) + " / " + sec(r.succeeded[len(r.succeeded)-1]) + " (" + sec(r.ideal) + ")"
 		}
-		fmt.Fprintf(&sb, "| %d | %s | %s | %s | %s | %.1f | %.0f MB | %.1f%% | %d | %s | %s |\n",
-			r.n, r.controller, apply, sec(r.initialized), rec, r.requests, r.rssMB, 100*r.idleCPU, len(r.detection), det, suc)
+		fmt.Fprintf(&sb, "| %d | %s | %s | %s | %s | %s | %.1f | %.0f MB | %.1f%% | %d | %s | %s |\n",
+			r.n, r.controller, apply, sec(r.initialized), rec, relRec, r.requests, r.rssMB, 100*r.idleCPU, len(r.detection), det, suc)
+	}
+	sb.WriteString("\nWhat woke Herald's Canaries until all were Initialized, per Canary (herald_canary_wakeups_total; reconciles beyond their sum ran on timers or retries):\n\n")
+	for _, r := range rs {
+		if len(r.wakeups) == 0 {
+			continue
+		}
+		keys := slices.Sorted(maps.Keys(r.wakeups))
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %.1f", k, r.wakeups[k]))
+		}
+		fmt.Fprintf(&sb, "- N = %d: %s\n", r.n, strings.Join(parts, ", "))
 	}
 	return sb.String()
 }

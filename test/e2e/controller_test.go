@@ -232,6 +232,8 @@ var _ = Describe("The Canary controller", func() {
 		Expect(scrape(herald.MetricsURL)).To(MatchRegexp(`flagger_canary_successes_total\{analysis_status="completed",deployment_strategy="blue-green",name="promote",namespace="ctrl"\} 1`))
 		// ... while most passes read their Canary from the cache, not the API server.
 		Expect(scrape(herald.MetricsURL)).To(MatchRegexp(`herald_canary_reads_total\{source="cache"\} [1-9]`))
+		// What woke the passes is counted by source: the release came through the target's watch.
+		Expect(scrape(herald.MetricsURL)).To(MatchRegexp(`herald_canary_wakeups_total\{source="target"\} [1-9]`))
 	})
 
 	It("rolls back to Failed when a rollout hook keeps failing past the threshold", func(ctx SpecContext) {
