@@ -77,7 +77,7 @@ func (p *pass) checkPrimaryReady(ctx context.Context) (ctrl.Result, bool, error)
 	case !ready:
 		p.log.Info("Halt advancement: the primary is not ready", "reason", reason)
 		p.setMessage(fmt.Sprintf("Halt advancement: primary not ready: %s", reason))
-		return ctrl.Result{RequeueAfter: p.waitPoll()}, true, nil
+		return ctrl.Result{RequeueAfter: p.primaryPoll()}, true, nil
 	}
 	return ctrl.Result{}, false, nil
 }

@@ -35,8 +35,13 @@ func (p *pass) run(ctx context.Context) (_ ctrl.Result, err error) {
 	}
 
 	initializing := c.Status.Phase == "" || c.Status.Phase == flaggerv1.CanaryPhaseInitializing
-	if err := p.syncServices(ctx, !initializing); err != nil {
-		return ctrl.Result{}, err
+	if !initializing {
+		// While initialising, initialize() writes them once the primary exists, so that they
+		// are made with their final owner rather than changed again (each change wakes the
+		// Canary once more).
+		if err := p.syncServices(ctx, true); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if err := p.resolveProvider(); err != nil {
 		return ctrl.Result{}, err
@@ -110,13 +115,16 @@ func (p *pass) initialize(ctx context.Context) (ctrl.Result, error) {
 	if err := p.syncHPA(ctx); err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := p.syncServices(ctx, false); err != nil {
+		return ctrl.Result{}, err
+	}
 	ready, reason, failed := p.primaryReady()
 	if failed {
 		return ctrl.Result{}, stalled("PrimaryNotReady", "Primary %s.%s cannot become ready: %s", contract.PrimaryName(c.Spec.TargetRef.Name), c.Namespace, reason)
 	}
 	if !ready {
 		p.log.V(1).Info("Waiting for the primary", "reason", reason)
-		return ctrl.Result{RequeueAfter: p.waitPoll()}, nil
+		return ctrl.Result{RequeueAfter: p.primaryPoll()}, nil
 	}
 	// The primary serves now: the apex Service and the routes may point at it, then the
 	// target can go.
@@ -252,7 +260,7 @@ func (p *pass) promoting(ctx context.Context) (ctrl.Result, error) {
 	c := p.c
 	if p.primaryRevision() != c.Status.LastAppliedSpec {
 		// The primary (or our cache of it) has not taken the promotion yet.
-		return ctrl.Result{RequeueAfter: p.waitPoll()}, nil
+		return ctrl.Result{RequeueAfter: p.primaryPoll()}, nil
 	}
 	ready, reason, failed := p.primaryReady()
 	if failed {
@@ -262,7 +270,7 @@ func (p *pass) promoting(ctx context.Context) (ctrl.Result, error) {
 		return p.failedPromotion(ctx, fmt.Sprintf("Promotion of %s.%s failed: primary %s", c.Name, c.Namespace, reason))
 	}
 	if !ready {
-		return ctrl.Result{RequeueAfter: p.waitPoll()}, nil
+		return ctrl.Result{RequeueAfter: p.primaryPoll()}, nil
 	}
 	done, res, err := p.promotionShift(ctx)
 	if err != nil || !done {
@@ -474,6 +482,23 @@ func (p *pass) waitPoll() time.Duration {
 		d = left + 100*time.Millisecond // just past it, so that the pass judges it passed
 	}
 	return d
+}
+
+// maxPrimaryPoll bounds primaryPoll: a safety net, should an event ever be missed.
+const maxPrimaryPoll = 5 * time.Minute
+
+// primaryPoll is when a pass that waits for the primary's rollout looks again. Unlike the
+// canary's, the primary's pods are not judged one by one, so every change the wait reads comes
+// with an event of the primary's watch: the timer is only for the progress deadline. A
+// thousand Canaries initialising at once then poll nothing while the control plane starts
+// their pods.
+func (p *pass) primaryPoll() time.Duration {
+	waited := p.now.Sub(p.c.Status.LastTransitionTime.Time)
+	deadline := time.Duration(p.c.GetProgressDeadlineSeconds()) * time.Second
+	if left := deadline - waited; left > 0 {
+		return min(left+100*time.Millisecond, maxPrimaryPoll)
+	}
+	return maxWaitPoll
 }
 
 // canaryReady judges the target's rollout; pods that crash-loop or cannot pull their image

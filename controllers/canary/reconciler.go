@@ -19,6 +19,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -139,13 +141,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	}); err != nil {
 		return fmt.Errorf("indexing canaries by target: %w", err)
 	}
+	targeting := func(ctx context.Context, kind string, o client.Object) ([]flaggerv1.Canary, error) {
+		var list flaggerv1.CanaryList
+		err := mgr.GetCache().List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{targetIndex: targetKey(kind, o.GetName())})
+		return list.Items, err
+	}
 	byTarget := func(kind string) handler.EventHandler {
 		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			var list flaggerv1.CanaryList
-			if err := mgr.GetCache().List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{targetIndex: targetKey(kind, o.GetName())}); err != nil {
+			list, err := targeting(ctx, kind, o)
+			if err != nil {
 				return nil
 			}
-			return requests(list.Items)
+			return requests(list)
 		})
 	}
 	byTrackedConfig := func(kind contract.ConfigKind) handler.TypedEventHandler[*metav1.PartialObjectMetadata, reconcile.Request] {
@@ -189,13 +196,26 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	})
 	for _, kind := range workloads.Kinds {
 		w, _ := workloads.New(kind)
-		b = b.Watches(w.Object(), counted("target", inc, byTarget(kind)), builder.WithPredicates(workloadChanged())).
-			Watches(w.Object(), counted("primary", inc, byPrimaryOf), builder.WithPredicates(workloadChanged()))
+		watching := func(o client.Object) bool {
+			list, err := targeting(context.Background(), kind, o)
+			return err != nil || slices.ContainsFunc(list, func(c flaggerv1.Canary) bool { return !targetIdle(c.Status.Phase) })
+		}
+		b = b.Watches(w.Object(), counted("target", inc, byTarget(kind)), builder.WithPredicates(workloadChanged(), statusWatchedBy(watching))).
+			Watches(w.Object(), counted("primary", inc, byPrimaryOf), builder.WithPredicates(workloadChanged(), notCreated()))
 	}
-	// An apex Service Herald made is owned by the Canary; the primary and canary Services are
-	// labelled with it.
-	b = b.Watches(&corev1.Service{}, counted("service", inc, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &flaggerv1.Canary{}, handler.OnlyControllerOwner()))).
-		Watches(&corev1.Service{}, counted("service", inc, byPrimaryOf))
+	// Herald's Services are labelled with their Canary's name; an apex Service it made is also
+	// owned by the Canary, which finds it should the label be taken off.
+	byServiceOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		name := o.GetLabels()[contract.LabelPrimaryOf]
+		if owner := metav1.GetControllerOf(o); name == "" && owner != nil && owner.Kind == "Canary" && strings.HasPrefix(owner.APIVersion, flaggerv1.GroupVersion.Group+"/") {
+			name = owner.Name
+		}
+		if name == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+	})
+	b = b.Watches(&corev1.Service{}, counted("service", inc, byServiceOf), builder.WithPredicates(notCreated()))
 	if r.Options.WatchIstio {
 		b = b.Watches(&istionetworking.VirtualService{}, ownedBy).Watches(&istionetworking.DestinationRule{}, ownedBy)
 	}

@@ -44,3 +44,31 @@ func TestWaitPollStretchesWithTheWaitAndStopsAtTheDeadline(t *testing.T) {
 		t.Errorf("with PodPollInterval 1m: %s", got)
 	}
 }
+
+// Waiting for the primary needs no poll but the progress deadline: its status events wake the
+// Canary.
+func TestPrimaryPollWakesOnlyAtTheDeadline(t *testing.T) {
+	start := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	deadline := int32(120)
+	c := &flaggerv1.Canary{Spec: flaggerv1.CanarySpec{ProgressDeadlineSeconds: &deadline}}
+	c.Status.LastTransitionTime = metav1.NewTime(start)
+	p := &pass{r: &Reconciler{Options: Options{PodPollInterval: 2 * time.Second}}, c: c}
+	for _, tc := range []struct {
+		waited, want time.Duration
+	}{
+		{0, 120*time.Second + 100*time.Millisecond},
+		{100 * time.Second, 20*time.Second + 100*time.Millisecond},
+		{200 * time.Second, maxWaitPoll}, // past the deadline, which the Deployment's condition may still not show
+	} {
+		p.now = start.Add(tc.waited)
+		if got := p.primaryPoll(); got != tc.want {
+			t.Errorf("after %s of waiting: next look in %s, want %s", tc.waited, got, tc.want)
+		}
+	}
+	long := int32(3600)
+	c.Spec.ProgressDeadlineSeconds = &long
+	p.now = start
+	if got := p.primaryPoll(); got != maxPrimaryPoll {
+		t.Errorf("an hour's deadline: next look in %s, want the safety net %s", got, maxPrimaryPoll)
+	}
+}

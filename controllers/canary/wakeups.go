@@ -4,12 +4,14 @@ import (
 	"context"
 
 	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/controllers/workloads"
 )
 
@@ -92,5 +94,36 @@ func (q *countingPriorityQueue) AddWithOpts(o priorityqueue.AddOpts, items ...re
 func workloadChanged() predicate.Funcs {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool { return workloads.ProgressChanged(e.ObjectOld, e.ObjectNew) },
+	}
+}
+
+// notCreated drops creation events, for the objects only Herald creates (primaries, Services):
+// the pass that created one goes on by itself, and at start-up every Canary is queued by its
+// own creation event anyway. Changes and deletions by others still wake the Canary.
+func notCreated() predicate.Funcs {
+	return predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }}
+}
+
+// targetIdle is true in the phases whose passes read nothing of the target's status: the
+// target waits, scaled to zero, for a new revision (a spec change, which always wakes).
+func targetIdle(phase flaggerv1.CanaryPhase) bool {
+	switch phase {
+	case flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed:
+		return true
+	}
+	return false
+}
+
+// statusWatchedBy lets a status-only update of a target through only when watching says a
+// Canary of it is in a phase that reads its status. A Canary whose new phase the cache does not
+// show yet misses the update and is woken by its own timer instead.
+func statusWatchedBy(watching func(client.Object) bool) predicate.Funcs {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if e.ObjectOld == nil || e.ObjectNew == nil || workloads.MetadataChanged(e.ObjectOld, e.ObjectNew) {
+				return true
+			}
+			return watching(e.ObjectNew)
+		},
 	}
 }

@@ -428,17 +428,23 @@ func ProgressChanged(old, new client.Object) bool {
 	if old == nil || new == nil {
 		return true
 	}
-	if old.GetGeneration() != new.GetGeneration() ||
-		!maps.Equal(old.GetLabels(), new.GetLabels()) ||
-		!maps.Equal(old.GetAnnotations(), new.GetAnnotations()) ||
-		!old.GetDeletionTimestamp().Equal(new.GetDeletionTimestamp()) ||
-		!slices.Equal(old.GetFinalizers(), new.GetFinalizers()) ||
-		!slices.EqualFunc(old.GetOwnerReferences(), new.GetOwnerReferences(), func(a, b metav1.OwnerReference) bool { return a.UID == b.UID }) {
+	if MetadataChanged(old, new) {
 		return true
 	}
 	o, ok1 := progressOf(old)
 	n, ok2 := progressOf(new)
 	return !ok1 || !ok2 || o != n
+}
+
+// MetadataChanged reports whether an update from old to new changed more than the status: the
+// generation (the spec), labels, annotations, owners, finalizers or deletion.
+func MetadataChanged(old, new client.Object) bool {
+	return old.GetGeneration() != new.GetGeneration() ||
+		!maps.Equal(old.GetLabels(), new.GetLabels()) ||
+		!maps.Equal(old.GetAnnotations(), new.GetAnnotations()) ||
+		!old.GetDeletionTimestamp().Equal(new.GetDeletionTimestamp()) ||
+		!slices.Equal(old.GetFinalizers(), new.GetFinalizers()) ||
+		!slices.EqualFunc(old.GetOwnerReferences(), new.GetOwnerReferences(), func(a, b metav1.OwnerReference) bool { return a.UID == b.UID })
 }
 
 func progressOf(obj client.Object) (progress, bool) {

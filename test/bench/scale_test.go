@@ -148,6 +148,9 @@ type scaleResult struct {
 	idleCPU              float64 // share of a core over the idle window
 	detection, succeeded []time.Duration
 	ideal                time.Duration
+	// control is two rollouts in a row of a Deployment with no Canary during the releases: the
+	// control plane's own share of a blue/green release.
+	control time.Duration
 }
 
 type point struct {
@@ -170,6 +173,7 @@ func (r scaleResult) report(b *testing.B) {
 		b.ReportMetric(quantile(r.detection, 0.99).Seconds(), "detect-p99-s")
 		b.ReportMetric(quantile(r.succeeded, 0.5).Seconds(), "to-succeeded-p50-s")
 		b.ReportMetric(r.succeeded[len(r.succeeded)-1].Seconds(), "to-succeeded-max-s")
+		b.ReportMetric(r.control.Seconds(), "control-rollouts-s")
 	}
 }
 
@@ -250,8 +254,56 @@ func waitInitialized(ctx context.Context, c client.Client, n int, start time.Tim
 }
 
 // releases patches the image of the first k Deployments at once and returns, per Canary, the
-// time from its patch to Progressing and to Succeeded.
-func releases(ctx context.Context, c client.Client, k int, timeout time.Duration) (detect, done []time.Duration, err error) {
+// time from its patch to Progressing and to Succeeded. Meanwhile a Deployment with no Canary,
+// "control", rolls out twice in a row (what a blue/green release waits for: the canary's pods,
+// then the primary's): control is that time, the control plane's own share of a release.
+func releases(ctx context.Context, c client.Client, k int, timeout time.Duration) (detect, done []time.Duration, control time.Duration, err error) {
+	ctl := rolloutTarget("control")
+	ctl.Spec.Replicas = ptr.To(int32(1))
+	if err := c.Create(ctx, ctl); err != nil {
+		return nil, nil, 0, err
+	}
+	if err := waitRolledOut(ctx, c, ctl.Name, timeout); err != nil {
+		return nil, nil, 0, err
+	}
+	controlDone := make(chan error, 1)
+	go func() {
+		start := time.Now()
+		for _, image := range []string{"ghcr.io/stefanprodan/podinfo:6.0.1", "ghcr.io/stefanprodan/podinfo:6.0.2"} {
+			patch := `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"` + image + `"}]}}}}`
+			if err := c.Patch(ctx, rolloutTarget(ctl.Name), client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
+				controlDone <- err
+				return
+			}
+			if err := waitRolledOut(ctx, c, ctl.Name, timeout); err != nil {
+				controlDone <- err
+				return
+			}
+		}
+		control = time.Since(start)
+		controlDone <- nil
+	}()
+	detect, done, err = releasesOf(ctx, c, k, timeout)
+	if cerr := <-controlDone; err == nil {
+		err = cerr
+	}
+	return detect, done, control, err
+}
+
+// waitRolledOut waits until Deployment name runs its current template on every replica.
+func waitRolledOut(ctx context.Context, c client.Client, name string, timeout time.Duration) error {
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		d := rolloutTarget(name)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+			return false, err
+		}
+		st := d.Status
+		return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == *d.Spec.Replicas &&
+			st.Replicas == st.UpdatedReplicas && st.AvailableReplicas == st.UpdatedReplicas, nil
+	})
+}
+
+func releasesOf(ctx context.Context, c client.Client, k int, timeout time.Duration) (detect, done []time.Duration, err error) {
 	applied := map[string]time.Time{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -410,7 +462,7 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if r.detection, r.succeeded, err = releases(ctx, c, min(cfg.releases, n), 10*time.Minute+20*cfg.interval); err != nil {
+	if r.detection, r.succeeded, r.control, err = releases(ctx, c, min(cfg.releases, n), 10*time.Minute+20*cfg.interval); err != nil {
 		b.Fatal(err)
 	}
 	rec1, err := scrapeSum(h.MetricsURL, `controller_runtime_reconcile_total{controller="canary"`)
@@ -517,7 +569,7 @@ func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) 
 	if r.rssMB, r.idleCPU, err = idle(f.Pid(), cfg.idle); err != nil {
 		b.Fatal(err)
 	}
-	if r.detection, r.succeeded, err = releases(ctx, c, min(cfg.releases, n), 20*time.Minute+20*cfg.interval); err != nil {
+	if r.detection, r.succeeded, r.control, err = releases(ctx, c, min(cfg.releases, n), 20*time.Minute+20*cfg.interval); err != nil {
 		b.Fatal(err)
 	}
 	return r
@@ -538,7 +590,7 @@ func freeTCPPort() (int, error) {
 func scaleTable(cfg scaleConfig, rs []scaleResult) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Blue/green Canaries (provider kubernetes, interval %s, iterations 2), one fresh local control plane per run; %s idle window.\n\n", cfg.interval, cfg.idle)
-	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary (init) | reconciles / release (per step) | API requests / Canary | RSS | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal) |\n")
+	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary (init) | reconciles / release (per step) | API requests / Canary | RSS | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal + control plane's two rollouts) |\n")
 	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 	for _, r := range rs {
@@ -556,7 +608,7 @@ func scaleTable(cfg scaleConfig, rs []scaleResult) string {
 		det, suc := "–", "–"
 		if len(r.detection) > 0 {
 			det = sec(quantile(r.detection, 0.5)) + " / " + sec(quantile(r.detection, 0.99))
-			suc = sec(quantile(r.succeeded, 0.5)) + " / " + sec(r.succeeded[len(r.succeeded)-1]) + " (" + sec(r.ideal) + ")"
+			suc = sec(quantile(r.succeeded, 0.5)) + " / " + sec(r.succeeded[len(r.succeeded)-1]) + " (" + sec(r.ideal) + " + " + sec(r.control) + ")"
 		}
 		fmt.Fprintf(&sb, "| %d | %s | %s | %s | %s | %s | %.1f | %.0f MB | %.1f%% | %d | %s | %s |\n",
 			r.n, r.controller, apply, sec(r.initialized), rec, relRec, r.requests, r.rssMB, 100*r.idleCPU, len(r.detection), det, suc)
