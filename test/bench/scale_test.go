@@ -85,9 +85,9 @@ func BenchmarkScale(b *testing.B) {
 type scaleConfig struct {
 	sizes       []int
 	controllers []string // HERALD_SCALE_CONTROLLERS, default "herald flagger"
-	interval time.Duration
-	idle     time.Duration
-	releases int
+	interval    time.Duration
+	idle        time.Duration
+	releases    int
 }
 
 func scaleConfigFromEnv(b *testing.B) scaleConfig {
@@ -143,7 +143,7 @@ type scaleResult struct {
 	wakeups map[string]float64
 	// releaseReconciles is the reconciles per release of the 20 releases at once, from the
 	// first apply to the last Succeeded.
-	releaseReconciles float64
+	releaseReconciles    float64
 	rssMB                float64
 	idleCPU              float64 // share of a core over the idle window
 	detection, succeeded []time.Duration
