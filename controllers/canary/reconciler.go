@@ -3,8 +3,10 @@
 // interval and promotes or rolls back.
 //
 // It is event-driven: watches on Canaries, targets, primaries and tracked configs reconcile at
-// once; only the analysis cadence uses RequeueAfter, computed from the time of the last step
-// (status.lastTransitionTime) so that steps do not drift. All state is in Canary.status, written
+// once, and predicates drop the events that cannot change a decision (wakeups.go). RequeueAfter
+// is for the analysis cadence, computed from the time of the last step
+// (status.lastTransitionTime) so that steps do not drift, and for what no event announces while
+// a rollout is awaited (crash-looping canary pods, the progress deadline: waitPoll, primaryPoll). All state is in Canary.status, written
 // by one deferred patch per reconcile, so a restarted controller resumes where the last one
 // stopped; what a pass announces (events, alerts, counters, post-rollout hooks) is derived from
 // the difference between the status it read and the status it wrote, once that write succeeded.
@@ -12,7 +14,8 @@
 // Files: reconciler.go (setup, one pass), target.go (reading the target and its configs),
 // phases.go (what each phase does), analysis.go (the chain of checks of an analysis step),
 // traffic.go (weights, iterations, routes), sync.go (primaries, Services, autoscalers),
-// status.go (phase, conditions, what a status change announces), deletion.go, alerts.go.
+// status.go (phase, conditions, what a status change announces), deletion.go, alerts.go,
+// wakeups.go (what wakes a Canary, and the predicates that keep it to what matters).
 package canary
 
 import (

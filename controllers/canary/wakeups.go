@@ -16,8 +16,9 @@ import (
 )
 
 // Work proportional to change is only provable if it is known what woke each pass:
-// herald_canary_wakeups_total{source} counts the requests each watch puts on the queue, and
-// controller_runtime_reconcile_total less their sum is what timers and retries ran.
+// herald_canary_wakeups_total{source} counts the requests each watch puts on the queue (before
+// the queue merges those for a Canary already waiting), beside controller-runtime's count of
+// reconciles, which also runs timers and retries.
 
 // counted wraps h so that every request it adds to the queue counts as a wakeup from source.
 func counted[T any](source string, inc func(string), h handler.TypedEventHandler[T, reconcile.Request]) handler.TypedEventHandler[T, reconcile.Request] {
