@@ -66,8 +66,9 @@ func TestShardSelectorErrorNamesTheFlag(t *testing.T) {
 	}
 }
 
-// The cache keeps no field sets (most of a small object's bytes); workloads keep who wrote
-// them when, which the detection latency reads.
+// The cache keeps no managed fields (most of a small object's bytes) but those of workloads,
+// whose write times the detection latency reads and whose cached copy a primary's update sends
+// back.
 func TestCacheDropsManagedFieldsButWorkloadWriteTimes(t *testing.T) {
 	written := metav1.NewTime(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
 	managed := func() []metav1.ManagedFieldsEntry {
@@ -80,8 +81,8 @@ func TestCacheDropsManagedFieldsButWorkloadWriteTimes(t *testing.T) {
 	if _, err := slimForCache(d); err != nil {
 		t.Fatal(err)
 	}
-	if len(d.ManagedFields) != 1 || d.ManagedFields[0].FieldsV1 != nil || !d.ManagedFields[0].Time.Equal(&written) {
-		t.Errorf("deployment's managed fields: %+v, want the write time without field sets", d.ManagedFields)
+	if len(d.ManagedFields) != 1 || d.ManagedFields[0].FieldsV1 == nil || !d.ManagedFields[0].Time.Equal(&written) {
+		t.Errorf("deployment's managed fields: %+v, want them whole (an update of a cached primary sends them back)", d.ManagedFields)
 	}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{ManagedFields: managed()}}
 	if _, err := slimForCache(svc); err != nil {

@@ -71,11 +71,11 @@ func (o *options) cacheOptions() cache.Options {
 	return opts
 }
 
-// slimForCache drops from every cached object the managed fields, most of a small object's
-// size, which nothing Herald does reads. Of the workloads it keeps who wrote when (the detection
-// latency reads the time of the target's last write) without the field sets. Safe because
-// workloads are only ever patched, never updated from a cached copy: an update would send the
-// shortened list and take field ownership away from their managers.
+// slimForCache drops from every cached object but workloads the managed fields, most of a small
+// object's size, which nothing Herald does reads. With the list nil, an update from a cached copy
+// leaves the field ownership as it is. Workloads keep theirs whole: the detection latency reads
+// the time of the target's last write, and a primary is written with an update of its cached
+// copy, which would take the ownership of every other manager away if it sent a shortened list.
 func slimForCache(in any) (any, error) {
 	obj, ok := in.(client.Object)
 	if !ok || obj.GetManagedFields() == nil {
@@ -83,10 +83,6 @@ func slimForCache(in any) (any, error) {
 	}
 	switch in.(type) {
 	case *appsv1.Deployment, *appsv1.DaemonSet, *appsv1.StatefulSet:
-		fields := obj.GetManagedFields()
-		for i := range fields {
-			fields[i].FieldsV1 = nil
-		}
 	default:
 		obj.SetManagedFields(nil)
 	}

@@ -185,7 +185,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	// Watches rather than For and Owns, so that every source is counted (wakeups.go).
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("canary").
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.Workers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.Workers, LogConstructor: canaryLogs(mgr.GetLogger())}).
 		Watches(&flaggerv1.Canary{}, counted("canary", inc, &handler.EnqueueRequestForObject{}),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate(), requestChanged())))
 	// A primary is not owned by its Canary (see sync.go) but labelled with its name; what only
@@ -201,7 +201,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 		w, _ := workloads.New(kind)
 		watching := func(o client.Object) bool {
 			list, err := targeting(context.Background(), kind, o)
-			return err != nil || slices.ContainsFunc(list, func(c flaggerv1.Canary) bool { return !targetIdle(c.Status.Phase) })
+			return err != nil || slices.ContainsFunc(list, func(c flaggerv1.Canary) bool { return readsTargetStatus(&c) })
 		}
 		b = b.Watches(w.Object(), counted("target", inc, byTarget(kind)), builder.WithPredicates(workloadChanged(), statusWatchedBy(watching))).
 			Watches(w.Object(), counted("primary", inc, byPrimaryOf), builder.WithPredicates(workloadChanged(), notCreated()))

@@ -3,7 +3,9 @@ package canary
 import (
 	"context"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -100,19 +102,22 @@ func workloadChanged() predicate.Funcs {
 
 // notCreated drops creation events, for the objects only Herald creates (primaries, Services):
 // the pass that created one goes on by itself, and at start-up every Canary is queued by its
-// own creation event anyway. Changes and deletions by others still wake the Canary.
+// own creation event anyway. Changes and deletions by others still wake the Canary. Should
+// someone else create a primary a Canary waits for, primaryPoll's timer finds it.
 func notCreated() predicate.Funcs {
 	return predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }}
 }
 
-// targetIdle is true in the phases whose passes read nothing of the target's status: the
-// target waits, scaled to zero, for a new revision (a spec change, which always wakes).
-func targetIdle(phase flaggerv1.CanaryPhase) bool {
-	switch phase {
+// readsTargetStatus is false while c's passes read nothing of its target's status: the
+// target waits, scaled to zero, for a new revision (a spec change, which always wakes). A
+// Failed Canary whose users were handed to the canary (status.canaryWeight > 0) still reads it:
+// it hands them back should the canary's pods go.
+func readsTargetStatus(c *flaggerv1.Canary) bool {
+	switch c.Status.Phase {
 	case flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed:
-		return true
+		return c.Status.CanaryWeight > 0
 	}
-	return false
+	return true
 }
 
 // statusWatchedBy lets a status-only update of a target through only when watching says a
@@ -126,5 +131,17 @@ func statusWatchedBy(watching func(client.Object) bool) predicate.Funcs {
 			}
 			return watching(e.ObjectNew)
 		},
+	}
+}
+
+// canaryLogs gives each pass's logger the keys controller-runtime gives a controller built
+// with For (which Watches alone cannot tell it): the controller's kind and the Canary.
+func canaryLogs(base logr.Logger) func(*reconcile.Request) logr.Logger {
+	log := base.WithValues("controller", "canary", "controllerGroup", flaggerv1.GroupVersion.Group, "controllerKind", "Canary")
+	return func(req *reconcile.Request) logr.Logger {
+		if req == nil {
+			return log
+		}
+		return log.WithValues("Canary", klog.KRef(req.Namespace, req.Name), "namespace", req.Namespace, "name", req.Name)
 	}
 }

@@ -1,18 +1,22 @@
 package canary
 
 import (
+	"context"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
-// A target's status-only update wakes its Canary only while a phase reads the target's status;
+// A target's status-only update wakes its Canary only while a pass reads the target's status;
 // a spec or label change always does.
-func TestTargetStatusWakesOnlyPhasesThatReadIt(t *testing.T) {
+func TestTargetStatusWakesOnlyCanariesThatReadIt(t *testing.T) {
 	target := func(gen int64, ready int32) *appsv1.Deployment {
 		d := &appsv1.Deployment{}
 		d.Name, d.Generation = "podinfo", gen
@@ -21,25 +25,50 @@ func TestTargetStatusWakesOnlyPhasesThatReadIt(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		phase    flaggerv1.CanaryPhase
+		weight   int
 		old, new *appsv1.Deployment
 		wakes    bool
 	}{
-		{flaggerv1.CanaryPhaseSucceeded, target(2, 0), target(2, 1), false},
-		{flaggerv1.CanaryPhaseInitialized, target(2, 1), target(2, 0), false},
-		{flaggerv1.CanaryPhaseFailed, target(2, 1), target(2, 0), false},
-		{flaggerv1.CanaryPhaseSucceeded, target(2, 0), target(3, 0), true}, // a new revision
-		{flaggerv1.CanaryPhaseProgressing, target(2, 0), target(2, 1), true},
-		{flaggerv1.CanaryPhaseInitializing, target(2, 0), target(2, 1), true},
-		{flaggerv1.CanaryPhasePromoting, target(2, 1), target(2, 0), true},
-		{flaggerv1.CanaryPhaseWaiting, target(2, 0), target(2, 1), true},
+		{flaggerv1.CanaryPhaseSucceeded, 0, target(2, 0), target(2, 1), false},
+		{flaggerv1.CanaryPhaseInitialized, 0, target(2, 1), target(2, 0), false},
+		{flaggerv1.CanaryPhaseFailed, 0, target(2, 1), target(2, 0), false},
+		// A rollback that left the users on the canary hands them back when its pods go.
+		{flaggerv1.CanaryPhaseFailed, 100, target(2, 1), target(2, 0), true},
+		{flaggerv1.CanaryPhaseSucceeded, 0, target(2, 0), target(3, 0), true}, // a new revision
+		{flaggerv1.CanaryPhaseProgressing, 10, target(2, 0), target(2, 1), true},
+		{flaggerv1.CanaryPhaseInitializing, 0, target(2, 0), target(2, 1), true},
+		{flaggerv1.CanaryPhasePromoting, 100, target(2, 1), target(2, 0), true},
+		{flaggerv1.CanaryPhaseWaiting, 0, target(2, 0), target(2, 1), true},
 	} {
-		p := statusWatchedBy(func(client.Object) bool { return !targetIdle(tc.phase) })
+		c := flaggerv1.Canary{}
+		c.Status.Phase, c.Status.CanaryWeight = tc.phase, tc.weight
+		p := statusWatchedBy(func(client.Object) bool { return readsTargetStatus(&c) })
 		if got := p.Update(event.UpdateEvent{ObjectOld: tc.old, ObjectNew: tc.new}); got != tc.wakes {
-			t.Errorf("%s, generation %d→%d, ready %d→%d: wakes = %v, want %v", tc.phase,
+			t.Errorf("%s at canary weight %d, generation %d→%d, ready %d→%d: wakes = %v, want %v", tc.phase, tc.weight,
 				tc.old.Generation, tc.new.Generation, tc.old.Status.ReadyReplicas, tc.new.Status.ReadyReplicas, got, tc.wakes)
 		}
 	}
-	if !notCreated().Delete(event.DeleteEvent{Object: target(1, 0)}) || notCreated().Create(event.CreateEvent{Object: target(1, 0)}) {
-		t.Error("notCreated must drop creations and keep deletions")
+	if !notCreated().Delete(event.DeleteEvent{Object: target(1, 0)}) || !notCreated().Update(event.UpdateEvent{ObjectOld: target(1, 0), ObjectNew: target(2, 0)}) {
+		t.Error("notCreated must keep deletions and changes")
+	}
+}
+
+// The counting wrapper counts each request it queues and keeps the queue a priority queue, so
+// that the initial list's requests still go in at low priority (a restart serves fresh events
+// first).
+func TestCountedKeepsPriorities(t *testing.T) {
+	q := priorityqueue.New[reconcile.Request]("wakeups-test")
+	defer q.ShutDown()
+	counts := map[string]int{}
+	h := counted("canary", func(s string) { counts[s]++ }, &handler.EnqueueRequestForObject{})
+	c := &flaggerv1.Canary{}
+	c.Name, c.Namespace = "podinfo", "test"
+	h.Create(context.Background(), event.CreateEvent{Object: c, IsInInitialList: true}, q)
+	if counts["canary"] != 1 || q.Len() != 1 {
+		t.Fatalf("counted %v, queue length %d; want 1 and 1", counts, q.Len())
+	}
+	item, priority, _ := q.GetWithPriority()
+	if item.Name != "podinfo" || priority != handler.LowPriority {
+		t.Errorf("queued %v at priority %d, want podinfo at the initial list's %d", item, priority, handler.LowPriority)
 	}
 }
