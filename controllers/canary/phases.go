@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
@@ -391,6 +392,9 @@ func (p *pass) scaleUp(ctx context.Context) error {
 		n = *r
 	}
 	changed.ScaleUp(n)
+	// The target's status updates that follow must wake this Canary, though neither the cache
+	// nor the end of this pass says so yet.
+	p.r.readsTarget.Store(types.NamespacedName{Namespace: p.c.Namespace, Name: p.c.Name}, true)
 	if err := p.patch(ctx, changed.Object(), p.target.Object()); err != nil {
 		return err
 	}

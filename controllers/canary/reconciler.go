@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -124,6 +125,10 @@ type Reconciler struct {
 
 	// seen lets passes read their Canary from the cache when it is current (freshness.go).
 	seen seenVersions
+	// readsTarget is what each Canary's last pass left: whether its passes read the target's
+	// status (wakeups.go). The cache learns it only once the status write comes back, later
+	// than the target's own status updates that follow a scale-up.
+	readsTarget sync.Map // types.NamespacedName → bool
 }
 
 // SetupWithManager registers the controller. metadataCache is the metadata-only cache of
@@ -201,7 +206,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 		w, _ := workloads.New(kind)
 		watching := func(o client.Object) bool {
 			list, err := targeting(context.Background(), kind, o)
-			return err != nil || slices.ContainsFunc(list, func(c flaggerv1.Canary) bool { return readsTargetStatus(&c) })
+			return err != nil || slices.ContainsFunc(list, r.watchesTarget)
 		}
 		b = b.Watches(w.Object(), counted("target", inc, byTarget(kind)), builder.WithPredicates(workloadChanged(), statusWatchedBy(watching))).
 			Watches(w.Object(), counted("primary", inc, byPrimaryOf), builder.WithPredicates(workloadChanged(), notCreated()))
@@ -271,6 +276,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	c, err := r.read(ctx, req.NamespacedName)
 	if err != nil || c == nil {
+		r.readsTarget.Delete(req.NamespacedName)
 		return ctrl.Result{}, err
 	}
 	if r.Options.Shard != nil && !r.Options.Shard.Matches(labels.Set(c.Labels)) {
@@ -299,6 +305,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			// its step nor announce it.
 			if perr := r.Client.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); perr != nil {
 				r.seen.forget(req.NamespacedName)
+				r.readsTarget.Delete(req.NamespacedName) // the cache's phase is the truth again
 				// The step is not recorded, so it will run again: its once-only effects must not.
 				if apierrors.IsConflict(perr) && err == nil {
 					log.V(1).Info("Canary changed during the pass; running it again", "reason", perr.Error())
@@ -310,6 +317,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			}
 			r.seen.remember(c) // the patch's response carries the new resourceVersion
 		}
+		r.readsTarget.Store(req.NamespacedName, readsTargetStatus(c))
 		// Every pass, not only on a change: after a restart or a fail-over the series must be
 		// there for idle Canaries too.
 		r.Metrics.SetStatus(c.Spec.TargetRef.Name, c.Namespace, c.Status.Phase)

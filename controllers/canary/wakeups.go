@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -118,6 +119,15 @@ func readsTargetStatus(c *flaggerv1.Canary) bool {
 		return c.Status.CanaryWeight > 0
 	}
 	return true
+}
+
+// watchesTarget reports whether c's passes read its target's status: as its last pass left it,
+// else (no pass since start-up) as the cached status says.
+func (r *Reconciler) watchesTarget(c flaggerv1.Canary) bool {
+	if v, ok := r.readsTarget.Load(types.NamespacedName{Namespace: c.Namespace, Name: c.Name}); ok {
+		return v.(bool)
+	}
+	return readsTargetStatus(&c)
 }
 
 // statusWatchedBy lets a status-only update of a target through only when watching says a

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -70,5 +71,25 @@ func TestCountedKeepsPriorities(t *testing.T) {
 	item, priority, _ := q.GetWithPriority()
 	if item.Name != "podinfo" || priority != handler.LowPriority {
 		t.Errorf("queued %v at priority %d, want podinfo at the initial list's %d", item, priority, handler.LowPriority)
+	}
+}
+
+// Right after a scale-up the cache still shows the Canary idle; what the pass left decides.
+func TestWatchesTargetTrustsThePassOverTheCache(t *testing.T) {
+	r := &Reconciler{}
+	c := flaggerv1.Canary{}
+	c.Name, c.Namespace = "podinfo", "test"
+	c.Status.Phase = flaggerv1.CanaryPhaseSucceeded
+	if r.watchesTarget(c) {
+		t.Error("an idle Canary no pass has seen watches its target")
+	}
+	r.readsTarget.Store(types.NamespacedName{Namespace: "test", Name: "podinfo"}, true) // scaleUp
+	if !r.watchesTarget(c) {
+		t.Error("a Canary whose pass scaled its target up, cached as idle, does not watch its target")
+	}
+	c.Status.Phase = flaggerv1.CanaryPhaseProgressing
+	r.readsTarget.Store(types.NamespacedName{Namespace: "test", Name: "podinfo"}, false) // finalised
+	if r.watchesTarget(c) {
+		t.Error("a Canary whose pass finalised it, cached as Progressing, still watches its target")
 	}
 }
