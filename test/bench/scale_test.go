@@ -152,9 +152,9 @@ type scaleResult struct {
 	idleCPU              float64 // share of a core over the idle window
 	detection, succeeded []time.Duration
 	ideal                time.Duration
-	// control is two rollouts in a row of a Deployment with no Canary during the releases: the
-	// control plane's own share of a blue/green release.
-	control time.Duration
+	// rollouts is, per release, the control plane's own share: the canary's and the
+	// primary's rollouts, from when the controller asked for each (see releases).
+	rollouts []time.Duration
 }
 
 type point struct {
@@ -177,7 +177,7 @@ func (r scaleResult) report(b *testing.B) {
 		b.ReportMetric(quantile(r.detection, 0.99).Seconds(), "detect-p99-s")
 		b.ReportMetric(quantile(r.succeeded, 0.5).Seconds(), "to-succeeded-p50-s")
 		b.ReportMetric(r.succeeded[len(r.succeeded)-1].Seconds(), "to-succeeded-max-s")
-		b.ReportMetric(r.control.Seconds(), "control-rollouts-s")
+		b.ReportMetric(quantile(r.rollouts, 0.5).Seconds(), "rollouts-p50-s")
 	}
 }
 
@@ -257,90 +257,25 @@ func waitInitialized(ctx context.Context, c client.Client, n int, start time.Tim
 	}
 }
 
+// releaseImage is the image the releases roll out.
+const releaseImage = "ghcr.io/stefanprodan/podinfo:6.0.1"
+
 // releases patches the image of the first k Deployments at once and returns, per Canary, the
-// time from its patch to Progressing and to Succeeded. Meanwhile a Deployment with no Canary,
-// "control", rolls out two at a time (what a blue/green release waits for: the canary's pods,
-// then the primary's) until the last release ends: control is the median time of such a pair,
-// the control plane's own share of a release under the same load. start runs once control is
-// ready, just before the patches (to take the figures the releases are measured from).
-func releases(ctx context.Context, c client.Client, k int, timeout time.Duration, start func() error) (detect, done []time.Duration, control time.Duration, err error) {
-	ctl := rolloutTarget("control")
-	ctl.Spec.Replicas = ptr.To(int32(1))
-	if err := c.Create(ctx, ctl); err != nil {
-		return nil, nil, 0, err
-	}
-	if err := waitRolledOut(ctx, c, ctl.Name, timeout); err != nil {
-		return nil, nil, 0, err
-	}
+// time from its patch to Progressing and to Succeeded, and the control plane's own share of
+// each release: from Progressing until the canary ran the new revision on every replica, plus
+// from Promoting until the primary did (the same for both controllers; the rest is theirs).
+// start runs just before the patches (to take the figures the releases are measured from).
+func releases(ctx context.Context, c client.Client, k int, timeout time.Duration, start func() error) (detect, done, rollouts []time.Duration, err error) {
 	if err := start(); err != nil {
-		return nil, nil, 0, err
+		return nil, nil, nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var pairs []time.Duration
-	controlDone := make(chan error, 1)
-	go func() {
-		for n := 1; ctx.Err() == nil; n++ {
-			t := time.Now()
-			for range 2 {
-				patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"bench/rollout":"%d-%d"}}}}}`, n, time.Now().UnixNano())
-				if err := c.Patch(ctx, rolloutTarget(ctl.Name), client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
-					controlDone <- ctxOr(ctx, err)
-					return
-				}
-				if err := waitRolledOut(ctx, c, ctl.Name, timeout); err != nil {
-					controlDone <- ctxOr(ctx, err)
-					return
-				}
-			}
-			pairs = append(pairs, time.Since(t))
-		}
-		controlDone <- nil
-	}()
-	detect, done, err = releasesOf(ctx, c, k, timeout)
-	cancel() // the control's pair in flight is dropped
-	if cerr := <-controlDone; err == nil {
-		err = cerr
-	}
-	if err == nil && len(pairs) == 0 {
-		err = fmt.Errorf("the control Deployment did not roll out twice during the releases")
-	}
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	slices.Sort(pairs)
-	return detect, done, quantile(pairs, 0.5), nil
-}
-
-// ctxOr is nil once ctx is done (the releases ended and the control was told to stop), else err.
-func ctxOr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
-}
-
-// waitRolledOut waits until Deployment name runs its current template on every replica.
-func waitRolledOut(ctx context.Context, c client.Client, name string, timeout time.Duration) error {
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		d := rolloutTarget(name)
-		if err := c.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-			return false, nil // a transient error: the poll's timeout bounds it
-		}
-		st := d.Status
-		return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == *d.Spec.Replicas &&
-			st.Replicas == st.UpdatedReplicas && st.AvailableReplicas == st.UpdatedReplicas, nil
-	})
-}
-
-func releasesOf(ctx context.Context, c client.Client, k int, timeout time.Duration) (detect, done []time.Duration, err error) {
 	applied := map[string]time.Time{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range k {
 		g.Go(func() error {
 			name := fmt.Sprintf("app-%04d", i)
-			patch := `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"ghcr.io/stefanprodan/podinfo:6.0.1"}]}}}}`
+			patch := `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"` + releaseImage + `"}]}}}}`
 			t := time.Now()
 			if err := c.Patch(gctx, rolloutTarget(name), client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
 				return err
@@ -352,78 +287,94 @@ func releasesOf(ctx context.Context, c client.Client, k int, timeout time.Durati
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	detected, succeeded, promoting := map[string]time.Duration{}, map[string]time.Duration{}, map[string]time.Duration{}
-	canaryUp := map[string]time.Duration{} // the target ran the new revision on every replica
+	// Per release, when each was first seen: Progressing, the canary rolled out, Promoting,
+	// the primary rolled out, Succeeded.
+	type seen struct{ detected, canaryUp, promoting, primaryUp, succeeded time.Time }
+	at := map[string]*seen{}
+	for name := range applied {
+		at[name] = &seen{}
+	}
 	deadline := time.Now().Add(timeout)
-	for len(succeeded) < k {
+	for finished := 0; finished < k; {
 		if time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("%d of %d releases Succeeded after %s", len(succeeded), k, timeout)
+			return nil, nil, nil, fmt.Errorf("%d of %d releases Succeeded after %s", finished, k, timeout)
 		}
+		finished = 0
 		// One small read per release, not a list of all N Canaries four times a second, which
 		// at N = 1,000 loads the API server the controllers share.
-		ps := map[string]flaggerv1.CanaryPhase{}
-		for name := range applied {
+		for name, s := range at {
+			if !s.succeeded.IsZero() {
+				finished++
+				continue
+			}
 			var cn flaggerv1.Canary
 			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &cn); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
-			ps[name] = cn.Status.Phase
-			if _, ok := canaryUp[name]; !ok {
-				d := rolloutTarget(name)
-				if err := c.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-					return nil, nil, err
-				}
-				if st := d.Status; st.ObservedGeneration >= d.Generation && d.Spec.Replicas != nil && *d.Spec.Replicas > 0 &&
-					st.UpdatedReplicas == *d.Spec.Replicas && st.AvailableReplicas == st.UpdatedReplicas && st.Replicas == st.UpdatedReplicas {
-					canaryUp[name] = time.Since(applied[name])
+			now := time.Now()
+			first := func(t *time.Time) {
+				if t.IsZero() {
+					*t = now
 				}
 			}
-		}
-		now := time.Now()
-		for name, t := range applied {
-			if ps[name] == flaggerv1.CanaryPhasePromoting {
-				if _, ok := promoting[name]; !ok {
-					promoting[name] = now.Sub(t)
-				}
-			}
-			switch ps[name] {
-			case flaggerv1.CanaryPhaseProgressing, flaggerv1.CanaryPhasePromoting, flaggerv1.CanaryPhaseFinalising:
-				if _, ok := detected[name]; !ok {
-					detected[name] = now.Sub(t)
-				}
+			switch cn.Status.Phase {
+			case flaggerv1.CanaryPhaseProgressing:
+				first(&s.detected)
+			case flaggerv1.CanaryPhasePromoting, flaggerv1.CanaryPhaseFinalising:
+				first(&s.detected)
+				first(&s.promoting)
 			case flaggerv1.CanaryPhaseSucceeded:
-				if _, ok := detected[name]; !ok {
-					detected[name] = now.Sub(t)
+				first(&s.detected)
+				first(&s.promoting)
+				first(&s.succeeded)
+			}
+			if !s.detected.IsZero() && s.canaryUp.IsZero() {
+				if up, err := rolledOut(ctx, c, name); err != nil {
+					return nil, nil, nil, err
+				} else if up {
+					first(&s.canaryUp)
 				}
-				if _, ok := succeeded[name]; !ok {
-					succeeded[name] = now.Sub(t)
+			}
+			if !s.promoting.IsZero() && s.primaryUp.IsZero() {
+				if up, err := rolledOut(ctx, c, name+"-primary"); err != nil {
+					return nil, nil, nil, err
+				} else if up {
+					first(&s.primaryUp)
 				}
 			}
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	var toPromoting, toCanaryUp []time.Duration
-	for name := range applied {
-		detect, done = append(detect, detected[name]), append(done, succeeded[name])
-		if d, ok := promoting[name]; ok {
-			toPromoting = append(toPromoting, d)
+	for name, s := range at {
+		t := applied[name]
+		detect, done = append(detect, s.detected.Sub(t)), append(done, s.succeeded.Sub(t))
+		share := time.Duration(0)
+		if !s.canaryUp.IsZero() {
+			share += max(0, s.canaryUp.Sub(s.detected))
 		}
-		if d, ok := canaryUp[name]; ok {
-			toCanaryUp = append(toCanaryUp, d)
+		if !s.primaryUp.IsZero() {
+			share += max(0, s.primaryUp.Sub(s.promoting))
 		}
+		rollouts = append(rollouts, share)
 	}
 	slices.Sort(detect)
 	slices.Sort(done)
-	slices.Sort(toPromoting)
-	slices.Sort(toCanaryUp)
-	if len(toPromoting) > 0 && len(toCanaryUp) > 0 {
-		// Where the time of a release goes: the canary's pods, the analysis, the promotion.
-		fmt.Fprintf(os.Stderr, "releases: apply → canary rolled out p50 %s (seen in %d of %d), → Promoting p50 %s (seen in %d)\n",
-			quantile(toCanaryUp, 0.5), len(toCanaryUp), k, quantile(toPromoting, 0.5), len(toPromoting))
+	slices.Sort(rollouts)
+	return detect, done, rollouts, nil
+}
+
+// rolledOut reports whether Deployment name runs releaseImage on every replica.
+func rolledOut(ctx context.Context, c client.Client, name string) (bool, error) {
+	d := rolloutTarget(name)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+		return false, client.IgnoreNotFound(err)
 	}
-	return detect, done, nil
+	st := d.Status
+	return len(d.Spec.Template.Spec.Containers) > 0 && d.Spec.Template.Spec.Containers[0].Image == releaseImage &&
+		d.Spec.Replicas != nil && *d.Spec.Replicas > 0 && st.ObservedGeneration >= d.Generation &&
+		st.UpdatedReplicas == *d.Spec.Replicas && st.Replicas == st.UpdatedReplicas && st.AvailableReplicas == st.UpdatedReplicas, nil
 }
 
 // apiRequests is the API server's count of the requests it has served (apiserver_request_total).
@@ -529,7 +480,7 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 		rec0, err = scrapeSum(h.MetricsURL, `controller_runtime_reconcile_total{controller="canary"`)
 		return err
 	}
-	if r.detection, r.succeeded, r.control, err = releases(ctx, c, min(cfg.releases, n), 10*time.Minute+20*cfg.interval, scrape); err != nil {
+	if r.detection, r.succeeded, r.rollouts, err = releases(ctx, c, min(cfg.releases, n), 10*time.Minute+20*cfg.interval, scrape); err != nil {
 		b.Fatal(err)
 	}
 	rec1, err := scrapeSum(h.MetricsURL, `controller_runtime_reconcile_total{controller="canary"`)
@@ -636,7 +587,7 @@ func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) 
 	if r.rssMB, r.idleCPU, err = idle(f.Pid(), cfg.idle); err != nil {
 		b.Fatal(err)
 	}
-	if r.detection, r.succeeded, r.control, err = releases(ctx, c, min(cfg.releases, n), 20*time.Minute+20*cfg.interval, func() error { return nil }); err != nil {
+	if r.detection, r.succeeded, r.rollouts, err = releases(ctx, c, min(cfg.releases, n), 20*time.Minute+20*cfg.interval, func() error { return nil }); err != nil {
 		b.Fatal(err)
 	}
 	return r
@@ -657,7 +608,7 @@ func freeTCPPort() (int, error) {
 func scaleTable(cfg scaleConfig, rs []scaleResult) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Blue/green Canaries (provider kubernetes, interval %s, iterations %d), one fresh local control plane per run; %s idle window.\n\n", cfg.interval, scaleIterations, cfg.idle)
-	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary (init) | reconciles / release (÷ iterations) | API requests / Canary | RSS | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal + control plane's two rollouts) |\n")
+	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary (init) | reconciles / release (÷ iterations) | API requests / Canary | RSS | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal: iterations × interval + the control plane's rollouts, p50) |\n")
 	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 	for _, r := range rs {
@@ -675,7 +626,7 @@ func scaleTable(cfg scaleConfig, rs []scaleResult) string {
 		det, suc := "–", "–"
 		if len(r.detection) > 0 {
 			det = sec(quantile(r.detection, 0.5)) + " / " + sec(quantile(r.detection, 0.99))
-			suc = sec(quantile(r.succeeded, 0.5)) + " / " + sec(r.succeeded[len(r.succeeded)-1]) + " (" + sec(r.ideal) + " + " + sec(r.control) + ")"
+			suc = sec(quantile(r.succeeded, 0.5)) + " / " + sec(r.succeeded[len(r.succeeded)-1]) + " (" + sec(r.ideal) + " + " + sec(quantile(r.rollouts, 0.5)) + ")"
 		}
 		fmt.Fprintf(&sb, "| %d | %s | %s | %s | %s | %s | %.1f | %.0f MB | %.1f%% | %d | %s | %s |\n",
 			r.n, r.controller, apply, sec(r.initialized), rec, relRec, r.requests, r.rssMB, 100*r.idleCPU, len(r.detection), det, suc)
