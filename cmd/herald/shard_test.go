@@ -72,20 +72,21 @@ func TestShardSelectorErrorNamesTheFlag(t *testing.T) {
 func TestCacheDropsManagedFieldsButWorkloadWriteTimes(t *testing.T) {
 	written := metav1.NewTime(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
 	managed := func() []metav1.ManagedFieldsEntry {
-		return []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: &written, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{}}`)}}}
+		return []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: &written, FieldsV1: metav1.NewFieldsV1(`{"f:spec":{}}`)}}
 	}
-	if (&options{}).cacheOptions().DefaultTransform == nil {
+	transform := (&options{}).cacheOptions().DefaultTransform
+	if transform == nil {
 		t.Fatal("the manager's cache has no transform")
 	}
 	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{ManagedFields: managed()}}
-	if _, err := slimForCache(d); err != nil {
+	if _, err := transform(d); err != nil {
 		t.Fatal(err)
 	}
 	if len(d.ManagedFields) != 1 || d.ManagedFields[0].FieldsV1 == nil || !d.ManagedFields[0].Time.Equal(&written) {
 		t.Errorf("deployment's managed fields: %+v, want them whole (an update of a cached primary sends them back)", d.ManagedFields)
 	}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{ManagedFields: managed()}}
-	if _, err := slimForCache(svc); err != nil {
+	if _, err := transform(svc); err != nil {
 		t.Fatal(err)
 	}
 	if svc.ManagedFields != nil {

@@ -280,6 +280,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, err
 	}
 	if r.Options.Shard != nil && !r.Options.Shard.Matches(labels.Set(c.Labels)) {
+		r.seen.forget(req.NamespacedName)
+		r.readsTarget.Delete(req.NamespacedName)
 		return ctrl.Result{}, nil // another shard's
 	}
 	if err := r.dropLegacyFinalizer(ctx, c); err != nil {

@@ -104,7 +104,8 @@ func workloadChanged() predicate.Funcs {
 // notCreated drops creation events, for the objects only Herald creates (primaries, Services):
 // the pass that created one goes on by itself, and at start-up every Canary is queued by its
 // own creation event anyway. Changes and deletions by others still wake the Canary. Should
-// someone else create a primary a Canary waits for, primaryPoll's timer finds it.
+// someone else create a primary a Canary waits for, or a broken watch's relist bring a primary
+// created and ready meanwhile as one creation, primaryPoll's timer finds it.
 func notCreated() predicate.Funcs {
 	return predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }}
 }

@@ -2,11 +2,13 @@ package canary
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -91,5 +93,50 @@ func TestWatchesTargetTrustsThePassOverTheCache(t *testing.T) {
 	r.readsTarget.Store(types.NamespacedName{Namespace: "test", Name: "podinfo"}, false) // finalised
 	if r.watchesTarget(c) {
 		t.Error("a Canary whose pass finalised it, cached as Progressing, still watches its target")
+	}
+}
+
+// Each pass records whether its Canary reads the target's status, and scaleUp does so before
+// its patch: the cache still shows the idle Canary when the target's first status updates come.
+func TestPassesRecordWhetherTheyReadTheTarget(t *testing.T) {
+	w := newWorld(t, flaggerv1.ProviderKubernetes, &flaggerv1.CanaryAnalysis{Interval: testInterval.String(), Threshold: 2, Iterations: 1})
+	w.initialise()
+	idle := *w.canary() // what the cache shows until the release's status write comes back
+	if w.r.watchesTarget(idle) {
+		t.Fatal("an Initialized Canary wakes on its target's status")
+	}
+	duringScaleUp := false
+	w.r.Client = interceptor.NewClient(w.cl, interceptor.Funcs{
+		Patch: func(ctx context.Context, cl client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if d, ok := obj.(*appsv1.Deployment); ok && d.Name == testName && d.Spec.Replicas != nil && *d.Spec.Replicas > 0 {
+				duringScaleUp = w.r.watchesTarget(idle)
+			}
+			return cl.Patch(ctx, obj, patch, opts...)
+		},
+	})
+	w.release(imageV2)
+	if err := w.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if !duringScaleUp {
+		t.Error("while the target was scaled up, its status updates would not wake the Canary the cache shows idle")
+	}
+	states := w.runToEnd()
+	if last := states[len(states)-1]; !strings.HasPrefix(last, string(flaggerv1.CanaryPhaseSucceeded)) {
+		t.Fatalf("run ended %q", last)
+	}
+	progressing := idle
+	progressing.Status.Phase = flaggerv1.CanaryPhaseProgressing // a cache behind the last pass
+	if w.r.watchesTarget(progressing) {
+		t.Error("after the promotion, the target's scale-down wakes the Canary")
+	}
+	if err := w.cl.Delete(w.ctx, w.canary()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.r.readsTarget.Load(types.NamespacedName{Namespace: testNS, Name: testName}); ok {
+		t.Error("a deleted Canary's entry is kept")
 	}
 }
