@@ -9,12 +9,17 @@ import (
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
-func TestWaitPollStretchesWithTheWaitAndStopsAtTheDeadline(t *testing.T) {
-	start := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+// waitingPass is a pass of a Canary with a 120 s progress deadline that started waiting at start.
+func waitingPass() (p *pass, c *flaggerv1.Canary, start time.Time) {
+	start = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	deadline := int32(120)
-	c := &flaggerv1.Canary{Spec: flaggerv1.CanarySpec{ProgressDeadlineSeconds: &deadline}}
+	c = &flaggerv1.Canary{Spec: flaggerv1.CanarySpec{ProgressDeadlineSeconds: &deadline}}
 	c.Status.LastTransitionTime = metav1.NewTime(start)
-	p := &pass{r: &Reconciler{Options: Options{PodPollInterval: 2 * time.Second}}, c: c}
+	return &pass{r: &Reconciler{Options: Options{PodPollInterval: 2 * time.Second}}, c: c}, c, start
+}
+
+func TestWaitPollStretchesWithTheWaitAndStopsAtTheDeadline(t *testing.T) {
+	p, c, start := waitingPass()
 	for _, tc := range []struct {
 		waited, want time.Duration
 	}{
@@ -48,11 +53,7 @@ func TestWaitPollStretchesWithTheWaitAndStopsAtTheDeadline(t *testing.T) {
 // Waiting for the primary needs no poll but the progress deadline: its status events wake the
 // Canary.
 func TestPrimaryPollWakesOnlyAtTheDeadline(t *testing.T) {
-	start := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	deadline := int32(120)
-	c := &flaggerv1.Canary{Spec: flaggerv1.CanarySpec{ProgressDeadlineSeconds: &deadline}}
-	c.Status.LastTransitionTime = metav1.NewTime(start)
-	p := &pass{r: &Reconciler{Options: Options{PodPollInterval: 2 * time.Second}}, c: c}
+	p, c, start := waitingPass()
 	for _, tc := range []struct {
 		waited, want time.Duration
 	}{
