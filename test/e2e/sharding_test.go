@@ -67,9 +67,11 @@ var _ = Describe("Sharding", Serial, func() {
 		}
 		initialized(ctx, "north")
 		initialized(ctx, "south")
-		Expect(readFile(north.log)).To(ContainSubstring("Initialization done! north."))
+		// A pass announces what it did once its status write is back, a moment after the
+		// phase can be read.
+		Eventually(func() string { return readFile(north.log) }).WithTimeout(5 * time.Second).Should(ContainSubstring("Initialization done! north."))
+		Eventually(func() string { return readFile(south.log) }).WithTimeout(5 * time.Second).Should(ContainSubstring("Initialization done! south."))
 		Expect(readFile(north.log)).NotTo(ContainSubstring(`"canary":"south"`), "north never touches south's Canary")
-		Expect(readFile(south.log)).To(ContainSubstring("Initialization done! south."))
 		Expect(readFile(south.log)).NotTo(ContainSubstring(`"canary":"north"`), "south never touches north's Canary")
 
 		// With south stopped, north's release goes through and south's waits for its shard.
