@@ -206,7 +206,8 @@ var _ = Describe("Istio canaries judged by Prometheus", func() {
 		Eventually(func() *int32 { return deploymentIn(ctx, "faulty").Spec.Replicas }).Should(HaveValue(BeEquivalentTo(0)))
 		Expect(deploymentIn(ctx, "faulty-primary").Spec.Template.Annotations).NotTo(HaveKey(traffic.ErrorRateAnnotation))
 		notes := eventsFor(ctx, "faulty")
-		Expect(notes).To(ContainElement(MatchRegexp(`success rate 5\d(\.\d+)?% < 99%`)))
+		// Half its answers fail: the measured rate is near 50 %, on either side of it.
+		Expect(notes).To(ContainElement(MatchRegexp(`success rate [45]\d(\.\d+)?% < 99%`)))
 		Expect(notes).To(ContainElement(ContainSubstring("failed checks threshold reached 2")))
 		c := getCanary(ctx, "faulty")
 		Expect(c.Status.CanaryWeight).To(Equal(0))
