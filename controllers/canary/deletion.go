@@ -3,6 +3,7 @@ package canary
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -69,9 +70,22 @@ func (r *Reconciler) setupReleaser(mgr ctrl.Manager) error {
 		Watches(&flaggerv1.Canary{}, canaries)
 	for _, kind := range workloads.Kinds {
 		w, _ := workloads.New(kind)
-		b = b.Watches(w.Object(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(isPrimary))
+		b = b.Watches(w.Object(), &handler.EnqueueRequestForObject{}, builder.WithPredicates(isPrimary, mayBeOrphaned()))
 	}
 	return b.Complete(&releaser{r: r})
+}
+
+// mayBeOrphaned lets a primary's events through when it appears (at start-up, one whose Canary
+// went while Herald was stopped) or its labels change. Its rollouts' status updates and its
+// deletion cannot mean its Canary went: that comes as the Canary's own deletion or retargeting,
+// and a release under way polls by itself. Each look costs a read of the Canary.
+func mayBeOrphaned() predicate.Funcs {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return e.ObjectOld == nil || e.ObjectNew == nil || !maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
+		},
+		DeleteFunc: func(event.DeleteEvent) bool { return false },
+	}
 }
 
 // Reconcile releases the target of the primary req names when its Canary is gone.
@@ -88,13 +102,22 @@ func (rl *releaser) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", canaryName, "namespace", req.Namespace, "primary", req.Name)
 	ctx = ctrl.LoggerInto(ctx, log)
 
-	// Read live: acting on a cache that has not seen a new Canary of the same name would
-	// tear down what it is about to use.
-	var c flaggerv1.Canary
-	err = r.APIReader.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: canaryName}, &c)
+	key := types.NamespacedName{Namespace: req.Namespace, Name: canaryName}
+	inUse := func(c *flaggerv1.Canary) bool {
+		return c.DeletionTimestamp.IsZero() &&
+			targetKey(c.Spec.TargetRef.Kind, contract.PrimaryName(c.Spec.TargetRef.Name)) == targetKey(primary.Kind(), req.Name)
+	}
+	// A cache that shows the Canary using this primary is enough to leave it: should the
+	// Canary have gone meanwhile, its deletion event brings the primary back here. Only a
+	// verdict of "gone" is read live: acting on a cache that has not seen a new Canary of the
+	// same name would tear down what it is about to use.
+	var cached, c flaggerv1.Canary
+	if err := r.Client.Get(ctx, key, &cached); err == nil && inUse(&cached) {
+		return ctrl.Result{}, nil
+	}
+	err = r.APIReader.Get(ctx, key, &c)
 	switch {
-	case err == nil && c.DeletionTimestamp.IsZero() &&
-		targetKey(c.Spec.TargetRef.Kind, contract.PrimaryName(c.Spec.TargetRef.Name)) == targetKey(primary.Kind(), req.Name):
+	case err == nil && inUse(&c):
 		return ctrl.Result{}, nil // still in use
 	case err != nil && !apierrors.IsNotFound(err):
 		return ctrl.Result{}, fmt.Errorf("reading canary %s: %w", canaryName, err)

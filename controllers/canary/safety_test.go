@@ -21,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/internal/contract"
@@ -508,5 +510,58 @@ func TestRevertKeepsTheServingCanaryUntilThePrimaryServes(t *testing.T) {
 	w.rollout()
 	if got := w.tick(); !strings.HasPrefix(got, "Succeeded w0") || !strings.HasSuffix(got, "| 100/0") {
 		t.Fatalf("after the primary recovered: %q", got)
+	}
+}
+
+// The releaser looks at a primary when it appears or is relabelled, not at each status update
+// of its rollouts; and a cache that shows the Canary using the primary spares the live read
+// that a verdict of "gone" needs.
+func TestReleaserLooksOnlyWhenACanaryMayBeGone(t *testing.T) {
+	p := mayBeOrphaned()
+	primary := func(ready int32, labels map[string]string) *appsv1.Deployment {
+		d := &appsv1.Deployment{}
+		d.Name, d.Labels, d.Status.ReadyReplicas = testName+"-primary", labels, ready
+		return d
+	}
+	of := map[string]string{contract.LabelPrimaryOf: testName}
+	if p.Update(event.UpdateEvent{ObjectOld: primary(0, of), ObjectNew: primary(1, of)}) {
+		t.Error("a status update of a primary wakes the releaser")
+	}
+	if p.Delete(event.DeleteEvent{Object: primary(1, of)}) {
+		t.Error("a primary's deletion wakes the releaser")
+	}
+	if !p.Update(event.UpdateEvent{ObjectOld: primary(1, of), ObjectNew: primary(1, map[string]string{contract.LabelPrimaryOf: "other"})}) {
+		t.Error("a primary relabelled to another Canary does not wake the releaser")
+	}
+	if !p.Create(event.CreateEvent{Object: primary(1, of)}) {
+		t.Error("a primary found at start-up does not wake the releaser")
+	}
+
+	w := newWorld(t, "kubernetes", nil)
+	w.initialise()
+	var live int
+	w.r.APIReader = interceptor.NewClient(w.cl, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			live++
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	rl := &releaser{r: w.r}
+	req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: testName + "-primary"}}
+	if _, err := rl.Reconcile(w.ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if live != 0 {
+		t.Errorf("%d live reads for a primary whose Canary the cache shows in use", live)
+	}
+	w.deployment(testName + "-primary") // still there
+	if err := w.cl.Delete(w.ctx, w.canary()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rl.Reconcile(w.ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if live != 1 {
+		t.Errorf("%d live reads before releasing the target of a Canary the cache shows gone, want 1", live)
 	}
 }
