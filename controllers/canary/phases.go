@@ -479,13 +479,23 @@ const maxWaitPoll = 30 * time.Second
 // it never sleeps past the progress deadline.
 func (p *pass) waitPoll() time.Duration {
 	base := p.r.Options.PodPollInterval
-	waited := p.now.Sub(p.c.Status.LastTransitionTime.Time)
+	waited, untilDeadline := p.waited()
 	d := min(max(base, waited/4), max(base, maxWaitPoll))
-	deadline := time.Duration(p.c.GetProgressDeadlineSeconds()) * time.Second
-	if left := deadline - waited; left > 0 && left < d {
-		d = left + 100*time.Millisecond // just past it, so that the pass judges it passed
+	if untilDeadline > 0 {
+		d = min(d, untilDeadline)
 	}
 	return d
+}
+
+// waited is how long the wait has lasted, and the time until just past the progress deadline
+// (so that the pass then judges it passed); 0 once it has passed.
+func (p *pass) waited() (waited, untilDeadline time.Duration) {
+	waited = p.now.Sub(p.c.Status.LastTransitionTime.Time)
+	deadline := time.Duration(p.c.GetProgressDeadlineSeconds()) * time.Second
+	if left := deadline - waited; left > 0 {
+		untilDeadline = left + 100*time.Millisecond
+	}
+	return waited, untilDeadline
 }
 
 // maxPrimaryPoll bounds primaryPoll: a safety net, should an event ever be missed.
@@ -497,10 +507,8 @@ const maxPrimaryPoll = 5 * time.Minute
 // thousand Canaries initialising at once then poll nothing while the control plane starts
 // their pods.
 func (p *pass) primaryPoll() time.Duration {
-	waited := p.now.Sub(p.c.Status.LastTransitionTime.Time)
-	deadline := time.Duration(p.c.GetProgressDeadlineSeconds()) * time.Second
-	if left := deadline - waited; left > 0 {
-		return min(left+100*time.Millisecond, maxPrimaryPoll)
+	if _, untilDeadline := p.waited(); untilDeadline > 0 {
+		return min(untilDeadline, maxPrimaryPoll)
 	}
 	return maxWaitPoll
 }
