@@ -129,6 +129,8 @@ type Reconciler struct {
 	// status (wakeups.go). The cache learns it only once the status write comes back, later
 	// than the target's own status updates that follow a scale-up.
 	readsTarget sync.Map // types.NamespacedName → bool
+	// own is what the controller's own writes returned (ownwrites.go).
+	own ownWrites
 }
 
 // SetupWithManager registers the controller. metadataCache is the metadata-only cache of
@@ -186,6 +188,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 			r.Metrics.IncWakeup(source)
 		}
 	}
+	// The events of the controller's own writes wake no one (ownwrites.go).
+	r.Client = recordingClient{Client: r.Client, own: &r.own}
+	notOwn := notOwnWrite(&r.own)
 	ownedBy := counted("route", inc, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &flaggerv1.Canary{}, handler.OnlyControllerOwner()))
 	// Watches rather than For and Owns, so that every source is counted (wakeups.go).
 	b := ctrl.NewControllerManagedBy(mgr).
@@ -194,13 +199,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 		Watches(&flaggerv1.Canary{}, counted("canary", inc, &handler.EnqueueRequestForObject{}),
 			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deletionPredicate(), requestChanged())))
 	// A primary is not owned by its Canary (see sync.go) but labelled with its name; what only
-	// the primary needs is owned by the primary and labelled the same way.
+	// the primary needs is owned by the primary and labelled the same way. So are Herald's
+	// Services; an apex Service Herald made is also owned by the Canary, which finds it should
+	// the label be taken off.
 	byPrimaryOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		name := o.GetLabels()[contract.LabelPrimaryOf]
-		if name == "" {
-			return nil
-		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+		return canaryOf(o, false)
+	})
+	byServiceOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		return canaryOf(o, true)
 	})
 	for _, kind := range workloads.Kinds {
 		w, _ := workloads.New(kind)
@@ -208,27 +214,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 			list, err := targeting(context.Background(), kind, o)
 			return err != nil || slices.ContainsFunc(list, r.watchesTarget)
 		}
-		b = b.Watches(w.Object(), counted("target", inc, byTarget(kind)), builder.WithPredicates(workloadChanged(), statusWatchedBy(watching))).
-			Watches(w.Object(), counted("primary", inc, byPrimaryOf), builder.WithPredicates(workloadChanged(), notCreated()))
+		b = b.Watches(w.Object(), counted("target", inc, byTarget(kind)), builder.WithPredicates(notOwn, workloadChanged(), statusWatchedBy(watching))).
+			Watches(w.Object(), counted("primary", inc, byPrimaryOf), builder.WithPredicates(notOwn, workloadChanged(), notCreated()))
 	}
-	// Herald's Services are labelled with their Canary's name; an apex Service it made is also
-	// owned by the Canary, which finds it should the label be taken off.
-	byServiceOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		name := o.GetLabels()[contract.LabelPrimaryOf]
-		if owner := metav1.GetControllerOf(o); name == "" && owner != nil && owner.Kind == "Canary" && strings.HasPrefix(owner.APIVersion, flaggerv1.GroupVersion.Group+"/") {
-			name = owner.Name
-		}
-		if name == "" {
-			return nil
-		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
-	})
-	b = b.Watches(&corev1.Service{}, counted("service", inc, byServiceOf), builder.WithPredicates(notCreated()))
+	b = b.Watches(&corev1.Service{}, counted("service", inc, byServiceOf), builder.WithPredicates(notOwn, notCreated()))
 	if r.Options.WatchIstio {
-		b = b.Watches(&istionetworking.VirtualService{}, ownedBy).Watches(&istionetworking.DestinationRule{}, ownedBy)
+		b = b.Watches(&istionetworking.VirtualService{}, ownedBy, builder.WithPredicates(notOwn)).
+			Watches(&istionetworking.DestinationRule{}, ownedBy, builder.WithPredicates(notOwn))
 	}
 	for _, kind := range r.Options.OwnedRoutes {
-		b = b.Watches(kind, ownedBy)
+		b = b.Watches(kind, ownedBy, builder.WithPredicates(notOwn))
 	}
 	listCanaries := func(ctx context.Context, l *flaggerv1.CanaryList) error { return mgr.GetCache().List(ctx, l) }
 	b = b.Watches(&flaggerv1.MetricTemplate{}, counted("template", inc, referencedBy(listCanaries, true))).
@@ -245,6 +240,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 		return err
 	}
 	return r.setupReleaser(mgr)
+}
+
+// canaryOf names the Canary a primary or one of Herald's Services belongs to: its
+// LabelPrimaryOf label, else (withOwner) its Canary controller owner.
+func canaryOf(o client.Object, withOwner bool) []reconcile.Request {
+	name := o.GetLabels()[contract.LabelPrimaryOf]
+	if owner := metav1.GetControllerOf(o); name == "" && withOwner && owner != nil && owner.Kind == "Canary" && strings.HasPrefix(owner.APIVersion, flaggerv1.GroupVersion.Group+"/") {
+		name = owner.Name
+	}
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 }
 
 // targetKey is the targetIndex value of a target; an empty kind is a Deployment, as in the API.

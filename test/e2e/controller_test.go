@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,19 +197,11 @@ var _ = Describe("The Canary controller", func() {
 		blueGreen(ctx, "promote", 2, hook("smoke", flaggerv1.PreRolloutHook, pre.URL), hook("notify", flaggerv1.PostRolloutHook, post.URL))
 		initialized(ctx, "promote")
 
-		targetWakeups := func() float64 {
-			m := regexp.MustCompile(`herald_canary_wakeups_total\{source="target"\} (\S+)`).FindStringSubmatch(scrape(herald.MetricsURL))
-			if m == nil {
-				return 0
-			}
-			v, _ := strconv.ParseFloat(m[1], 64)
-			return v
-		}
-		before := targetWakeups()
+		before := wakeups("target")
 		setImage(ctx, "promote", image2)
 		Eventually(phaseOf(ctx, "promote")).WithTimeout(5*time.Second).Should(Equal(flaggerv1.CanaryPhaseProgressing), "detected within a second or two of the apply")
 		// The release came through the target's watch, and was counted as such.
-		Expect(targetWakeups()).To(BeNumerically(">", before))
+		Expect(wakeups("target")).To(BeNumerically(">", before))
 		out, err := kubectl("-n", ctrlNS, "wait", "canary/promote", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=90s")
 		Expect(err).NotTo(HaveOccurred(), out)
 		out, err = kubectl("-n", ctrlNS, "wait", "canary/promote", "--for=condition=promoted", "--timeout=10s")

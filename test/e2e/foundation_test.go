@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +60,17 @@ func scrape(url string) string {
 	b, err := io.ReadAll(resp.Body)
 	Expect(err).NotTo(HaveOccurred())
 	return string(b)
+}
+
+// wakeups is herald_canary_wakeups_total of source: the requests that source's watch queued.
+func wakeups(source string) float64 {
+	m := regexp.MustCompile(`herald_canary_wakeups_total\{source="` + source + `"\} (\S+)`).FindStringSubmatch(scrape(herald.MetricsURL))
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	Expect(err).NotTo(HaveOccurred())
+	return v
 }
 
 var _ = Describe("The local control plane", func() {
