@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 func TestShardSelectorNarrowsTheCanaryCacheAndTheLease(t *testing.T) {
@@ -66,10 +67,9 @@ func TestShardSelectorErrorNamesTheFlag(t *testing.T) {
 	}
 }
 
-// The cache keeps no managed fields (most of a small object's bytes) but those of workloads,
-// whose write times the detection latency reads and whose cached copy a primary's update sends
-// back.
-func TestCacheDropsManagedFieldsButWorkloadWriteTimes(t *testing.T) {
+// The cache keeps no managed fields (most of a small object's bytes) but who wrote a target
+// when, which the detection latency reads; a primary, updated from its cached copy, keeps none.
+func TestCacheKeepsOnlyTargetsWriteTimes(t *testing.T) {
 	written := metav1.NewTime(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
 	managed := func() []metav1.ManagedFieldsEntry {
 		return []metav1.ManagedFieldsEntry{{Manager: "kubectl", Time: &written, FieldsV1: metav1.NewFieldsV1(`{"f:spec":{}}`)}}
@@ -82,8 +82,15 @@ func TestCacheDropsManagedFieldsButWorkloadWriteTimes(t *testing.T) {
 	if _, err := transform(d); err != nil {
 		t.Fatal(err)
 	}
-	if len(d.ManagedFields) != 1 || d.ManagedFields[0].FieldsV1 == nil || !d.ManagedFields[0].Time.Equal(&written) {
-		t.Errorf("deployment's managed fields: %+v, want them whole (an update of a cached primary sends them back)", d.ManagedFields)
+	if len(d.ManagedFields) != 1 || d.ManagedFields[0].FieldsV1 != nil || !d.ManagedFields[0].Time.Equal(&written) || d.ManagedFields[0].Manager != "kubectl" {
+		t.Errorf("target's managed fields: %+v, want who wrote it when, without the fields", d.ManagedFields)
+	}
+	primary := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{ManagedFields: managed(), Labels: map[string]string{contract.LabelPrimaryOf: "podinfo"}}}
+	if _, err := transform(primary); err != nil {
+		t.Fatal(err)
+	}
+	if primary.ManagedFields != nil {
+		t.Errorf("primary's managed fields kept: %+v (an update of the cached copy would send them back)", primary.ManagedFields)
 	}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{ManagedFields: managed()}}
 	if _, err := transform(svc); err != nil {

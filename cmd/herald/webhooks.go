@@ -71,11 +71,13 @@ func (o *options) cacheOptions() cache.Options {
 	return opts
 }
 
-// slimForCache drops from every cached object but workloads the managed fields, most of a small
-// object's size, which nothing Herald does reads. With the list nil, an update from a cached copy
-// leaves the field ownership as it is. Workloads keep theirs whole: the detection latency reads
-// the time of the target's last write, and a primary is written with an update of its cached
-// copy, which would take the ownership of every other manager away if it sent a shortened list.
+// slimForCache drops from every cached object the managed fields, most of a small object's size,
+// which nothing Herald does reads. With the list nil, an update from a cached copy leaves the
+// field ownership as it is. Workloads other than primaries keep who wrote them when (manager,
+// operation, time), not which fields: the detection latency reads the time of the target's last
+// write. A shortened list must never be sent back (it would take every other manager's
+// ownership away): targets are only ever patched, and the controller's create-or-update clears
+// the list before it writes (controllers/canary/sync.go).
 func slimForCache(in any) (any, error) {
 	obj, ok := in.(client.Object)
 	if !ok || obj.GetManagedFields() == nil {
@@ -83,9 +85,15 @@ func slimForCache(in any) (any, error) {
 	}
 	switch in.(type) {
 	case *appsv1.Deployment, *appsv1.DaemonSet, *appsv1.StatefulSet:
-	default:
-		obj.SetManagedFields(nil)
+		if _, primary := obj.GetLabels()[contract.LabelPrimaryOf]; !primary {
+			fields := obj.GetManagedFields()
+			for i := range fields {
+				fields[i].FieldsV1 = nil
+			}
+			return in, nil
+		}
 	}
+	obj.SetManagedFields(nil)
 	return in, nil
 }
 

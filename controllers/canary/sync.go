@@ -32,6 +32,9 @@ import (
 // version set is dropped for the new owner.
 func (p *pass) apply(ctx context.Context, obj client.Object, owner client.Object, mutate func() error) error {
 	res, err := controllerutil.CreateOrUpdate(ctx, p.r.Client, obj, func() error {
+		// The cache keeps at most a shortened list (cmd/herald's slimForCache); sent back, it
+		// would replace every manager's ownership. Nil keeps the server's.
+		obj.SetManagedFields(nil)
 		if err := mutate(); err != nil {
 			return err
 		}

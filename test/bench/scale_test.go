@@ -1,12 +1,10 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,7 +42,8 @@ import (
 // Progressing) and apply → Succeeded against the ideal (iterations × interval).
 //
 // `make bench` runs the short form (N=20, 10 s idle); `make bench-scale` the long one
-// (HERALD_SCALE_N="100 300 1000"). The table and a plot of Initialized over time are written
+// (HERALD_SCALE_N="100 300 1000"). HERALD_SCALE_CONTROLLERS runs one side only
+// ("herald" or "flagger"); HERALD_SCALE_FLAGS adds flags to Herald's command line. The table and a plot of Initialized over time are written
 // to bin/bench/scale/.
 func BenchmarkScale(b *testing.B) {
 	cfg := scaleConfigFromEnv(b)
@@ -137,21 +139,20 @@ type scaleResult struct {
 	initialized time.Duration
 	// curve is the number of Initialized Canaries over time since the same start.
 	curve []point
-	// reconciles per Canary (controller-runtime's canary controller; none for Flagger) and
-	// API server requests per Canary (all clients, counted by the API server) until all
-	// were Initialized.
-	reconciles, requests float64
-	// wakeups is what woke the Canaries until all were Initialized, per Canary and source
-	// (herald_canary_wakeups_total, counted as queued: the queue merges a request for a Canary
-	// already waiting, so reconciles can be fewer).
-	wakeups map[string]float64
-	// releaseReconciles is the reconciles per release of the 20 releases at once, from just
-	// before the patches to the last Succeeded.
-	releaseReconciles    float64
-	rssMB                float64
-	idleCPU              float64 // share of a core over the idle window
-	detection, succeeded []time.Duration
-	ideal                time.Duration
+	// requests is the API server requests per Canary (all clients, counted by the API
+	// server) until all were Initialized.
+	requests float64
+	// init is Herald's work until all were Initialized, per Canary: reconciles of the canary
+	// controller, and what woke them (herald_canary_wakeups_total, counted as queued: the queue
+	// merges a request for a Canary already waiting, so reconciles can be fewer). release is
+	// the same per release of the releases at once, from just before the patches to the last
+	// Succeeded; longer per release of the second round, with extraIterations more analysis
+	// steps. None of it for Flagger, which walks every Canary each control loop.
+	init, release, longer heraldCounts
+	rssMB, anonMB         float64
+	idleCPU               float64 // share of a core over the idle window
+	detection, succeeded  []time.Duration
+	ideal                 time.Duration
 	// rollouts is, per release, the control plane's own share: the canary's and the
 	// primary's rollouts, from when the controller asked for each (see releases).
 	rollouts []time.Duration
@@ -165,12 +166,14 @@ type point struct {
 func (r scaleResult) report(b *testing.B) {
 	b.ReportMetric(r.initialized.Seconds(), "to-all-initialized-s")
 	b.ReportMetric(r.apply.Seconds(), "bulk-apply-s")
-	b.ReportMetric(r.reconciles, "reconciles/canary")
 	b.ReportMetric(r.requests, "api-requests/canary")
-	if r.releaseReconciles > 0 {
-		b.ReportMetric(r.releaseReconciles, "reconciles/release")
+	if r.controller == "herald" {
+		b.ReportMetric(r.init.reconciles, "reconciles/canary")
+		b.ReportMetric(r.release.reconciles, "reconciles/release")
+		b.ReportMetric(r.perStep(), "reconciles/extra-step")
 	}
 	b.ReportMetric(r.rssMB, "rss-MB")
+	b.ReportMetric(r.anonMB, "rss-anon-MB")
 	b.ReportMetric(100*r.idleCPU, "idle-cpu-%")
 	if len(r.detection) > 0 {
 		b.ReportMetric(quantile(r.detection, 0.5).Seconds(), "detect-p50-s")
@@ -179,6 +182,12 @@ func (r scaleResult) report(b *testing.B) {
 		b.ReportMetric(r.succeeded[len(r.succeeded)-1].Seconds(), "to-succeeded-max-s")
 		b.ReportMetric(quantile(r.rollouts, 0.5).Seconds(), "rollouts-p50-s")
 	}
+}
+
+// perStep is the reconciles one more analysis step costs: the second round of releases less
+// the first, per extra iteration.
+func (r scaleResult) perStep() float64 {
+	return (r.longer.reconciles - r.release.reconciles) / extraIterations
 }
 
 // scaleIterations is the analysis steps of each Canary: a release takes scaleIterations
@@ -257,15 +266,18 @@ func waitInitialized(ctx context.Context, c client.Client, n int, start time.Tim
 	}
 }
 
-// releaseImage is the image the releases roll out.
-const releaseImage = "ghcr.io/stefanprodan/podinfo:6.0.1"
+// releaseImage is the image the releases roll out; releaseImage2 that of the second round.
+const (
+	releaseImage  = "ghcr.io/stefanprodan/podinfo:6.0.1"
+	releaseImage2 = "ghcr.io/stefanprodan/podinfo:6.0.2"
+)
 
 // releases patches the image of the first k Deployments at once and returns, per Canary, the
 // time from its patch to Progressing and to Succeeded, and the control plane's own share of
 // each release: from Progressing until the canary ran the new revision on every replica, plus
 // from Promoting until the primary did (the same for both controllers; the rest is theirs).
 // start runs just before the patches (to take the figures the releases are measured from).
-func releases(ctx context.Context, c client.Client, k int, timeout time.Duration, start func() error) (detect, done, rollouts []time.Duration, err error) {
+func releases(ctx context.Context, c client.Client, k int, timeout time.Duration, image string, start func() error) (detect, done, rollouts []time.Duration, err error) {
 	if err := start(); err != nil {
 		return nil, nil, nil, err
 	}
@@ -275,7 +287,7 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 	for i := range k {
 		g.Go(func() error {
 			name := fmt.Sprintf("app-%04d", i)
-			patch := `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"` + releaseImage + `"}]}}}}`
+			patch := `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"` + image + `"}]}}}}`
 			t := time.Now()
 			if err := c.Patch(gctx, rolloutTarget(name), client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
 				return err
@@ -331,14 +343,14 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 				first(&s.succeeded)
 			}
 			if !s.detected.IsZero() && s.canaryUp.IsZero() {
-				if up, err := rolledOut(ctx, c, name); err != nil {
+				if up, err := rolledOut(ctx, c, name, image); err != nil {
 					return nil, nil, nil, err
 				} else if up {
 					first(&s.canaryUp)
 				}
 			}
 			if !s.promoting.IsZero() && s.primaryUp.IsZero() {
-				if up, err := rolledOut(ctx, c, name+"-primary"); err != nil {
+				if up, err := rolledOut(ctx, c, name+"-primary", image); err != nil {
 					return nil, nil, nil, err
 				} else if up {
 					first(&s.primaryUp)
@@ -365,14 +377,14 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 	return detect, done, rollouts, nil
 }
 
-// rolledOut reports whether Deployment name runs releaseImage on every replica.
-func rolledOut(ctx context.Context, c client.Client, name string) (bool, error) {
+// rolledOut reports whether Deployment name runs image on every replica.
+func rolledOut(ctx context.Context, c client.Client, name, image string) (bool, error) {
 	d := rolloutTarget(name)
 	if err := c.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
 	st := d.Status
-	return len(d.Spec.Template.Spec.Containers) > 0 && d.Spec.Template.Spec.Containers[0].Image == releaseImage &&
+	return len(d.Spec.Template.Spec.Containers) > 0 && d.Spec.Template.Spec.Containers[0].Image == image &&
 		d.Spec.Replicas != nil && *d.Spec.Replicas > 0 && st.ObservedGeneration >= d.Generation &&
 		st.UpdatedReplicas == *d.Spec.Replicas && st.Replicas == st.UpdatedReplicas && st.AvailableReplicas == st.UpdatedReplicas, nil
 }
@@ -392,57 +404,103 @@ func apiRequests(ctx context.Context, cfg *rest.Config) (float64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	return sumSeries(resp.Body, "apiserver_request_total{")
-}
-
-// sumSeries adds the values of every sample of a Prometheus text exposition whose line starts
-// with prefix.
-func sumSeries(r io.Reader, prefix string) (float64, error) {
-	sum := 0.0
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum, sc.Err()
-}
-
-func scrapeSum(url, prefix string) (float64, error) {
-	resp, err := http.Get(url)
+	fams, err := families(resp.Body)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	return sumSeries(resp.Body, prefix)
+	return sumBy(fams, "apiserver_request_total", "", nil)[""], nil
 }
 
-// idle measures RSS, and CPU as a share of one core over d, of process pid.
-func idle(pid int, d time.Duration) (rssMB, cpu float64, err error) {
+// families parses a Prometheus text exposition.
+func families(r io.Reader) (map[string]*dto.MetricFamily, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(r)
+}
+
+// sumBy adds the samples of family name whose labels include every pair of match, by the value
+// of label (all under "" when label is "").
+func sumBy(fams map[string]*dto.MetricFamily, name, label string, match map[string]string) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range fams[name].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if !mapsContain(labels, match) {
+			continue
+		}
+		key := ""
+		if label != "" {
+			key = labels[label]
+		}
+		out[key] += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+	}
+	return out
+}
+
+func mapsContain(m, sub map[string]string) bool {
+	for k, v := range sub {
+		if m[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// heraldCounts is what Herald's metrics say of the Canary controller's work so far.
+type heraldCounts struct {
+	reconciles float64
+	wakeups    map[string]float64 // herald_canary_wakeups_total by source
+}
+
+func scrapeHerald(url string) (heraldCounts, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return heraldCounts{}, err
+	}
+	defer resp.Body.Close()
+	fams, err := families(resp.Body)
+	if err != nil {
+		return heraldCounts{}, err
+	}
+	return heraldCounts{
+		reconciles: sumBy(fams, "controller_runtime_reconcile_total", "", map[string]string{"controller": "canary"})[""],
+		wakeups:    sumBy(fams, "herald_canary_wakeups_total", "source", nil),
+	}, nil
+}
+
+// per is what was done between c0 and c, per unit (per Canary, per release).
+func (c heraldCounts) per(c0 heraldCounts, units int) heraldCounts {
+	out := heraldCounts{reconciles: (c.reconciles - c0.reconciles) / float64(units), wakeups: map[string]float64{}}
+	for k, v := range c.wakeups {
+		if d := (v - c0.wakeups[k]) / float64(units); d != 0 {
+			out.wakeups[k] = d
+		}
+	}
+	return out
+}
+
+// idle measures RSS (and its anonymous part: the heap, stacks and runtime, not the mapped
+// binary), and CPU as a share of one core over d, of process pid.
+func idle(pid int, d time.Duration) (rssMB, anonMB, cpu float64, err error) {
 	before, err := harness.ProcCPUTime(pid)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	time.Sleep(d)
 	after, err := harness.ProcCPUTime(pid)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	rss, _, err := harness.ProcMemory(pid)
-	return float64(rss) / (1 << 20), float64(after-before) / float64(d), err
+	st, err := harness.ProcStatus(pid)
+	return float64(st["VmRSS"]) / (1 << 20), float64(st["RssAnon"]) / (1 << 20), float64(after-before) / float64(d), err
 }
 
 func nodesFor(n int) int { return n/400 + 1 }
 
 func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	ctx := context.Background()
-	c, h, env := startHeraldWith(b, cluster.Options{Nodes: nodesFor(n)})
+	c, h, env := startHeraldWith(b, cluster.Options{Nodes: nodesFor(n)}, strings.Fields(os.Getenv("HERALD_SCALE_FLAGS"))...)
 	_ = flaggerv1.AddToScheme(c.Scheme())
 	r := scaleResult{controller: "herald", n: n, ideal: scaleIterations * cfg.interval}
 	reqs0, err := apiRequests(ctx, env.Config)
@@ -453,6 +511,7 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	if r.apply, err = applyAll(ctx, c, n, cfg.interval); err != nil {
 		b.Fatal(err)
 	}
+	progress("herald N=%d: bulk apply %.1f s", n, r.apply.Seconds())
 	if r.curve, r.initialized, err = waitInitialized(ctx, c, n, start, initTimeout(n)); err != nil {
 		b.Fatal(err)
 	}
@@ -461,60 +520,65 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 		b.Fatal(err)
 	}
 	r.requests = (reqs1 - reqs0 - float64(2*n)) / float64(n) // less the apply's own creates
-	rec, err := scrapeSum(h.MetricsURL, `controller_runtime_reconcile_total{controller="canary"`)
+	progress("herald N=%d: all Initialized in %.1f s", n, r.initialized.Seconds())
+	counts, err := scrapeHerald(h.MetricsURL)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.reconciles = rec / float64(n)
-	if r.wakeups, err = scrapeBySource(h.MetricsURL, "herald_canary_wakeups_total"); err != nil {
+	r.init = counts.per(heraldCounts{}, n)
+	if r.rssMB, r.anonMB, r.idleCPU, err = idle(h.Pid(), cfg.idle); err != nil {
 		b.Fatal(err)
 	}
-	for k, v := range r.wakeups {
-		r.wakeups[k] = v / float64(n)
-	}
-	if r.rssMB, r.idleCPU, err = idle(h.Pid(), cfg.idle); err != nil {
-		b.Fatal(err)
-	}
-	var rec0 float64
+	k := min(cfg.releases, n)
+	var c0 heraldCounts
 	scrape := func() (err error) {
-		rec0, err = scrapeSum(h.MetricsURL, `controller_runtime_reconcile_total{controller="canary"`)
+		c0, err = scrapeHerald(h.MetricsURL)
 		return err
 	}
-	if r.detection, r.succeeded, r.rollouts, err = releases(ctx, c, min(cfg.releases, n), 10*time.Minute+20*cfg.interval, scrape); err != nil {
+	if r.detection, r.succeeded, r.rollouts, err = releases(ctx, c, k, releaseTimeout(cfg), releaseImage, scrape); err != nil {
 		b.Fatal(err)
 	}
-	rec1, err := scrapeSum(h.MetricsURL, `controller_runtime_reconcile_total{controller="canary"`)
+	c1, err := scrapeHerald(h.MetricsURL)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.releaseReconciles = (rec1 - rec0) / float64(len(r.detection))
+	r.release = c1.per(c0, len(r.detection))
+	progress("herald N=%d: %d releases Succeeded, p50 %.1f s; now again with %d more analysis steps", n, k, quantile(r.succeeded, 0.5).Seconds(), extraIterations)
+
+	// The same releases again with extraIterations more analysis steps each: the difference is
+	// what one more analysis step costs, apart from the rollouts and promotion around the steps.
+	for i := range k {
+		var cn flaggerv1.Canary
+		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: fmt.Sprintf("app-%04d", i)}, &cn); err != nil {
+			b.Fatal(err)
+		}
+		cn.Spec.Analysis.Iterations = scaleIterations + extraIterations
+		if err := c.Update(ctx, &cn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second) // the passes the spec changes wake are not the releases'
+	if _, _, _, err = releases(ctx, c, k, releaseTimeout(cfg)+extraIterations*cfg.interval, releaseImage2, scrape); err != nil {
+		b.Fatal(err)
+	}
+	c2, err := scrapeHerald(h.MetricsURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.longer = c2.per(c0, k)
 	return r
 }
 
-// scrapeBySource sums the samples of counter name by their source label.
-func scrapeBySource(url, name string) (map[string]float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name+`{source="`)
-		if !ok {
-			continue
-		}
-		source, _, _ := strings.Cut(rest, `"`)
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			out[source] += v
-		}
-	}
-	return out, sc.Err()
+// progress tells the one watching a run of many minutes where it is (a benchmark's own log
+// shows only at its end).
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05")+" bench-scale: "+format+"\n", args...)
 }
+
+// extraIterations is how many more analysis steps the second round of releases takes.
+const extraIterations = 4
+
+func releaseTimeout(cfg scaleConfig) time.Duration { return 10*time.Minute + 20*cfg.interval }
 
 func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) scaleResult {
 	ctx := context.Background()
@@ -552,6 +616,7 @@ func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) 
 		b.Fatal(err)
 	}
 	r.apply = r.applyAlone
+	progress("flagger N=%d: bulk apply %.1f s (no controller)", n, r.apply.Seconds())
 	reqs0, err := apiRequests(ctx, env.Config)
 	if err != nil {
 		b.Fatal(err)
@@ -578,16 +643,16 @@ func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) 
 	if r.curve, r.initialized, err = waitInitialized(ctx, c, n, start, initTimeout(n)); err != nil {
 		b.Fatal(err)
 	}
+	progress("flagger N=%d: all Initialized in %.1f s", n, r.initialized.Seconds())
 	reqs1, err := apiRequests(ctx, env.Config)
 	if err != nil {
 		b.Fatal(err)
 	}
 	r.requests = (reqs1 - reqs0) / float64(n)
-	r.reconciles = math.NaN() // Flagger has no reconcile count: it walks every Canary each control loop
-	if r.rssMB, r.idleCPU, err = idle(f.Pid(), cfg.idle); err != nil {
+	if r.rssMB, r.anonMB, r.idleCPU, err = idle(f.Pid(), cfg.idle); err != nil {
 		b.Fatal(err)
 	}
-	if r.detection, r.succeeded, r.rollouts, err = releases(ctx, c, min(cfg.releases, n), 20*time.Minute+20*cfg.interval, func() error { return nil }); err != nil {
+	if r.detection, r.succeeded, r.rollouts, err = releases(ctx, c, min(cfg.releases, n), 20*time.Minute+20*cfg.interval, releaseImage, func() error { return nil }); err != nil {
 		b.Fatal(err)
 	}
 	return r
@@ -608,44 +673,48 @@ func freeTCPPort() (int, error) {
 func scaleTable(cfg scaleConfig, rs []scaleResult) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Blue/green Canaries (provider kubernetes, interval %s, iterations %d), one fresh local control plane per run; %s idle window.\n\n", cfg.interval, scaleIterations, cfg.idle)
-	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary (init) | reconciles / release (÷ iterations) | API requests / Canary | RSS | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal: iterations × interval + the control plane's rollouts, p50) |\n")
-	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary (init) | reconciles / release (÷ iterations) | reconciles / extra analysis step | API requests / Canary | RSS (anonymous) | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal: iterations × interval + the control plane's rollouts, p50) |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 	for _, r := range rs {
 		apply := sec(r.apply)
 		if r.applyAlone > 0 {
 			apply = "(" + sec(r.applyAlone) + ")"
 		}
-		rec, relRec := "–", "–"
-		if !math.IsNaN(r.reconciles) {
-			rec = fmt.Sprintf("%.1f", r.reconciles)
-		}
-		if r.releaseReconciles > 0 {
-			relRec = fmt.Sprintf("%.1f (%.1f)", r.releaseReconciles, r.releaseReconciles/scaleIterations)
+		rec, relRec, step := "–", "–", "–"
+		if r.controller == "herald" {
+			rec = fmt.Sprintf("%.1f", r.init.reconciles)
+			relRec = fmt.Sprintf("%.1f (%.1f)", r.release.reconciles, r.release.reconciles/scaleIterations)
+			step = fmt.Sprintf("%.1f", r.perStep())
 		}
 		det, suc := "–", "–"
 		if len(r.detection) > 0 {
 			det = sec(quantile(r.detection, 0.5)) + " / " + sec(quantile(r.detection, 0.99))
 			suc = sec(quantile(r.succeeded, 0.5)) + " / " + sec(r.succeeded[len(r.succeeded)-1]) + " (" + sec(r.ideal) + " + " + sec(quantile(r.rollouts, 0.5)) + ")"
 		}
-		fmt.Fprintf(&sb, "| %d | %s | %s | %s | %s | %s | %.1f | %.0f MB | %.1f%% | %d | %s | %s |\n",
-			r.n, r.controller, apply, sec(r.initialized), rec, relRec, r.requests, r.rssMB, 100*r.idleCPU, len(r.detection), det, suc)
+		fmt.Fprintf(&sb, "| %d | %s | %s | %s | %s | %s | %s | %.1f | %.0f MB (%.0f MB) | %.1f%% | %d | %s | %s |\n",
+			r.n, r.controller, apply, sec(r.initialized), rec, relRec, step, r.requests, r.rssMB, r.anonMB, 100*r.idleCPU, len(r.detection), det, suc)
 	}
-	if slices.ContainsFunc(rs, func(r scaleResult) bool { return len(r.wakeups) > 0 }) {
-		sb.WriteString("\nWhat woke Herald's Canaries until all were Initialized, per Canary (herald_canary_wakeups_total, as queued: the queue merges a request for a Canary already waiting; the rest of the reconciles ran on timers or retries):\n\n")
+	if slices.ContainsFunc(rs, func(r scaleResult) bool { return r.controller == "herald" }) {
+		fmt.Fprintf(&sb, "\nWhat woke Herald's Canaries (herald_canary_wakeups_total, as queued: the queue merges a request for a Canary already waiting; the other reconciles ran on timers or retries). Per Canary until all were Initialized; per release of the first round (%d iterations), and of the second (%d):\n\n", scaleIterations, scaleIterations+extraIterations)
 	}
 	for _, r := range rs {
-		if len(r.wakeups) == 0 {
+		if r.controller != "herald" {
 			continue
 		}
-		keys := slices.Sorted(maps.Keys(r.wakeups))
-		parts := make([]string, 0, len(keys))
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s %.1f", k, r.wakeups[k]))
-		}
-		fmt.Fprintf(&sb, "- N = %d: %s\n", r.n, strings.Join(parts, ", "))
+		fmt.Fprintf(&sb, "- N = %d: initialisation %s; release %s; longer release %s\n", r.n, bySource(r.init.wakeups), bySource(r.release.wakeups), bySource(r.longer.wakeups))
 	}
 	return sb.String()
+}
+
+// bySource lists wakeups as "source n, ...".
+func bySource(w map[string]float64) string {
+	keys := slices.Sorted(maps.Keys(w))
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, w[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // initializedPlot draws, per run, the share of Canaries Initialized over time as an SVG.

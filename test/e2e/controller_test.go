@@ -207,7 +207,14 @@ var _ = Describe("The Canary controller", func() {
 		out, err = kubectl("-n", ctrlNS, "wait", "canary/promote", "--for=condition=promoted", "--timeout=10s")
 		Expect(err).NotTo(HaveOccurred(), out)
 
-		Expect(deploymentIn(ctx, "promote-primary").Spec.Template.Spec.Containers[0].Image).To(Equal(image2))
+		promoted := deploymentIn(ctx, "promote-primary")
+		Expect(promoted.Spec.Template.Spec.Containers[0].Image).To(Equal(image2))
+		// Herald updated the primary from its cached copy, which keeps no managed fields: the
+		// update left every manager's field ownership as it was.
+		Expect(promoted.ManagedFields).To(ContainElement(HaveField("Manager", "kube-controller-manager")))
+		for _, f := range promoted.ManagedFields {
+			Expect(f.FieldsV1).NotTo(BeNil(), "the field ownership of %s was lost", f.Manager)
+		}
 		Expect(*deploymentIn(ctx, "promote").Spec.Replicas).To(BeZero())
 		c := getCanary(ctx, "promote")
 		Expect(c.Status.LastPromotedSpec).To(Equal(c.Status.LastAppliedSpec))

@@ -142,27 +142,28 @@ func (h *Herald) CPUTime() (time.Duration, error) { return ProcCPUTime(h.proc.Pi
 // ProcMemory returns the resident set size of process pid now and its peak so far (VmRSS and
 // VmHWM of /proc/<pid>/status), in bytes.
 func ProcMemory(pid int) (rss, peak int64, err error) {
+	st, err := ProcStatus(pid)
+	return st["VmRSS"], st["VmHWM"], err
+}
+
+// ProcStatus is the sizes /proc/<pid>/status reports (VmRSS, RssAnon, RssFile, ...), in bytes.
+func ProcStatus(pid int) (map[string]int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
+	out := map[string]int64{}
 	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
+		name, rest, ok := strings.Cut(line, ":")
+		f := strings.Fields(rest)
+		if !ok || len(f) != 2 || f[1] != "kB" {
 			continue
 		}
-		kb, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil {
-			continue
-		}
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
+		if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			out[name] = kb << 10
 		}
 	}
-	return rss, peak, nil
+	return out, nil
 }
 
 // ProcCPUTime is the CPU time (user + system) process pid has used so far, from /proc.
