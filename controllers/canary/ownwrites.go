@@ -2,39 +2,53 @@ package canary
 
 import (
 	"context"
+	"reflect"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-
-	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
-// The watch event of Herald's own write tells the pass that made it nothing new: that pass
-// goes on from what the write returned and has already asked to come back when it needs to
-// (a timer, or the events of what the write sets going: a rollout's status updates). Yet each
-// such event woke the Canary again: the target's scale-up and scale-down, the primary's new
-// template, each route weight. ownWrites remembers the resourceVersion each write returned, and
-// notOwnWrite drops the one update event that carries it; any later change, by anyone, has
-// another resourceVersion and still wakes.
+// The watch event of a Canary pass's own write tells that pass nothing new: it goes on from what
+// the write returned and has already asked to come back when it needs to (a timer, or the
+// events of what the write sets going: a rollout's status updates). Yet each such event woke
+// the Canary again: the primary's new template, each route weight, each Service change.
+// ownWrites remembers the resourceVersion each such write returned, and notOwnWrite drops the
+// one update event that carries it; any later change, by anyone, has another resourceVersion
+// and still wakes.
+//
+// Only creates and updates are remembered. Both are tied to the version they were made from
+// (an update with a stale resourceVersion is refused), so the version they return is that of
+// the write itself. A merge patch is not: one that changes nothing returns the object's current
+// version, possibly someone else's write the pass never saw, whose event must not be dropped.
 
-// ownWrites maps an object's UID to the resourceVersion Herald's last write of it returned.
-type ownWrites struct{ m sync.Map }
+// ownWrites maps an object's UID to the resourceVersion the last own write of it returned.
+type ownWrites struct {
+	m sync.Map // types.UID → string
+	// kinds are the object types whose watches forget deleted objects (notOwnWrite); writes
+	// of any other kind are not remembered, as nothing would ever forget them.
+	kinds sync.Map // reflect.Type → bool
+}
+
+// watch returns the predicate for the watch of obj's kind, whose writes are from then on
+// remembered.
+func (w *ownWrites) watch(obj client.Object) predicate.Funcs {
+	w.kinds.Store(reflect.TypeOf(obj), true)
+	return notOwnWrite(w)
+}
 
 func (w *ownWrites) record(o client.Object) {
-	switch o.(type) {
-	case *corev1.ConfigMap, *corev1.Secret, *flaggerv1.Canary:
-		return // not watched through notOwnWrite, which forgets what is deleted
+	if _, watched := w.kinds.Load(reflect.TypeOf(o)); !watched {
+		return
 	}
 	if uid := o.GetUID(); uid != "" && o.GetResourceVersion() != "" {
 		w.m.Store(uid, o.GetResourceVersion())
 	}
 }
 
-// isOwn reports whether o, as an update event brings it, is what Herald's last write of it left.
+// isOwn reports whether o, as an update event brings it, is what the last own write left.
 func (w *ownWrites) isOwn(o client.Object) bool {
 	v, ok := w.m.Load(o.GetUID())
 	return ok && v.(string) == o.GetResourceVersion()
@@ -42,7 +56,7 @@ func (w *ownWrites) isOwn(o client.Object) bool {
 
 func (w *ownWrites) forget(uid types.UID) { w.m.Delete(uid) }
 
-// notOwnWrite drops the update events of Herald's own writes, and forgets a deleted object.
+// notOwnWrite drops the update events of own writes, and forgets a deleted object.
 func notOwnWrite(w *ownWrites) predicate.Funcs {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool { return e.ObjectNew == nil || !w.isOwn(e.ObjectNew) },
@@ -55,29 +69,30 @@ func notOwnWrite(w *ownWrites) predicate.Funcs {
 	}
 }
 
-// recordingClient is the Canary controller's client: it records the resourceVersion each of its
-// writes returned (controller-runtime's client puts the server's answer into the object).
-// Status writes go to the Canary, whose status changes wake nothing anyway.
+// passKey marks the context of a Canary pass: the releaser shares the client, but its writes
+// are not a pass's (another Canary of the same target must see them).
+type passKey struct{}
+
+func inPass(ctx context.Context) context.Context { return context.WithValue(ctx, passKey{}, true) }
+
+// recordingClient records the resourceVersion each create and update of a pass returned
+// (controller-runtime's client puts the server's answer into the object).
 type recordingClient struct {
 	client.Client
 	own *ownWrites
 }
 
-func (c recordingClient) done(o client.Object, err error) error {
-	if err == nil {
+func (c recordingClient) done(ctx context.Context, o client.Object, err error) error {
+	if err == nil && ctx.Value(passKey{}) != nil {
 		c.own.record(o)
 	}
 	return err
 }
 
 func (c recordingClient) Create(ctx context.Context, o client.Object, opts ...client.CreateOption) error {
-	return c.done(o, c.Client.Create(ctx, o, opts...))
+	return c.done(ctx, o, c.Client.Create(ctx, o, opts...))
 }
 
 func (c recordingClient) Update(ctx context.Context, o client.Object, opts ...client.UpdateOption) error {
-	return c.done(o, c.Client.Update(ctx, o, opts...))
-}
-
-func (c recordingClient) Patch(ctx context.Context, o client.Object, p client.Patch, opts ...client.PatchOption) error {
-	return c.done(o, c.Client.Patch(ctx, o, p, opts...))
+	return c.done(ctx, o, c.Client.Update(ctx, o, opts...))
 }

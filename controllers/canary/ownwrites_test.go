@@ -14,10 +14,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 )
 
-// The update event of the controller's own write wakes no one; a later change by someone else
-// does, and so does the deletion, after which the object is forgotten.
+// The update event of a pass's own write wakes no one; a later change by someone else does, and
+// so does the deletion, after which the object is forgotten. Patches, writes outside a pass
+// (the releaser's) and kinds no watch forgets are not remembered.
 func TestOwnWritesWakeNoOne(t *testing.T) {
 	ctx := context.Background()
+	pass := inPass(ctx)
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -25,7 +27,7 @@ func TestOwnWritesWakeNoOne(t *testing.T) {
 	others := fake.NewClientBuilder().WithScheme(scheme).Build()
 	own := &ownWrites{}
 	ours := recordingClient{Client: others, own: own}
-	p := notOwnWrite(own)
+	p := own.watch(&appsv1.Deployment{})
 
 	d := &appsv1.Deployment{}
 	d.Namespace, d.Name, d.UID = "ns", "podinfo", "uid-1"
@@ -33,28 +35,49 @@ func TestOwnWritesWakeNoOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := d.DeepCopy()
-	scaled := d.DeepCopy()
-	scaled.Spec.Replicas = ptr.To(int32(2))
-	if err := ours.Patch(ctx, scaled, client.MergeFrom(before)); err != nil {
+	promoted := d.DeepCopy()
+	promoted.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", Image: "podinfo:2"}}
+	if err := ours.Update(pass, promoted); err != nil {
 		t.Fatal(err)
 	}
-	if p.Update(event.UpdateEvent{ObjectOld: before, ObjectNew: scaled}) {
-		t.Error("the event of Herald's own scale-up wakes the Canary")
+	if p.Update(event.UpdateEvent{ObjectOld: before, ObjectNew: promoted}) {
+		t.Error("the event of a pass's own update wakes the Canary")
 	}
 
-	edited := scaled.DeepCopy()
-	edited.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", Image: "podinfo:2"}}
+	edited := promoted.DeepCopy()
+	edited.Spec.Replicas = ptr.To(int32(3))
 	if err := others.Update(ctx, edited); err != nil {
 		t.Fatal(err)
 	}
-	if !p.Update(event.UpdateEvent{ObjectOld: scaled, ObjectNew: edited}) {
-		t.Error("a user's change after Herald's write does not wake the Canary")
+	if !p.Update(event.UpdateEvent{ObjectOld: promoted, ObjectNew: edited}) {
+		t.Error("a user's change after the pass's write does not wake the Canary")
 	}
 
-	if err := ours.Update(ctx, edited); err != nil {
+	// A merge patch that changes nothing returns the current version, someone else's.
+	noop := edited.DeepCopy()
+	if err := ours.Patch(pass, noop, client.MergeFrom(edited)); err != nil {
 		t.Fatal(err)
 	}
-	if !p.Delete(event.DeleteEvent{Object: edited}) {
+	if v, _ := own.m.Load(d.UID); v != promoted.ResourceVersion {
+		t.Errorf("a patch was remembered (%v): one that changes nothing returns someone else's version", v)
+	}
+	released := &appsv1.Deployment{}
+	if err := others.Get(ctx, client.ObjectKeyFromObject(d), released); err != nil {
+		t.Fatal(err)
+	}
+	released.Spec.Replicas = ptr.To(int32(1))
+	if err := ours.Update(ctx, released); err != nil { // not in a pass: the releaser's
+		t.Fatal(err)
+	}
+	if !p.Update(event.UpdateEvent{ObjectOld: edited, ObjectNew: released}) {
+		t.Error("the releaser's write is taken for a pass's own")
+	}
+
+	released.Spec.Replicas = ptr.To(int32(2))
+	if err := ours.Update(pass, released); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Delete(event.DeleteEvent{Object: released}) {
 		t.Error("a deletion does not wake the Canary")
 	}
 	if _, kept := own.m.Load(d.UID); kept {
@@ -64,7 +87,7 @@ func TestOwnWritesWakeNoOne(t *testing.T) {
 	// What no watch with notOwnWrite sees is not kept: nothing would forget it.
 	cm := &corev1.ConfigMap{}
 	cm.Namespace, cm.Name, cm.UID = "ns", "config-primary", "uid-2"
-	if err := ours.Create(ctx, cm); err != nil {
+	if err := ours.Create(pass, cm); err != nil {
 		t.Fatal(err)
 	}
 	if _, kept := own.m.Load(cm.UID); kept {

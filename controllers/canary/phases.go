@@ -85,11 +85,26 @@ func (p *pass) run(ctx context.Context) (_ ctrl.Result, err error) {
 		}
 		return p.analyse(ctx)
 	case flaggerv1.CanaryPhasePromoting:
-		return p.promoting(ctx)
+		return p.pendingRevision(p.promoting(ctx))
 	case flaggerv1.CanaryPhaseFinalising:
-		return p.finalising(ctx)
+		return p.pendingRevision(p.finalising(ctx))
 	}
 	return ctrl.Result{}, nil
+}
+
+// pendingRevision comes back at once when a promotion has just ended (Succeeded or Failed)
+// while the target already holds a newer revision. The change was seen by a pass of the
+// promotion, which does not restart for it, and nothing else is bound to wake the Canary: the
+// target's status is not watched once it is idle, and the pass's own writes wake nothing
+// (ownwrites.go).
+func (p *pass) pendingRevision(res ctrl.Result, err error) (ctrl.Result, error) {
+	phase := p.c.Status.Phase
+	if err != nil || res.RequeueAfter > 0 || p.rev == "" || p.rev == p.c.Status.LastAppliedSpec ||
+		(phase != flaggerv1.CanaryPhaseSucceeded && phase != flaggerv1.CanaryPhaseFailed) {
+		return res, err
+	}
+	p.log.Info("A newer revision came during the promotion: analysing it next", "promoted", p.c.Status.LastAppliedSpec)
+	return ctrl.Result{RequeueAfter: time.Second}, nil
 }
 
 // targetKind is the Canary's target kind as users write it (Deployment when unset).

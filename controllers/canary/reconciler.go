@@ -188,9 +188,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 			r.Metrics.IncWakeup(source)
 		}
 	}
-	// The events of the controller's own writes wake no one (ownwrites.go).
+	// The events of the passes' own writes wake no one (ownwrites.go).
 	r.Client = recordingClient{Client: r.Client, own: &r.own}
-	notOwn := notOwnWrite(&r.own)
 	ownedBy := counted("route", inc, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &flaggerv1.Canary{}, handler.OnlyControllerOwner()))
 	// Watches rather than For and Owns, so that every source is counted (wakeups.go).
 	b := ctrl.NewControllerManagedBy(mgr).
@@ -214,16 +213,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 			list, err := targeting(context.Background(), kind, o)
 			return err != nil || slices.ContainsFunc(list, r.watchesTarget)
 		}
-		b = b.Watches(w.Object(), counted("target", inc, byTarget(kind)), builder.WithPredicates(notOwn, workloadChanged(), statusWatchedBy(watching))).
-			Watches(w.Object(), counted("primary", inc, byPrimaryOf), builder.WithPredicates(notOwn, workloadChanged(), notCreated()))
+		b = b.Watches(w.Object(), counted("target", inc, byTarget(kind)), builder.WithPredicates(r.own.watch(w.Object()), workloadChanged(), statusWatchedBy(watching))).
+			Watches(w.Object(), counted("primary", inc, byPrimaryOf), builder.WithPredicates(r.own.watch(w.Object()), workloadChanged(), notCreated()))
 	}
-	b = b.Watches(&corev1.Service{}, counted("service", inc, byServiceOf), builder.WithPredicates(notOwn, notCreated()))
+	b = b.Watches(&corev1.Service{}, counted("service", inc, byServiceOf), builder.WithPredicates(r.own.watch(&corev1.Service{}), notCreated()))
 	if r.Options.WatchIstio {
-		b = b.Watches(&istionetworking.VirtualService{}, ownedBy, builder.WithPredicates(notOwn)).
-			Watches(&istionetworking.DestinationRule{}, ownedBy, builder.WithPredicates(notOwn))
+		b = b.Watches(&istionetworking.VirtualService{}, ownedBy, builder.WithPredicates(r.own.watch(&istionetworking.VirtualService{}))).
+			Watches(&istionetworking.DestinationRule{}, ownedBy, builder.WithPredicates(r.own.watch(&istionetworking.DestinationRule{})))
 	}
 	for _, kind := range r.Options.OwnedRoutes {
-		b = b.Watches(kind, ownedBy, builder.WithPredicates(notOwn))
+		b = b.Watches(kind, ownedBy, builder.WithPredicates(r.own.watch(kind)))
 	}
 	listCanaries := func(ctx context.Context, l *flaggerv1.CanaryList) error { return mgr.GetCache().List(ctx, l) }
 	b = b.Watches(&flaggerv1.MetricTemplate{}, counted("template", inc, referencedBy(listCanaries, true))).
@@ -280,7 +279,7 @@ func deletionPredicate() predicate.Funcs {
 // announced once it is written.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
-	ctx = ctrl.LoggerInto(ctx, log)
+	ctx = inPass(ctrl.LoggerInto(ctx, log))
 
 	c, err := r.read(ctx, req.NamespacedName)
 	if err != nil || c == nil {

@@ -564,4 +564,7 @@ func TestReleaserLooksOnlyWhenACanaryMayBeGone(t *testing.T) {
 	if live != 1 {
 		t.Errorf("%d live reads before releasing the target of a Canary the cache shows gone, want 1", live)
 	}
+	if r := w.deployment(testName).Spec.Replicas; r == nil || *r == 0 {
+		t.Error("the target of a deleted Canary did not get its pods back")
+	}
 }

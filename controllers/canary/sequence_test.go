@@ -1043,3 +1043,39 @@ func TestFailedStatusWriteDoesNotRepeatTheStep(t *testing.T) {
 		})
 	}
 }
+
+// A revision pushed while a promotion finishes is analysed next, at once: the pass that saw it
+// was promoting, and nothing else is bound to wake the Canary once it is idle (its own
+// scale-down wakes nothing).
+func TestRevisionPushedDuringPromotionIsAnalysedNext(t *testing.T) {
+	w := newWorld(t, "istio", analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.StepWeight, a.MaxWeight = 50, 50 }))
+	w.initialise()
+	w.release(imageV2)
+	for range 10 {
+		if strings.HasPrefix(w.tick(), string(flaggerv1.CanaryPhasePromoting)) {
+			break
+		}
+	}
+	if c := w.canary(); c.Status.Phase != flaggerv1.CanaryPhasePromoting {
+		t.Fatalf("phase %s, want Promoting", c.Status.Phase)
+	}
+	w.release(imageV3)
+	w.now = w.now.Add(testInterval)
+	res, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: testName}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.state(); !strings.HasPrefix(got, string(flaggerv1.CanaryPhaseSucceeded)) {
+		t.Fatalf("after the promotion's last pass: %q, want Succeeded", got)
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > 5*time.Second {
+		t.Errorf("the promotion's last pass comes back after %v, with a newer revision waiting", res.RequeueAfter)
+	}
+	if img := w.primaryImage(); img != imageV2 {
+		t.Errorf("primary image %s, want the promoted %s", img, imageV2)
+	}
+	w.rollout()
+	if got := w.tick(); !strings.HasPrefix(got, string(flaggerv1.CanaryPhaseProgressing)) {
+		t.Errorf("the next pass: %q, want the newer revision Progressing", got)
+	}
+}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -281,7 +283,17 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 	if err := start(); err != nil {
 		return nil, nil, nil, err
 	}
-	applied := map[string]time.Time{}
+	// A release is the Canary's run of a revision it had not applied yet: a Canary still
+	// Succeeded from an earlier release must not count as this one's.
+	applied, before := map[string]time.Time{}, map[string]string{}
+	for i := range k {
+		var cn flaggerv1.Canary
+		name := fmt.Sprintf("app-%04d", i)
+		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &cn); err != nil {
+			return nil, nil, nil, err
+		}
+		before[name] = cn.Status.LastAppliedSpec
+	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range k {
@@ -338,6 +350,9 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 				first(&s.detected)
 				first(&s.promoting)
 			case flaggerv1.CanaryPhaseSucceeded:
+				if cn.Status.LastAppliedSpec == before[name] {
+					break // not this release's yet
+				}
 				first(&s.detected)
 				first(&s.promoting)
 				first(&s.succeeded)
@@ -408,6 +423,9 @@ func apiRequests(ctx context.Context, cfg *rest.Config) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if fams["apiserver_request_total"] == nil {
+		return 0, fmt.Errorf("the API server's metrics have no apiserver_request_total")
+	}
 	return sumBy(fams, "apiserver_request_total", "", nil)[""], nil
 }
 
@@ -463,6 +481,9 @@ func scrapeHerald(url string) (heraldCounts, error) {
 	if err != nil {
 		return heraldCounts{}, err
 	}
+	if fams["controller_runtime_reconcile_total"] == nil {
+		return heraldCounts{}, fmt.Errorf("%s has no controller_runtime_reconcile_total", url)
+	}
 	return heraldCounts{
 		reconciles: sumBy(fams, "controller_runtime_reconcile_total", "", map[string]string{"controller": "canary"})[""],
 		wakeups:    sumBy(fams, "herald_canary_wakeups_total", "source", nil),
@@ -507,11 +528,12 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	if err != nil {
 		b.Fatal(err)
 	}
+	cpu0 := cpuByCommand()
 	start := time.Now()
 	if r.apply, err = applyAll(ctx, c, n, cfg.interval); err != nil {
 		b.Fatal(err)
 	}
-	progress("herald N=%d: bulk apply %.1f s", n, r.apply.Seconds())
+	progress("herald N=%d: bulk apply %.1f s; CPU meanwhile: %s", n, r.apply.Seconds(), cpuSince(cpu0))
 	if r.curve, r.initialized, err = waitInitialized(ctx, c, n, start, initTimeout(n)); err != nil {
 		b.Fatal(err)
 	}
@@ -547,17 +569,28 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 
 	// The same releases again with extraIterations more analysis steps each: the difference is
 	// what one more analysis step costs, apart from the rollouts and promotion around the steps.
+	longerRuns := fmt.Sprintf(`{"spec":{"analysis":{"iterations":%d}}}`, scaleIterations+extraIterations)
 	for i := range k {
-		var cn flaggerv1.Canary
-		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: fmt.Sprintf("app-%04d", i)}, &cn); err != nil {
-			b.Fatal(err)
-		}
-		cn.Spec.Analysis.Iterations = scaleIterations + extraIterations
-		if err := c.Update(ctx, &cn); err != nil {
+		cn := &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: fmt.Sprintf("app-%04d", i)}}
+		if err := c.Patch(ctx, cn, client.RawPatch(types.MergePatchType, []byte(longerRuns))); err != nil {
 			b.Fatal(err)
 		}
 	}
-	time.Sleep(2 * time.Second) // the passes the spec changes wake are not the releases'
+	// The passes the spec changes wake are not the releases': wait until each has had its pass.
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		for i := range k {
+			var cn flaggerv1.Canary
+			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: fmt.Sprintf("app-%04d", i)}, &cn); err != nil {
+				return false, err
+			}
+			if cn.Status.ObservedGeneration != cn.Generation {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		b.Fatalf("the Canaries did not take their longer analysis: %v", err)
+	}
 	if _, _, _, err = releases(ctx, c, k, releaseTimeout(cfg)+extraIterations*cfg.interval, releaseImage2, scrape); err != nil {
 		b.Fatal(err)
 	}
@@ -573,6 +606,36 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 // shows only at its end).
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05")+" bench-scale: "+format+"\n", args...)
+}
+
+// cpuByCommand is the CPU time every process of the machine has used so far, by command name:
+// what the control plane, the controller and the benchmark itself spend during the apply.
+func cpuByCommand() map[string]float64 {
+	out := map[string]float64{}
+	procs, err := procfs.AllProcs()
+	if err != nil {
+		return out
+	}
+	for _, p := range procs {
+		if st, err := p.Stat(); err == nil {
+			out[st.Comm] += st.CPUTime()
+		}
+	}
+	return out
+}
+
+// cpuSince lists the CPU seconds each command used since before, the busiest first.
+func cpuSince(before map[string]float64) string {
+	after := cpuByCommand()
+	names := slices.Collect(maps.Keys(after))
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(after[b]-before[b], after[a]-before[a]) })
+	var parts []string
+	for _, name := range names {
+		if d := after[name] - before[name]; d >= 0.1 {
+			parts = append(parts, fmt.Sprintf("%s %.1f s", name, d))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // extraIterations is how many more analysis steps the second round of releases takes.
@@ -612,11 +675,12 @@ func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) 
 	}
 	r := scaleResult{controller: "flagger", n: n, ideal: scaleIterations * cfg.interval}
 	// Flagger has no admission webhook: this is the apply with no controller in the way.
+	cpu0 := cpuByCommand()
 	if r.applyAlone, err = applyAll(ctx, c, n, cfg.interval); err != nil {
 		b.Fatal(err)
 	}
 	r.apply = r.applyAlone
-	progress("flagger N=%d: bulk apply %.1f s (no controller)", n, r.apply.Seconds())
+	progress("flagger N=%d: bulk apply %.1f s (no controller); CPU meanwhile: %s", n, r.apply.Seconds(), cpuSince(cpu0))
 	reqs0, err := apiRequests(ctx, env.Config)
 	if err != nil {
 		b.Fatal(err)
