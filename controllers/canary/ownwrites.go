@@ -19,10 +19,12 @@ import (
 // one update event that carries it; any later change, by anyone, has another resourceVersion
 // and still wakes.
 //
-// Only creates and updates are remembered. Both are tied to the version they were made from
-// (an update with a stale resourceVersion is refused), so the version they return is that of
-// the write itself. A merge patch is not: one that changes nothing returns the object's current
-// version, possibly someone else's write the pass never saw, whose event must not be dropped.
+// Only creates and updates that wrote something are remembered. Both are tied to the version
+// they were made from (an update with a stale resourceVersion is refused), so a new version
+// they return is that of the write itself. A merge patch is not: one that changes nothing
+// returns the object's current version, possibly someone else's write the pass never saw,
+// whose event must not be dropped. So the target's scale-up and scale-down (patches) still
+// wake their Canary once.
 
 // ownWrites maps an object's UID to the resourceVersion the last own write of it returned.
 type ownWrites struct {
@@ -94,5 +96,12 @@ func (c recordingClient) Create(ctx context.Context, o client.Object, opts ...cl
 }
 
 func (c recordingClient) Update(ctx context.Context, o client.Object, opts ...client.UpdateOption) error {
-	return c.done(ctx, o, c.Client.Update(ctx, o, opts...))
+	from := o.GetResourceVersion()
+	err := c.Client.Update(ctx, o, opts...)
+	if o.GetResourceVersion() == from {
+		// An update that changed nothing writes nothing and returns the version it was made
+		// from, whose event (possibly someone else's write) may still be on its way.
+		return err
+	}
+	return c.done(ctx, o, err)
 }

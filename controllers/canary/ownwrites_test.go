@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 )
 
@@ -82,6 +83,20 @@ func TestOwnWritesWakeNoOne(t *testing.T) {
 	}
 	if _, kept := own.m.Load(d.UID); kept {
 		t.Error("a deleted object is still remembered")
+	}
+
+	// An update that changes nothing returns the version it was made from, whose event may
+	// still be on its way; the API server answers so, as this client does.
+	unchanged := recordingClient{own: own, Client: interceptor.NewClient(fake.NewClientBuilder().WithScheme(scheme).Build(), interceptor.Funcs{
+		Update: func(context.Context, client.WithWatch, client.Object, ...client.UpdateOption) error { return nil },
+	})}
+	seen := edited.DeepCopy()
+	seen.UID = "uid-3"
+	if err := unchanged.Update(pass, seen); err != nil {
+		t.Fatal(err)
+	}
+	if _, kept := own.m.Load(seen.UID); kept {
+		t.Error("an update that wrote nothing was remembered as the pass's own")
 	}
 
 	// What no watch with notOwnWrite sees is not kept: nothing would forget it.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -151,10 +152,14 @@ type scaleResult struct {
 	// Succeeded; longer per release of the second round, with extraIterations more analysis
 	// steps. None of it for Flagger, which walks every Canary each control loop.
 	init, release, longer heraldCounts
-	rssMB, anonMB         float64
-	idleCPU               float64 // share of a core over the idle window
-	detection, succeeded  []time.Duration
-	ideal                 time.Duration
+	// stepReconciles is the reconciles per analysis step: in the second round, over the span
+	// in which every canary ran and none was promoting yet, divided by the steps the k
+	// Canaries took in it (k × span ÷ interval); NaN when no such span came.
+	stepReconciles       float64
+	rssMB, anonMB        float64
+	idleCPU              float64 // share of a core over the idle window
+	detection, succeeded []time.Duration
+	ideal                time.Duration
 	// rollouts is, per release, the control plane's own share: the canary's and the
 	// primary's rollouts, from when the controller asked for each (see releases).
 	rollouts []time.Duration
@@ -172,7 +177,7 @@ func (r scaleResult) report(b *testing.B) {
 	if r.controller == "herald" {
 		b.ReportMetric(r.init.reconciles, "reconciles/canary")
 		b.ReportMetric(r.release.reconciles, "reconciles/release")
-		b.ReportMetric(r.perStep(), "reconciles/extra-step")
+		b.ReportMetric(r.stepReconciles, "reconciles/analysis-step")
 	}
 	b.ReportMetric(r.rssMB, "rss-MB")
 	b.ReportMetric(r.anonMB, "rss-anon-MB")
@@ -184,12 +189,6 @@ func (r scaleResult) report(b *testing.B) {
 		b.ReportMetric(r.succeeded[len(r.succeeded)-1].Seconds(), "to-succeeded-max-s")
 		b.ReportMetric(quantile(r.rollouts, 0.5).Seconds(), "rollouts-p50-s")
 	}
-}
-
-// perStep is the reconciles one more analysis step costs: the second round of releases less
-// the first, per extra iteration.
-func (r scaleResult) perStep() float64 {
-	return (r.longer.reconciles - r.release.reconciles) / extraIterations
 }
 
 // scaleIterations is the analysis steps of each Canary: a release takes scaleIterations
@@ -279,9 +278,23 @@ const (
 // each release: from Progressing until the canary ran the new revision on every replica, plus
 // from Promoting until the primary did (the same for both controllers; the rest is theirs).
 // start runs just before the patches (to take the figures the releases are measured from).
-func releases(ctx context.Context, c client.Client, k int, timeout time.Duration, image string, start func() error) (detect, done, rollouts []time.Duration, err error) {
+// releaseRun is what releases measured: per release, detection (apply → Progressing), apply →
+// Succeeded, and the control plane's share (see below), each sorted.
+type releaseRun struct {
+	detect, done, rollouts []time.Duration
+	// analysing is the span in which every release's canary ran the new revision and none was
+	// promoting yet, so that only analysis steps ran; reconciles the canary controller's
+	// reconciles in it (when a count was given), 0 when there was no such span.
+	analysing  time.Duration
+	reconciles float64
+}
+
+// releases patches the targets of the first k Canaries to image at once and follows the
+// releases until each Succeeded. start runs just before the patches; reconciles, when not nil,
+// is read at every poll (Herald's count of reconciles).
+func releases(ctx context.Context, c client.Client, k int, timeout time.Duration, image string, start func() error, reconciles func() (float64, error)) (run releaseRun, err error) {
 	if err := start(); err != nil {
-		return nil, nil, nil, err
+		return run, err
 	}
 	// A release is the Canary's run of a revision it had not applied yet: a Canary still
 	// Succeeded from an earlier release must not count as this one's.
@@ -290,7 +303,7 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 		var cn flaggerv1.Canary
 		name := fmt.Sprintf("app-%04d", i)
 		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &cn); err != nil {
-			return nil, nil, nil, err
+			return run, err
 		}
 		before[name] = cn.Status.LastAppliedSpec
 	}
@@ -311,7 +324,7 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, nil, err
+		return run, err
 	}
 	// Per release, when each was first seen: Progressing, the canary rolled out, Promoting,
 	// the primary rolled out, Succeeded.
@@ -320,10 +333,22 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 	for name := range applied {
 		at[name] = &seen{}
 	}
+	type sample struct {
+		t time.Time
+		n float64
+	}
+	var samples []sample
 	deadline := time.Now().Add(timeout)
 	for finished := 0; finished < k; {
+		if reconciles != nil {
+			n, err := reconciles()
+			if err != nil {
+				return run, err
+			}
+			samples = append(samples, sample{time.Now(), n})
+		}
 		if time.Now().After(deadline) {
-			return nil, nil, nil, fmt.Errorf("%d of %d releases Succeeded after %s", finished, k, timeout)
+			return run, fmt.Errorf("%d of %d releases Succeeded after %s", finished, k, timeout)
 		}
 		finished = 0
 		// One small read per release, not a list of all N Canaries four times a second, which
@@ -335,7 +360,7 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 			}
 			var cn flaggerv1.Canary
 			if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &cn); err != nil {
-				return nil, nil, nil, err
+				return run, err
 			}
 			now := time.Now()
 			first := func(t *time.Time) {
@@ -359,14 +384,14 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 			}
 			if !s.detected.IsZero() && s.canaryUp.IsZero() {
 				if up, err := rolledOut(ctx, c, name, image); err != nil {
-					return nil, nil, nil, err
+					return run, err
 				} else if up {
 					first(&s.canaryUp)
 				}
 			}
 			if !s.promoting.IsZero() && s.primaryUp.IsZero() {
 				if up, err := rolledOut(ctx, c, name+"-primary", image); err != nil {
-					return nil, nil, nil, err
+					return run, err
 				} else if up {
 					first(&s.primaryUp)
 				}
@@ -374,6 +399,24 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	var allUp, firstPromoting time.Time
+	for _, s := range at {
+		if s.canaryUp.After(allUp) {
+			allUp = s.canaryUp
+		}
+		if firstPromoting.IsZero() || s.promoting.Before(firstPromoting) {
+			firstPromoting = s.promoting
+		}
+	}
+	if len(samples) > 0 && !allUp.IsZero() && firstPromoting.After(allUp) {
+		// The samples inside the span: the first at or after its start, the last before its end.
+		i := slices.IndexFunc(samples, func(s sample) bool { return !s.t.Before(allUp) })
+		j := slices.IndexFunc(samples, func(s sample) bool { return !s.t.Before(firstPromoting) }) - 1
+		if i >= 0 && j > i {
+			run.analysing, run.reconciles = samples[j].t.Sub(samples[i].t), samples[j].n-samples[i].n
+		}
+	}
+	var detect, done, rollouts []time.Duration
 	for name, s := range at {
 		t := applied[name]
 		detect, done = append(detect, s.detected.Sub(t)), append(done, s.succeeded.Sub(t))
@@ -389,7 +432,8 @@ func releases(ctx context.Context, c client.Client, k int, timeout time.Duration
 	slices.Sort(detect)
 	slices.Sort(done)
 	slices.Sort(rollouts)
-	return detect, done, rollouts, nil
+	run.detect, run.done, run.rollouts = detect, done, rollouts
+	return run, nil
 }
 
 // rolledOut reports whether Deployment name runs image on every replica.
@@ -557,9 +601,11 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 		c0, err = scrapeHerald(h.MetricsURL)
 		return err
 	}
-	if r.detection, r.succeeded, r.rollouts, err = releases(ctx, c, k, releaseTimeout(cfg), releaseImage, scrape); err != nil {
+	first, err := releases(ctx, c, k, releaseTimeout(cfg), releaseImage, scrape, nil)
+	if err != nil {
 		b.Fatal(err)
 	}
+	r.detection, r.succeeded, r.rollouts = first.detect, first.done, first.rollouts
 	c1, err := scrapeHerald(h.MetricsURL)
 	if err != nil {
 		b.Fatal(err)
@@ -567,8 +613,8 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	r.release = c1.per(c0, len(r.detection))
 	progress("herald N=%d: %d releases Succeeded, p50 %.1f s; now again with %d more analysis steps", n, k, quantile(r.succeeded, 0.5).Seconds(), extraIterations)
 
-	// The same releases again with extraIterations more analysis steps each: the difference is
-	// what one more analysis step costs, apart from the rollouts and promotion around the steps.
+	// The same releases again with extraIterations more analysis steps each, long enough for a
+	// span in which only analysis steps run: its reconciles are the cost of a step.
 	longerRuns := fmt.Sprintf(`{"spec":{"analysis":{"iterations":%d}}}`, scaleIterations+extraIterations)
 	for i := range k {
 		cn := &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: fmt.Sprintf("app-%04d", i)}}
@@ -591,9 +637,20 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	}); err != nil {
 		b.Fatalf("the Canaries did not take their longer analysis: %v", err)
 	}
-	if _, _, _, err = releases(ctx, c, k, releaseTimeout(cfg)+extraIterations*cfg.interval, releaseImage2, scrape); err != nil {
+	count := func() (float64, error) {
+		counts, err := scrapeHerald(h.MetricsURL)
+		return counts.reconciles, err
+	}
+	longer, err := releases(ctx, c, k, releaseTimeout(cfg)+extraIterations*cfg.interval, releaseImage2, scrape, count)
+	if err != nil {
 		b.Fatal(err)
 	}
+	if longer.analysing > 0 {
+		r.stepReconciles = longer.reconciles / (float64(k) * longer.analysing.Seconds() / cfg.interval.Seconds())
+	} else {
+		r.stepReconciles = math.NaN()
+	}
+	progress("herald N=%d: second round: %.1f s with only analysis steps running, %.0f reconciles in it: %.2f per step", n, longer.analysing.Seconds(), longer.reconciles, r.stepReconciles)
 	c2, err := scrapeHerald(h.MetricsURL)
 	if err != nil {
 		b.Fatal(err)
@@ -638,8 +695,10 @@ func cpuSince(before map[string]float64) string {
 	return strings.Join(parts, ", ")
 }
 
-// extraIterations is how many more analysis steps the second round of releases takes.
-const extraIterations = 4
+// extraIterations is how many more analysis steps the second round of releases takes: enough
+// for a span in which all the canaries run and none is promoting yet, although the control
+// plane rolls the canaries out minutes apart at N = 1,000.
+const extraIterations = 8
 
 func releaseTimeout(cfg scaleConfig) time.Duration { return 10*time.Minute + 20*cfg.interval }
 
@@ -716,9 +775,11 @@ func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) 
 	if r.rssMB, r.anonMB, r.idleCPU, err = idle(f.Pid(), cfg.idle); err != nil {
 		b.Fatal(err)
 	}
-	if r.detection, r.succeeded, r.rollouts, err = releases(ctx, c, min(cfg.releases, n), 20*time.Minute+20*cfg.interval, releaseImage, func() error { return nil }); err != nil {
+	run, err := releases(ctx, c, min(cfg.releases, n), 20*time.Minute+20*cfg.interval, releaseImage, func() error { return nil }, nil)
+	if err != nil {
 		b.Fatal(err)
 	}
+	r.detection, r.succeeded, r.rollouts = run.detect, run.done, run.rollouts
 	return r
 }
 
@@ -737,7 +798,7 @@ func freeTCPPort() (int, error) {
 func scaleTable(cfg scaleConfig, rs []scaleResult) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Blue/green Canaries (provider kubernetes, interval %s, iterations %d), one fresh local control plane per run; %s idle window.\n\n", cfg.interval, scaleIterations, cfg.idle)
-	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary (init) | reconciles / release (÷ iterations) | reconciles / extra analysis step | API requests / Canary | RSS (anonymous) | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal: iterations × interval + the control plane's rollouts, p50) |\n")
+	sb.WriteString("| N | controller | bulk apply (no controller) | to all Initialized | reconciles / Canary (init) | reconciles / release (÷ iterations) | reconciles / analysis step | API requests / Canary | RSS (anonymous) | idle CPU | releases | detection p50 / p99 | apply → Succeeded p50 / max (ideal: iterations × interval + the control plane's rollouts, p50) |\n")
 	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 	for _, r := range rs {
@@ -749,7 +810,10 @@ func scaleTable(cfg scaleConfig, rs []scaleResult) string {
 		if r.controller == "herald" {
 			rec = fmt.Sprintf("%.1f", r.init.reconciles)
 			relRec = fmt.Sprintf("%.1f (%.1f)", r.release.reconciles, r.release.reconciles/scaleIterations)
-			step = fmt.Sprintf("%.1f", r.perStep())
+			step = fmt.Sprintf("%.1f", r.stepReconciles)
+			if math.IsNaN(r.stepReconciles) {
+				step = "(no span with only analysis steps)"
+			}
 		}
 		det, suc := "–", "–"
 		if len(r.detection) > 0 {
