@@ -98,9 +98,10 @@ func (c recordingClient) Create(ctx context.Context, o client.Object, opts ...cl
 func (c recordingClient) Update(ctx context.Context, o client.Object, opts ...client.UpdateOption) error {
 	from := o.GetResourceVersion()
 	err := c.Client.Update(ctx, o, opts...)
-	if o.GetResourceVersion() == from {
+	if from == "" || o.GetResourceVersion() == from {
 		// An update that changed nothing writes nothing and returns the version it was made
-		// from, whose event (possibly someone else's write) may still be on its way.
+		// from, whose event (possibly someone else's write) may still be on its way; one
+		// without a version is not tied to what the pass saw.
 		return err
 	}
 	return c.done(ctx, o, err)

@@ -95,9 +95,10 @@ func (p *pass) run(ctx context.Context) (_ ctrl.Result, err error) {
 // pendingRevision comes back at once when a promotion has just ended (Succeeded or Failed)
 // while the target already holds a newer revision. The change was seen by a pass of the
 // promotion, which does not restart for it, and nothing else is bound to wake the Canary: the
-// target's status is not watched once it is idle, and the pass's own route and primary
-// updates wake nothing (ownwrites.go). A failed promotion that hands the users to the canary
-// writes only the route.
+// target's status is not watched once it is idle, the event of the scale-down patch may be
+// handled before the cache shows the new phase, and the pass's own route and primary updates
+// wake nothing (ownwrites.go). A failed promotion that hands the users to the canary writes
+// only the route.
 func (p *pass) pendingRevision(res ctrl.Result, err error) (ctrl.Result, error) {
 	phase := p.c.Status.Phase
 	if err != nil || res.RequeueAfter > 0 || p.rev == "" || p.rev == p.c.Status.LastAppliedSpec ||

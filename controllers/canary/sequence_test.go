@@ -1045,8 +1045,9 @@ func TestFailedStatusWriteDoesNotRepeatTheStep(t *testing.T) {
 }
 
 // A revision pushed while a promotion finishes is analysed next, at once: the pass that saw it
-// was promoting, and nothing else is bound to wake the Canary once it is idle (its own
-// scale-down wakes nothing).
+// was promoting, and nothing else is bound to wake the Canary once it is idle (the event of
+// its own scale-down may be handled before the cache shows it Succeeded; a failed promotion
+// that hands the users to the canary writes only the route, whose event wakes nothing).
 func TestRevisionPushedDuringPromotionIsAnalysedNext(t *testing.T) {
 	w := newWorld(t, "istio", analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.StepWeight, a.MaxWeight = 50, 50 }))
 	w.initialise()

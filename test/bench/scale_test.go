@@ -42,12 +42,14 @@ import (
 // side: the bulk apply of the N Deployments and Canaries (with Herald running; and with no
 // controller, before Flagger starts), the time to all Initialized, reconciles and API server
 // requests per Canary, RSS and idle CPU, then 20 releases at once: detection (apply →
-// Progressing) and apply → Succeeded against the ideal (iterations × interval).
+// Progressing) and apply → Succeeded against the ideal (iterations × interval). Herald's
+// releases run a second time with extraIterations more analysis steps, for the reconciles per
+// analysis step while only steps run.
 //
 // `make bench` runs the short form (N=20, 10 s idle); `make bench-scale` the long one
-// (HERALD_SCALE_N="100 300 1000"). HERALD_SCALE_CONTROLLERS runs one side only
-// ("herald" or "flagger"); HERALD_SCALE_FLAGS adds flags to Herald's command line. The table and a plot of Initialized over time are written
-// to bin/bench/scale/.
+// (HERALD_SCALE_N="100 300 1000"). HERALD_SCALE_CONTROLLERS runs one side only ("herald" or
+// "flagger"); HERALD_SCALE_FLAGS adds flags to Herald's command line. The table and a plot of
+// Initialized over time are written to bin/bench/scale/.
 func BenchmarkScale(b *testing.B) {
 	cfg := scaleConfigFromEnv(b)
 	ctx := context.Background()
@@ -177,7 +179,9 @@ func (r scaleResult) report(b *testing.B) {
 	if r.controller == "herald" {
 		b.ReportMetric(r.init.reconciles, "reconciles/canary")
 		b.ReportMetric(r.release.reconciles, "reconciles/release")
-		b.ReportMetric(r.stepReconciles, "reconciles/analysis-step")
+		if !math.IsNaN(r.stepReconciles) {
+			b.ReportMetric(r.stepReconciles, "reconciles/analysis-step")
+		}
 	}
 	b.ReportMetric(r.rssMB, "rss-MB")
 	b.ReportMetric(r.anonMB, "rss-anon-MB")
@@ -273,25 +277,24 @@ const (
 	releaseImage2 = "ghcr.io/stefanprodan/podinfo:6.0.2"
 )
 
-// releases patches the image of the first k Deployments at once and returns, per Canary, the
-// time from its patch to Progressing and to Succeeded, and the control plane's own share of
-// each release: from Progressing until the canary ran the new revision on every replica, plus
-// from Promoting until the primary did (the same for both controllers; the rest is theirs).
-// start runs just before the patches (to take the figures the releases are measured from).
-// releaseRun is what releases measured: per release, detection (apply → Progressing), apply →
-// Succeeded, and the control plane's share (see below), each sorted.
+// releaseRun is what releases measured, per release and sorted: detection (apply →
+// Progressing), apply → Succeeded, and the control plane's own share: from Progressing until
+// the canary ran the new revision on every replica, plus from Promoting until the primary did
+// (the same for both controllers; the rest is theirs).
 type releaseRun struct {
 	detect, done, rollouts []time.Duration
 	// analysing is the span in which every release's canary ran the new revision and none was
 	// promoting yet, so that only analysis steps ran; reconciles the canary controller's
-	// reconciles in it (when a count was given), 0 when there was no such span.
+	// reconciles in it (of all N Canaries, the idle ones included), when a count was given;
+	// both 0 when there was no such span.
 	analysing  time.Duration
 	reconciles float64
 }
 
 // releases patches the targets of the first k Canaries to image at once and follows the
-// releases until each Succeeded. start runs just before the patches; reconciles, when not nil,
-// is read at every poll (Herald's count of reconciles).
+// releases until each Succeeded. start runs just before the patches (to take the figures the
+// releases are measured from); reconciles, when not nil, is read at every poll (Herald's count
+// of reconciles).
 func releases(ctx context.Context, c client.Client, k int, timeout time.Duration, image string, start func() error, reconciles func() (float64, error)) (run releaseRun, err error) {
 	if err := start(); err != nil {
 		return run, err
@@ -558,7 +561,7 @@ func idle(pid int, d time.Duration) (rssMB, anonMB, cpu float64, err error) {
 		return 0, 0, 0, err
 	}
 	st, err := harness.ProcStatus(pid)
-	return float64(st["VmRSS"]) / (1 << 20), float64(st["RssAnon"]) / (1 << 20), float64(after-before) / float64(d), err
+	return float64(st.VmRSS) / (1 << 20), float64(st.RssAnon) / (1 << 20), float64(after-before) / float64(d), err
 }
 
 func nodesFor(n int) int { return n/400 + 1 }
@@ -610,7 +613,7 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.release = c1.per(c0, len(r.detection))
+	r.release = c1.per(c0, k)
 	progress("herald N=%d: %d releases Succeeded, p50 %.1f s; now again with %d more analysis steps", n, k, quantile(r.succeeded, 0.5).Seconds(), extraIterations)
 
 	// The same releases again with extraIterations more analysis steps each, long enough for a

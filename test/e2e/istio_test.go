@@ -178,7 +178,8 @@ var _ = Describe("Istio canaries judged by Prometheus", func() {
 			Expect(notes).To(ContainElement(fmt.Sprintf("Advance weighted.%s canary weight %d", ctrlNS, w)))
 		}
 		Expect(scrape(herald.MetricsURL)).To(MatchRegexp(`flagger_canary_metric_analysis\{metric="error-rate",name="weighted",namespace="ctrl"\} 0`))
-		// Herald's own four weight writes woke no Canary: the pass that wrote each went on.
+		// Herald's own route writes (10, 20, 30, then back to 0) woke no Canary: the pass that
+		// wrote each went on. A few are tolerated: an event can come before its write is noted.
 		routeWakeups = wakeups("route") - routeWakeups
 		Expect(routeWakeups).To(BeNumerically("<", 4), "the events of Herald's own route writes woke the Canary")
 		routeWakeups = wakeups("route")

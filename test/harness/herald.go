@@ -10,9 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 
 	"github.com/herald-rollouts/herald/test/cluster"
 )
@@ -143,45 +144,27 @@ func (h *Herald) CPUTime() (time.Duration, error) { return ProcCPUTime(h.proc.Pi
 // VmHWM of /proc/<pid>/status), in bytes.
 func ProcMemory(pid int) (rss, peak int64, err error) {
 	st, err := ProcStatus(pid)
-	return st["VmRSS"], st["VmHWM"], err
+	return int64(st.VmRSS), int64(st.VmHWM), err
 }
 
-// ProcStatus is the sizes /proc/<pid>/status reports (VmRSS, RssAnon, RssFile, ...), in bytes.
-func ProcStatus(pid int) (map[string]int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// ProcStatus is what /proc/<pid>/status reports (VmRSS, RssAnon, RssFile, ..., in bytes).
+func ProcStatus(pid int) (procfs.ProcStatus, error) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return nil, err
+		return procfs.ProcStatus{}, err
 	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		name, rest, ok := strings.Cut(line, ":")
-		f := strings.Fields(rest)
-		if !ok || len(f) != 2 || f[1] != "kB" {
-			continue
-		}
-		if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-			out[name] = kb << 10
-		}
-	}
-	return out, nil
+	return p.NewStatus()
 }
 
 // ProcCPUTime is the CPU time (user + system) process pid has used so far, from /proc.
 func ProcCPUTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, err
 	}
-	// Fields after the command name, which is in parentheses and may contain spaces.
-	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(fields) < 13 {
-		return 0, fmt.Errorf("unexpected /proc stat: %q", b)
+	st, err := p.Stat()
+	if err != nil {
+		return 0, err
 	}
-	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
-	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("unexpected /proc stat: %q", b)
-	}
-	const ticksPerSecond = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticksPerSecond, nil
+	return time.Duration(st.CPUTime() * float64(time.Second)), nil
 }
