@@ -19,9 +19,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/procfs"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -466,50 +463,14 @@ func apiRequests(ctx context.Context, cfg *rest.Config) (float64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	fams, err := families(resp.Body)
+	fams, err := harness.ParseMetrics(resp.Body)
 	if err != nil {
 		return 0, err
 	}
 	if fams["apiserver_request_total"] == nil {
 		return 0, fmt.Errorf("the API server's metrics have no apiserver_request_total")
 	}
-	return sumBy(fams, "apiserver_request_total", "", nil)[""], nil
-}
-
-// families parses a Prometheus text exposition.
-func families(r io.Reader) (map[string]*dto.MetricFamily, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(r)
-}
-
-// sumBy adds the samples of family name whose labels include every pair of match, by the value
-// of label (all under "" when label is "").
-func sumBy(fams map[string]*dto.MetricFamily, name, label string, match map[string]string) map[string]float64 {
-	out := map[string]float64{}
-	for _, m := range fams[name].GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		if !mapsContain(labels, match) {
-			continue
-		}
-		key := ""
-		if label != "" {
-			key = labels[label]
-		}
-		out[key] += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
-	}
-	return out
-}
-
-func mapsContain(m, sub map[string]string) bool {
-	for k, v := range sub {
-		if m[k] != v {
-			return false
-		}
-	}
-	return true
+	return fams.SumBy("apiserver_request_total", "", nil)[""], nil
 }
 
 // heraldCounts is what Herald's metrics say of the Canary controller's work so far.
@@ -519,12 +480,7 @@ type heraldCounts struct {
 }
 
 func scrapeHerald(url string) (heraldCounts, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return heraldCounts{}, err
-	}
-	defer resp.Body.Close()
-	fams, err := families(resp.Body)
+	fams, err := harness.ScrapeMetrics(url)
 	if err != nil {
 		return heraldCounts{}, err
 	}
@@ -532,8 +488,8 @@ func scrapeHerald(url string) (heraldCounts, error) {
 		return heraldCounts{}, fmt.Errorf("%s has no controller_runtime_reconcile_total", url)
 	}
 	return heraldCounts{
-		reconciles: sumBy(fams, "controller_runtime_reconcile_total", "", map[string]string{"controller": "canary"})[""],
-		wakeups:    sumBy(fams, "herald_canary_wakeups_total", "source", nil),
+		reconciles: fams.SumBy("controller_runtime_reconcile_total", "", map[string]string{"controller": "canary"})[""],
+		wakeups:    fams.SumBy("herald_canary_wakeups_total", "source", nil),
 	}, nil
 }
 

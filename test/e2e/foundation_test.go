@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 	"github.com/herald-rollouts/herald/test/cluster"
+	"github.com/herald-rollouts/herald/test/harness"
 )
 
 // kubectl runs the control plane's own kubectl against the test cluster.
@@ -64,13 +63,9 @@ func scrape(url string) string {
 
 // wakeups is herald_canary_wakeups_total of source: the requests that source's watch queued.
 func wakeups(source string) float64 {
-	m := regexp.MustCompile(`herald_canary_wakeups_total\{source="` + source + `"\} (\S+)`).FindStringSubmatch(scrape(herald.MetricsURL))
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
+	m, err := harness.ScrapeMetrics(herald.MetricsURL)
 	Expect(err).NotTo(HaveOccurred())
-	return v
+	return m.SumBy("herald_canary_wakeups_total", "source", nil)[source]
 }
 
 var _ = Describe("The local control plane", func() {
