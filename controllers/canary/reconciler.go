@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +34,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -245,7 +245,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 // LabelPrimaryOf label, else (withOwner) its Canary controller owner.
 func canaryOf(o client.Object, withOwner bool) []reconcile.Request {
 	name := o.GetLabels()[contract.LabelPrimaryOf]
-	if owner := metav1.GetControllerOf(o); name == "" && withOwner && owner != nil && owner.Kind == "Canary" && strings.HasPrefix(owner.APIVersion, flaggerv1.GroupVersion.Group+"/") {
+	if owner := metav1.GetControllerOf(o); name == "" && withOwner && owner != nil &&
+		schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind).GroupKind() == flaggerv1.GroupVersion.WithKind("Canary").GroupKind() {
 		name = owner.Name
 	}
 	if name == "" {

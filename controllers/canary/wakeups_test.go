@@ -6,7 +6,10 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
@@ -15,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/internal/contract"
 )
 
 // A target's status-only update wakes its Canary only while a pass reads the target's status;
@@ -138,5 +142,33 @@ func TestPassesRecordWhetherTheyReadTheTarget(t *testing.T) {
 	}
 	if _, ok := w.r.readsTarget.Load(types.NamespacedName{Namespace: testNS, Name: testName}); ok {
 		t.Error("a deleted Canary's entry is kept")
+	}
+}
+
+// A primary or Service names its Canary by label; a Service also by its Canary controller
+// owner, and only one of flagger.app.
+func TestCanaryOf(t *testing.T) {
+	owned := func(apiVersion string) *corev1.Service {
+		s := &corev1.Service{}
+		s.Namespace = testNS
+		s.OwnerReferences = []metav1.OwnerReference{{APIVersion: apiVersion, Kind: "Canary", Name: "podinfo", Controller: ptr.To(true)}}
+		return s
+	}
+	labelled := &corev1.Service{}
+	labelled.Namespace, labelled.Labels = testNS, map[string]string{contract.LabelPrimaryOf: "podinfo"}
+	for name, tc := range map[string]struct {
+		o         client.Object
+		withOwner bool
+		want      int
+	}{
+		"label":                  {labelled, false, 1},
+		"flagger.app owner":      {owned("flagger.app/v1beta1"), true, 1},
+		"owner not asked for":    {owned("flagger.app/v1beta1"), false, 0},
+		"another group's Canary": {owned("example.com/v1"), true, 0},
+	} {
+		got := canaryOf(tc.o, tc.withOwner)
+		if len(got) != tc.want || (tc.want == 1 && got[0].NamespacedName != (types.NamespacedName{Namespace: testNS, Name: "podinfo"})) {
+			t.Errorf("%s: %v", name, got)
+		}
 	}
 }
