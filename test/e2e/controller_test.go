@@ -188,6 +188,20 @@ var _ = Describe("The Canary controller", func() {
 		Expect(c.Status.Conditions).To(ContainElement(And(
 			HaveField("Type", flaggerv1.PromotedType), HaveField("Status", corev1.ConditionTrue), HaveField("Reason", "Initialized"))))
 		Eventually(func() []string { return eventsFor(ctx, "init") }).Should(ContainElement("Initialization done! init." + ctrlNS))
+
+		By("a status update of the idle target, which no pass reads, wakes no Canary")
+		last := -1.0
+		Eventually(func() bool { // the initialisation's own target events have come through
+			now := wakeups("target")
+			settled := now == last
+			last = now
+			return settled
+		}).WithPolling(time.Second).WithTimeout(30 * time.Second).Should(BeTrue())
+		target = deploymentIn(ctx, "init")
+		probed := target.DeepCopy()
+		probed.Status.Conditions = append(probed.Status.Conditions, appsv1.DeploymentCondition{Type: "HeraldE2E", Status: corev1.ConditionTrue, Reason: "Probe"})
+		Expect(k8s.Status().Patch(ctx, probed, client.MergeFrom(target))).To(Succeed())
+		Consistently(func() float64 { return wakeups("target") }).WithTimeout(3 * time.Second).Should(Equal(last))
 	})
 
 	It("promotes a new revision to Succeeded, and kubectl wait --for=condition=promoted returns", func(ctx SpecContext) {
