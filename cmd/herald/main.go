@@ -86,6 +86,8 @@ type options struct {
 	egressAllowLoopback  bool
 	hookWorkers          int
 	eventHookWorkers     int
+	initializationRate   float64
+	initializationBurst  int
 
 	// flagger are Flagger's other flags (flagger.go).
 	flagger flaggerFlags
@@ -93,6 +95,14 @@ type options struct {
 	// shard is the parsed -watch-label-selector (shard.go); nil for every Canary.
 	shard labels.Selector
 }
+
+// The pace of new Canaries' initialisation (controllers/canary/pace.go): a controller-manager
+// at its default 20 requests a second rolls out a few Deployments a second, so Herald starts
+// new primaries no faster than a few times that, and a few dozen at once.
+const (
+	defaultInitializationRate  = 5
+	defaultInitializationBurst = 20
+)
 
 func (o *options) bind(fs *flag.FlagSet) {
 	// -kubeconfig is registered by controller-runtime's config package on flag.CommandLine.
@@ -108,6 +118,10 @@ func (o *options) bind(fs *flag.FlagSet) {
 		"(127.0.0.0/8, ::1). Link-local and cloud metadata addresses are always refused.")
 	fs.IntVar(&o.hookWorkers, "hook-workers", hooks.DefaultRunnerWorkers, "Analysis hook calls made at once, off the reconcile workers.")
 	fs.IntVar(&o.eventHookWorkers, "event-hook-workers", hooks.DefaultEventWorkers, "Event hook posts made at once; beyond a bounded queue they are dropped and counted.")
+	fs.Float64Var(&o.initializationRate, "initialization-rate", defaultInitializationRate, "New Canaries that may start initialising each second "+
+		"(creating their primary and Services, rolling the target down), beyond -initialization-burst at once; the others wait, with no "+
+		"phase yet, for their turn. 0 starts every one at once. Paced, a burst of new Canaries does not slow the apply that brings them.")
+	fs.IntVar(&o.initializationBurst, "initialization-burst", defaultInitializationBurst, "New Canaries that may start initialising at once (see -initialization-rate).")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the namespace Herald runs in).")
@@ -180,6 +194,9 @@ func (o *options) validate() error {
 	}
 	if o.hookWorkers < 1 || o.eventHookWorkers < 1 {
 		errs = append(errs, errors.New("-hook-workers and -event-hook-workers must be at least 1"))
+	}
+	if o.initializationRate < 0 || o.initializationBurst < 1 {
+		errs = append(errs, fmt.Errorf("-initialization-rate %g must be at least 0 and -initialization-burst %d at least 1", o.initializationRate, o.initializationBurst))
 	}
 	return errors.Join(errs...)
 }
@@ -353,6 +370,8 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 			ClusterName:          o.flagger.clusterName,
 			NoCrossNamespaceRefs: o.noCrossNamespaceRefs,
 			Shard:                o.shard,
+			InitializationRate:   o.initializationRate,
+			InitializationBurst:  o.initializationBurst,
 		},
 	}
 	if err := reconciler.SetupWithManager(mgr, metadata); err != nil {

@@ -60,6 +60,18 @@ func TestNewFlagsDefaults(t *testing.T) {
 	if _, err := parse(t, "-enable-webhooks=false", "-hook-workers=0"); err == nil {
 		t.Error("-hook-workers=0 accepted")
 	}
+	if o.initializationRate != 5 || o.initializationBurst != 20 {
+		t.Errorf("initialisation pace %g/s, burst %d; want the README's 5 and 20", o.initializationRate, o.initializationBurst)
+	}
+	for _, bad := range [][]string{{"-initialization-rate=-1"}, {"-initialization-burst=0"}} {
+		_, err := parse(t, append([]string{"-enable-webhooks=false"}, bad...)...)
+		if err == nil || !strings.Contains(err.Error(), "-initialization-") {
+			t.Errorf("%v: %v, want an error naming the flag", bad, err)
+		}
+	}
+	if o, err := parse(t, "-enable-webhooks=false", "-initialization-rate=0"); err != nil || o.initializationRate != 0 {
+		t.Errorf("-initialization-rate=0 (no pacing): %v", err)
+	}
 }
 
 func TestPortAndSecureMetricsConflict(t *testing.T) {

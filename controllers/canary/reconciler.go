@@ -92,6 +92,10 @@ type Options struct {
 	// NoCrossNamespaceRefs stalls Canaries whose MetricTemplates or AlertProviders are in
 	// another namespace (-no-cross-namespace-refs), as Flagger refuses to run them.
 	NoCrossNamespaceRefs bool
+	// InitializationRate is how many new Canaries a second may start initialising
+	// (-initialization-rate, pace.go); 0 for no limit. InitializationBurst start at once.
+	InitializationRate  float64
+	InitializationBurst int
 	// Shard selects the Canaries this instance reconciles (-watch-label-selector); nil for all.
 	// The cache holds only those, but requests also come from labels and hook results, so
 	// each pass checks the Canary it reads.
@@ -131,6 +135,8 @@ type Reconciler struct {
 	readsTarget sync.Map // types.NamespacedName → bool
 	// own is what the controller's own writes returned (ownwrites.go).
 	own ownWrites
+	// pace spaces out the start of new Canaries' initialisation (pace.go).
+	pace *initPace
 }
 
 // SetupWithManager registers the controller. metadataCache is the metadata-only cache of
@@ -145,6 +151,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	if r.Options.Workers <= 0 {
 		r.Options.Workers = 8
 	}
+	r.pace = newInitPace(r.Options.InitializationRate, r.Options.InitializationBurst)
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &flaggerv1.Canary{}, targetIndex, func(o client.Object) []string {
 		c := o.(*flaggerv1.Canary)
 		return []string{targetKey(c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name)}
@@ -282,9 +289,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
 	ctx = inPass(ctrl.LoggerInto(ctx, log))
 
+	if d := r.turnOf(ctx, req.NamespacedName); d > 0 {
+		// A new Canary waits for its turn to initialise, reading and writing nothing (pace.go).
+		log.V(1).Info("Waiting for a turn to initialise", "in", d.Round(time.Millisecond).String())
+		return ctrl.Result{RequeueAfter: d}, nil
+	}
 	c, err := r.read(ctx, req.NamespacedName)
 	if err != nil || c == nil {
 		r.readsTarget.Delete(req.NamespacedName)
+		if err == nil {
+			r.pace.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, err
 	}
 	if r.Options.Shard != nil && !r.Options.Shard.Matches(labels.Set(c.Labels)) {

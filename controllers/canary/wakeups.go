@@ -122,9 +122,13 @@ func readsTargetStatus(c *flaggerv1.Canary) bool {
 	return true
 }
 
-// watchesTarget reports whether c's passes read its target's status: as its last pass left it,
-// else (no pass since start-up) as the cached status says.
+// watchesTarget reports whether c's passes read its target's status: not while it waits for its
+// turn to initialise; else as its last pass left it, or (no pass since start-up) as the cached
+// status says.
 func (r *Reconciler) watchesTarget(c flaggerv1.Canary) bool {
+	if r.pace.waiting(types.NamespacedName{Namespace: c.Namespace, Name: c.Name}, r.Now) {
+		return false // it comes back at its turn to initialise, and reads the target then
+	}
 	if v, ok := r.readsTarget.Load(types.NamespacedName{Namespace: c.Namespace, Name: c.Name}); ok {
 		return v.(bool)
 	}

@@ -45,8 +45,10 @@ import (
 //
 // `make bench` runs the short form (N=20, 10 s idle); `make bench-scale` the long one
 // (HERALD_SCALE_N="100 300 1000"). HERALD_SCALE_CONTROLLERS runs one side only ("herald" or
-// "flagger"); HERALD_SCALE_FLAGS adds flags to Herald's command line. The table and a plot of
-// Initialized over time are written to bin/bench/scale/.
+// "flagger"); HERALD_SCALE_FLAGS adds flags to Herald's command line. Before them, at each N, the
+// bulk apply with and without Herald is sampled on fresh control planes (applyratio_test.go;
+// HERALD_SCALE_APPLY_SAMPLES, default 3, 0 to skip). The tables and a plot of Initialized over
+// time are written to bin/bench/scale/.
 func BenchmarkScale(b *testing.B) {
 	cfg := scaleConfigFromEnv(b)
 	ctx := context.Background()
@@ -66,7 +68,15 @@ func BenchmarkScale(b *testing.B) {
 		b.Fatal(err)
 	}
 	var results []scaleResult
+	var ratios []applyRatio
 	for _, n := range cfg.sizes {
+		if k := applySamples(b); k > 0 && slices.Contains(cfg.controllers, "herald") {
+			b.Run(fmt.Sprintf("apply/N=%d", n), func(b *testing.B) {
+				r := measureApplyRatio(b, n, k)
+				r.report(b)
+				ratios = append(ratios, r)
+			})
+		}
 		for _, ctl := range cfg.controllers {
 			b.Run(fmt.Sprintf("%s/N=%d", ctl, n), func(b *testing.B) {
 				var r scaleResult
@@ -80,7 +90,7 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 	}
-	if err := os.WriteFile(filepath.Join(out, "results.md"), []byte(scaleTable(cfg, results)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, "results.md"), []byte(scaleTable(cfg, results)+applyTable(ratios)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(out, "initialized.svg"), []byte(initializedPlot(results)), 0o644); err != nil {
