@@ -146,7 +146,7 @@ faults: controlplane ## The fault-injection suite once per seed of SEEDS (defaul
 
 .PHONY: bench
 bench: controlplane ## Benchmarks: handler cost (ns/op, allocs/op) and latency through the real kube-apiserver.
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	HERALD_SCALE_APPLY_SAMPLES=1 $(GO) test -run '^$$' -bench . -benchmem ./...
 
 SCALE_N ?= 100 300 1000
 .PHONY: bench-scale

@@ -90,10 +90,17 @@ func BenchmarkScale(b *testing.B) {
 			})
 		}
 	}
-	if err := os.WriteFile(filepath.Join(out, "results.md"), []byte(scaleTable(cfg, results)+applyTable(ratios)), 0o644); err != nil {
-		b.Fatal(err)
+	if len(results) == 0 && len(ratios) == 0 {
+		return // filtered out: keep the last run's figures
 	}
-	if err := os.WriteFile(filepath.Join(out, "initialized.svg"), []byte(initializedPlot(results)), 0o644); err != nil {
+	table := applyTable(ratios)
+	if len(results) > 0 {
+		table = scaleTable(cfg, results) + table
+		if err := os.WriteFile(filepath.Join(out, "initialized.svg"), []byte(initializedPlot(results)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(out, "results.md"), []byte(table), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("figures: %s", filepath.Join(out, "results.md"))
