@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -96,9 +97,9 @@ type options struct {
 	shard labels.Selector
 }
 
-// The pace of new Canaries' initialisation (controllers/canary/pace.go): a controller-manager
-// at its default 20 requests a second rolls out a few Deployments a second, so Herald starts
-// new primaries no faster than a few times that, and a few dozen at once.
+// The pace of new Canaries' initialisation (controllers/canary/pace.go): the controller-manager's
+// deployment and replicaset controllers, at their default 20 requests a second each, roll out a
+// few Deployments a second, so Herald starts new primaries at about that rate after a burst.
 const (
 	defaultInitializationRate  = 5
 	defaultInitializationBurst = 20
@@ -120,8 +121,8 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.eventHookWorkers, "event-hook-workers", hooks.DefaultEventWorkers, "Event hook posts made at once; beyond a bounded queue they are dropped and counted.")
 	fs.Float64Var(&o.initializationRate, "initialization-rate", defaultInitializationRate, "New Canaries that may start initialising each second "+
 		"(creating their primary and Services, rolling the target down), beyond -initialization-burst at once; the others wait, with no "+
-		"phase yet, for their turn. 0 starts every one at once. Paced, a burst of new Canaries does not slow the apply that brings them.")
-	fs.IntVar(&o.initializationBurst, "initialization-burst", defaultInitializationBurst, "New Canaries that may start initialising at once (see -initialization-rate).")
+		"phase yet, for their turn, which goes round the namespaces. 0 starts every one at once. Paced, a burst of new Canaries loads the API server less while the apply that brings them runs. Per instance: each shard paces its own.")
+	fs.IntVar(&o.initializationBurst, "initialization-burst", defaultInitializationBurst, "New Canaries that may start initialising at once (see -initialization-rate); at least 1.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the namespace Herald runs in).")
@@ -195,7 +196,7 @@ func (o *options) validate() error {
 	if o.hookWorkers < 1 || o.eventHookWorkers < 1 {
 		errs = append(errs, errors.New("-hook-workers and -event-hook-workers must be at least 1"))
 	}
-	if o.initializationRate < 0 || o.initializationBurst < 1 {
+	if math.IsNaN(o.initializationRate) || math.IsInf(o.initializationRate, 0) || o.initializationRate < 0 || o.initializationBurst < 1 {
 		errs = append(errs, fmt.Errorf("-initialization-rate %g must be at least 0 and -initialization-burst %d at least 1", o.initializationRate, o.initializationBurst))
 	}
 	return errors.Join(errs...)

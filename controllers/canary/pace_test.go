@@ -1,68 +1,124 @@
 package canary
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-
-	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
-func TestInitPaceGivesEachCanaryOneTurn(t *testing.T) {
+// heldTurns makes p's timer record the delays it is armed with instead of firing.
+func heldTurns(p *initPace) *[]time.Duration {
+	var armed []time.Duration
+	p.after = func(d time.Duration, _ func()) *time.Timer {
+		armed = append(armed, d)
+		return time.NewTimer(time.Hour)
+	}
+	return &armed
+}
+
+func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	key := func(name string) types.NamespacedName { return types.NamespacedName{Namespace: "ns", Name: name} }
-	p := newInitPace(2, 2) // two at once, then one every 500 ms
-	for name, want := range map[string]time.Duration{"a": 0, "b": 0} {
-		if got := p.wait(key(name), now); got != want {
-			t.Errorf("%s: wait %v, want %v (within the burst)", name, got, want)
+	p := newInitPace(2, 1, func() time.Time { return now }) // one at once, then one every 500 ms
+	armed := heldTurns(p)
+	key := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
+
+	if !p.mayStart(key("a", "first")) {
+		t.Fatal("the first Canary, within the burst, waits")
+	}
+	// A tenant's flood, then two other tenants' Canaries.
+	for _, name := range []string{"f1", "f2", "f3", "f4"} {
+		if p.mayStart(key("flood", name)) {
+			t.Fatalf("flood/%s started beyond the burst", name)
 		}
 	}
-	if got := p.wait(key("c"), now); got != 500*time.Millisecond {
-		t.Errorf("c: wait %v, want 500ms", got)
+	if p.mayStart(key("b", "one")) || p.mayStart(key("c", "one")) || p.mayStart(key("flood", "f1")) {
+		t.Fatal("a Canary started beyond the burst")
 	}
-	if got := p.wait(key("d"), now); got != time.Second {
-		t.Errorf("d: wait %v, want 1s", got)
+	if len(*armed) != 1 || (*armed)[0] != 500*time.Millisecond {
+		t.Errorf("timer armed %v, want once, for 500ms", *armed)
 	}
-	// Woken again meanwhile, c keeps its turn rather than taking another.
-	if got := p.wait(key("c"), now.Add(300*time.Millisecond)); got != 200*time.Millisecond {
-		t.Errorf("c again: wait %v, want the 200ms left of its turn", got)
+	if !p.isQueued(key("flood", "f2")) || p.isQueued(key("a", "first")) {
+		t.Error("isQueued is wrong")
 	}
-	if got := p.wait(key("c"), now.Add(500*time.Millisecond)); got != 0 {
-		t.Errorf("c at its turn: wait %v, want 0", got)
+	// flood/f2 is deleted before its turn: it leaves the queue and takes none.
+	p.forget(key("flood", "f2"))
+
+	var order []string
+	for {
+		p.mu.Lock()
+		k, ok := p.nextLocked()
+		p.mu.Unlock()
+		if !ok {
+			break
+		}
+		order = append(order, k.String())
+		if !p.mayStart(k) {
+			t.Errorf("%s does not start at its turn", k)
+		}
 	}
-	// A Canary that passes again before it has a phase (its first pass failed) keeps its turn.
-	if got := p.wait(key("c"), now.Add(10*time.Second)); got != 0 {
-		t.Errorf("c later: wait %v, want 0", got)
+	want := []string{"flood/f1", "b/one", "c/one", "flood/f3", "flood/f4"}
+	if len(order) != len(want) {
+		t.Fatalf("turns %v, want %v", order, want)
 	}
-	// d is deleted: its turn is not handed to e, which comes after it.
-	p.forget(key("d"))
-	if got := p.wait(key("e"), now); got != 1500*time.Millisecond {
-		t.Errorf("e: wait %v, want 1.5s", got)
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("turns %v, want %v: the other tenants must not wait behind the flood", order, want)
+		}
 	}
-	if off := newInitPace(0, 1); off.wait(key("x"), now) != 0 || len(off.turns) != 0 {
-		t.Error("a rate of 0 must start every Canary at once and remember nothing")
+	// Once it has a phase, a Canary is forgotten.
+	p.forget(key("b", "one"))
+	if len(p.started) != len(want) || len(p.queued) != 0 || len(p.waiting) != 0 || len(p.ring) != 0 {
+		t.Errorf("left behind: started %v, queued %v, waiting %v, ring %v", p.started, p.queued, p.waiting, p.ring)
+	}
+	if off := newInitPace(0, 1, time.Now); !off.mayStart(key("x", "y")) || off.isQueued(key("x", "y")) {
+		t.Error("a rate of 0 must start every Canary at once")
 	}
 }
 
-// A new Canary that must wait for its turn writes nothing and creates nothing until then; at
-// its turn it initialises as usual, and once it has a phase it no longer holds a turn.
+// countingReader counts the reads of Canaries from the API server.
+type countingReader struct {
+	client.Reader
+	canaries atomic.Int32
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*flaggerv1.Canary); ok {
+		c.canaries.Add(1)
+	}
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// A new Canary that must wait for its turn reads nothing from the API server, writes nothing
+// and creates nothing until its turn wakes it; then it initialises as usual, and once it has
+// a phase the pace forgets it.
 func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
 	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
-	w.r.pace = newInitPace(1, 1)
-	w.r.pace.wait(types.NamespacedName{Namespace: testNS, Name: "another"}, w.now) // takes the burst
+	w.r.pace = newInitPace(20, 1, time.Now)
+	api := &countingReader{Reader: w.cl}
+	w.r.APIReader = api
+	if !w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "another"}) { // takes the burst
+		t.Fatal("the burst was not free")
+	}
 
-	req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: testName}}
-	res, err := w.r.Reconcile(w.ctx, req)
+	key := types.NamespacedName{Namespace: testNS, Name: testName}
+	res, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.RequeueAfter != time.Second {
-		t.Errorf("comes back after %v, want 1s (its turn)", res.RequeueAfter)
+	if res.RequeueAfter != waitBackstop {
+		t.Errorf("comes back after %v, want the backstop %v (its turn wakes it)", res.RequeueAfter, waitBackstop)
+	}
+	if n := api.canaries.Load(); n != 0 {
+		t.Errorf("%d reads of the Canary from the API server while it waits", n)
 	}
 	c := w.canary()
 	if c.Status.Phase != "" || len(c.Status.Conditions) != 0 {
@@ -72,16 +128,49 @@ func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
 	if err := w.cl.Get(w.ctx, types.NamespacedName{Namespace: testNS, Name: testName + "-primary"}, &primary); !apierrors.IsNotFound(err) {
 		t.Errorf("primary while waiting: %v, want not found", err)
 	}
-
 	if w.r.watchesTarget(*c) {
 		t.Error("a Canary waiting for its turn is woken by its target's status")
 	}
-	w.now = w.now.Add(time.Second)
+
+	select {
+	case e := <-w.r.pace.wakeups:
+		if e.Object.GetNamespace() != testNS || e.Object.GetName() != testName {
+			t.Fatalf("woke %s/%s", e.Object.GetNamespace(), e.Object.GetName())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("its turn never woke the Canary")
+	}
 	if !w.r.watchesTarget(*c) {
 		t.Error("at its turn, a Canary with no phase does not watch its target's status")
 	}
 	w.initialise()
-	if _, held := w.r.pace.turns[req.NamespacedName]; held {
-		t.Error("an initialised Canary still holds its turn")
+	if w.r.pace.started[key] {
+		t.Error("an initialised Canary is still remembered")
+	}
+}
+
+// A suspended Canary takes no turn, and one suspended while it waits leaves the queue.
+func TestSuspendedCanaryTakesNoTurn(t *testing.T) {
+	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
+	w.r.pace = newInitPace(1, 1, func() time.Time { return w.now })
+	heldTurns(w.r.pace)
+	w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "another"})
+	key := types.NamespacedName{Namespace: testNS, Name: testName}
+	if _, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if !w.r.pace.isQueued(key) {
+		t.Fatal("not queued")
+	}
+	c := w.canary()
+	c.Spec.Suspend = true
+	if err := w.cl.Update(w.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if w.r.pace.isQueued(key) || len(w.r.pace.ring) != 0 {
+		t.Error("a suspended Canary still waits for a turn")
 	}
 }

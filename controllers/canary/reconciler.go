@@ -151,7 +151,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 	if r.Options.Workers <= 0 {
 		r.Options.Workers = 8
 	}
-	r.pace = newInitPace(r.Options.InitializationRate, r.Options.InitializationBurst)
+	r.pace = newInitPace(r.Options.InitializationRate, r.Options.InitializationBurst, r.Now)
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &flaggerv1.Canary{}, targetIndex, func(o client.Object) []string {
 		c := o.(*flaggerv1.Canary)
 		return []string{targetKey(c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name)}
@@ -238,6 +238,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 		b = b.WatchesRawSource(source.Kind(metadataCache, partial("ConfigMap"), counted("config", inc, byTrackedConfig(contract.ConfigMap)))).
 			WatchesRawSource(source.Kind(metadataCache, partial("Secret"), counted("config", inc, byTrackedConfig(contract.Secret))))
 	}
+	if r.pace.wakeups != nil {
+		// A new Canary's turn to initialise wakes it (pace.go).
+		b = b.WatchesRawSource(source.Channel(r.pace.wakeups, counted("turn", inc, &handler.EnqueueRequestForObject{})))
+	}
 	if r.HookRunner != nil {
 		// A finished hook call wakes its Canary, whose pass then reads the result.
 		b = b.WatchesRawSource(source.Channel(r.HookRunner.Events(), counted("hook", inc, &handler.EnqueueRequestForObject{})))
@@ -289,10 +293,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
 	ctx = inPass(ctrl.LoggerInto(ctx, log))
 
-	if d := r.turnOf(ctx, req.NamespacedName); d > 0 {
-		// A new Canary waits for its turn to initialise, reading and writing nothing (pace.go).
-		log.V(1).Info("Waiting for a turn to initialise", "in", d.Round(time.Millisecond).String())
-		return ctrl.Result{RequeueAfter: d}, nil
+	if r.turnOf(ctx, req.NamespacedName) {
+		// A new Canary waits for its turn to initialise, reading and writing nothing; its turn
+		// wakes it (pace.go).
+		log.V(1).Info("Waiting for a turn to initialise")
+		return ctrl.Result{RequeueAfter: waitBackstop}, nil
 	}
 	c, err := r.read(ctx, req.NamespacedName)
 	if err != nil || c == nil {
@@ -304,6 +309,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 	if r.Options.Shard != nil && !r.Options.Shard.Matches(labels.Set(c.Labels)) {
 		r.seen.forget(req.NamespacedName)
+		r.pace.forget(req.NamespacedName)
 		r.readsTarget.Delete(req.NamespacedName)
 		return ctrl.Result{}, nil // another shard's
 	}

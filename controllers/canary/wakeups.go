@@ -126,7 +126,7 @@ func readsTargetStatus(c *flaggerv1.Canary) bool {
 // turn to initialise; else as its last pass left it, or (no pass since start-up) as the cached
 // status says.
 func (r *Reconciler) watchesTarget(c flaggerv1.Canary) bool {
-	if r.pace.waiting(types.NamespacedName{Namespace: c.Namespace, Name: c.Name}, r.Now) {
+	if r.pace.isQueued(types.NamespacedName{Namespace: c.Namespace, Name: c.Name}) {
 		return false // it comes back at its turn to initialise, and reads the target then
 	}
 	if v, ok := r.readsTarget.Load(types.NamespacedName{Namespace: c.Namespace, Name: c.Name}); ok {

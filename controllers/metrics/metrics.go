@@ -133,7 +133,7 @@ var (
 
 	canaryWakeups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_canary_wakeups_total",
-		Help: "Reconcile requests watch events put on the Canary queue, by what woke the Canary (canary, target, primary, service, route, template, alertprovider, config, hook); the queue merges a request for a Canary already waiting.",
+		Help: "Reconcile requests watch events put on the Canary queue, by what woke the Canary (canary, target, primary, service, route, template, alertprovider, config, hook, turn); the queue merges a request for a Canary already waiting.",
 	}, []string{"source"})
 )
 

@@ -405,7 +405,9 @@ var _ = Describe("Hostile tenants", Label("hostile"), Ordered, Serial, func() {
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(out.Close)
 		// Four reconcile workers, fewer than the Canaries whose hooks hang below.
-		h, err = harness.StartHerald(ctx, heraldBinary, heraldKubeconfig, out, "--metrics-server="+servers["honest-prometheus"].URL, "--threadiness=4")
+		// A slow pace of new Canaries (two a second), so that a flood of them is felt.
+		h, err = harness.StartHerald(ctx, heraldBinary, heraldKubeconfig, out, "--metrics-server="+servers["honest-prometheus"].URL, "--threadiness=4",
+			"--initialization-rate=2", "--initialization-burst=2")
 		Expect(err).NotTo(HaveOccurred(), readFile(logPath))
 		DeferCleanup(func() {
 			h.Stop()
@@ -782,6 +784,42 @@ var _ = Describe("Hostile tenants", Label("hostile"), Ordered, Serial, func() {
 			worst.Round(100*time.Millisecond), bound.Round(100*time.Millisecond), honestInterval, fmt.Sprint(honestIterations), controlPlane.Round(100*time.Millisecond), strings.Join(lines, ", ")))
 		heraldAlive()
 		Expect(worst).To(BeNumerically("<=", bound), "the slowest honest release took %s, more than iterations × interval + 5 s + the control plane's rollouts (%s) = %s", worst, controlPlane, bound)
+	})
+
+	It("starts another namespace's new Canary within a turn or two while one namespace floods new Canaries", func(ctx SpecContext) {
+		By("80 new Canaries in the hostile namespace, whose targets do not exist (they cost the control plane nothing): 40 s of turns at two a second")
+		const flood = 80
+		for i := range flood {
+			Expect(k8s.Create(ctx, bgCanary(hostileNS, fmt.Sprintf("new-%02d", i), 2, 2, honestInterval, func(c *flaggerv1.Canary) {
+				c.Labels = map[string]string{"flood": "new"}
+				c.Spec.TargetRef.Name = fmt.Sprintf("nothing-%02d", i)
+			}))).To(Succeed())
+		}
+		DeferCleanup(func(ctx SpecContext) {
+			Expect(k8s.DeleteAllOf(ctx, &flaggerv1.Canary{}, client.InNamespace(hostileNS), client.MatchingLabels{"flood": "new"})).To(Succeed())
+		})
+
+		By("then one honest Canary: it starts at one of the next turns, not behind the flood")
+		workload(ctx, honestNS, "late")
+		asked := time.Now()
+		Expect(k8s.Create(ctx, bgCanary(honestNS, "late", honestIterations, 2, honestInterval, nil))).To(Succeed())
+		Eventually(func() flaggerv1.CanaryPhase { return phaseIn(ctx, honestNS, "late") }).
+			WithTimeout(10*time.Second).WithPolling(100*time.Millisecond).ShouldNot(BeEmpty(), "the honest Canary waited behind the flood")
+		started := time.Since(asked)
+		var list flaggerv1.CanaryList
+		Expect(k8s.List(ctx, &list, client.InNamespace(hostileNS), client.MatchingLabels{"flood": "new"})).To(Succeed())
+		waiting := 0
+		for _, c := range list.Items {
+			if c.Status.Phase == "" && len(c.Status.Conditions) == 0 {
+				waiting++
+			}
+		}
+		AddReportEntry("new Canaries under a flood", fmt.Sprintf("the honest Canary started %s after its creation, with %d of the %d flooding Canaries still waiting", started.Round(100*time.Millisecond), waiting, flood))
+		// Were they not waiting, the spec would show nothing about turns.
+		Expect(waiting).To(BeNumerically(">=", flood/2), "the flood was not paced")
+		Eventually(func() flaggerv1.CanaryPhase { return phaseIn(ctx, honestNS, "late") }).
+			WithTimeout(time.Minute).Should(Equal(flaggerv1.CanaryPhaseInitialized))
+		heraldAlive()
 	})
 })
 
