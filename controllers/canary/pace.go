@@ -1,7 +1,9 @@
 package canary
 
 import (
+	"container/list"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,18 +35,21 @@ import (
 // pass also comes back after waitBackstop should that wake be lost.
 type initPace struct {
 	limiter *rate.Limiter // nil: no pacing
-	now     func() time.Time
-	after   func(time.Duration, func()) *time.Timer // time.AfterFunc; tests hold the turns
+	// now is the reconciler's clock, for the limiter; the timer waits real time, so a test
+	// that pins the clock holds the turns (after) rather than letting the timer run.
+	now   func() time.Time
+	after func(time.Duration, func()) *time.Timer // time.AfterFunc
 	// wakeups carries the Canary whose turn came; full, the wake is dropped and the waiting
 	// pass's backstop brings the Canary.
 	wakeups chan event.GenericEvent
 
 	mu      sync.Mutex
-	waiting map[string][]string // namespace → names waiting, in order of arrival
-	queued  map[types.NamespacedName]bool
-	ring    []string // the namespaces with Canaries waiting, in turn order
-	started map[types.NamespacedName]bool
-	timer   *time.Timer // the next turn, while someone waits
+	waiting map[string]*list.List                  // namespace → names waiting, oldest first
+	queued  map[types.NamespacedName]*list.Element // each waiting Canary's place
+	ring    []string                               // the namespaces with Canaries waiting, in turn order
+	started map[types.NamespacedName]types.UID     // Canaries whose turn came (or needed none), until a phase is seen
+	timer   *time.Timer                            // the next turn, while someone waits
+	next    *rate.Reservation                      // the token of that turn
 }
 
 // waitBackstop is when a waiting pass comes back by itself.
@@ -61,36 +66,43 @@ func newInitPace(perSecond float64, burst int, now func() time.Time) *initPace {
 		now:     now,
 		after:   time.AfterFunc,
 		wakeups: make(chan event.GenericEvent, 1024),
-		waiting: map[string][]string{},
-		queued:  map[types.NamespacedName]bool{},
-		started: map[types.NamespacedName]bool{},
+		waiting: map[string]*list.List{},
+		queued:  map[types.NamespacedName]*list.Element{},
+		started: map[types.NamespacedName]types.UID{},
 	}
 }
 
-// mayStart reports whether the Canary key may start initialising now; if not, it is queued
-// (once, however often it asks) and woken at its turn.
-func (p *initPace) mayStart(key types.NamespacedName) bool {
+// mayStart reports whether the Canary key (of uid) may start initialising now; if not, it is
+// queued (once, however often it asks) and woken at its turn. A Canary deleted and created
+// again under the same name is a new one.
+func (p *initPace) mayStart(key types.NamespacedName, uid types.UID) bool {
 	if p == nil || p.limiter == nil {
 		return true
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.started[key] {
-		return true
+	if started, ok := p.started[key]; ok {
+		if started == uid || started == "" { // "": its turn came, this is its first pass since
+			p.started[key] = uid
+			return true
+		}
+		delete(p.started, key)
 	}
-	if p.queued[key] {
+	if _, ok := p.queued[key]; ok {
 		return false
 	}
 	now := p.now()
 	if len(p.ring) == 0 && p.limiter.AllowN(now, 1) {
-		p.started[key] = true
+		p.started[key] = uid
 		return true
 	}
-	if len(p.waiting[key.Namespace]) == 0 {
+	names := p.waiting[key.Namespace]
+	if names == nil {
+		names = list.New()
+		p.waiting[key.Namespace] = names
 		p.ring = append(p.ring, key.Namespace)
 	}
-	p.waiting[key.Namespace] = append(p.waiting[key.Namespace], key.Name)
-	p.queued[key] = true
+	p.queued[key] = names.PushBack(key.Name)
 	p.scheduleLocked(now)
 	return false
 }
@@ -102,7 +114,8 @@ func (p *initPace) isQueued(key types.NamespacedName) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.queued[key]
+	_, ok := p.queued[key]
+	return ok
 }
 
 // forget drops the Canary key: it has a phase now, is gone, suspended or another shard's. A
@@ -114,32 +127,28 @@ func (p *initPace) forget(key types.NamespacedName) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.started, key)
-	if !p.queued[key] {
-		return
-	}
-	for i, name := range p.waiting[key.Namespace] {
-		if name == key.Name {
-			p.dequeueLocked(key.Namespace, i)
-			return
-		}
+	if _, ok := p.queued[key]; ok {
+		p.dequeueLocked(key)
 	}
 }
 
-// dequeueLocked removes the i-th waiting Canary of namespace ns, and ns from the ring when it
-// has none left.
-func (p *initPace) dequeueLocked(ns string, i int) {
-	delete(p.queued, types.NamespacedName{Namespace: ns, Name: p.waiting[ns][i]})
-	names := append(p.waiting[ns][:i:i], p.waiting[ns][i+1:]...)
-	if len(names) > 0 {
-		p.waiting[ns] = names
+// dequeueLocked takes the waiting Canary key out of its namespace's queue, and the namespace
+// out of the ring when none of its Canaries is left. When no one waits any more, the next
+// turn is called off and its token given back.
+func (p *initPace) dequeueLocked(key types.NamespacedName) {
+	names := p.waiting[key.Namespace]
+	names.Remove(p.queued[key])
+	delete(p.queued, key)
+	if names.Len() > 0 {
 		return
 	}
-	delete(p.waiting, ns)
-	for j, n := range p.ring {
-		if n == ns {
-			p.ring = append(p.ring[:j:j], p.ring[j+1:]...)
-			break
-		}
+	delete(p.waiting, key.Namespace)
+	if i := slices.Index(p.ring, key.Namespace); i >= 0 {
+		p.ring = slices.Delete(p.ring, i, i+1)
+	}
+	if len(p.ring) == 0 && p.timer != nil && p.timer.Stop() {
+		p.next.CancelAt(p.now())
+		p.timer, p.next = nil, nil
 	}
 }
 
@@ -150,12 +159,12 @@ func (p *initPace) nextLocked() (types.NamespacedName, bool) {
 		return types.NamespacedName{}, false
 	}
 	ns := p.ring[0]
-	key := types.NamespacedName{Namespace: ns, Name: p.waiting[ns][0]}
-	p.dequeueLocked(ns, 0)
-	if len(p.waiting[ns]) > 0 {
+	key := types.NamespacedName{Namespace: ns, Name: p.waiting[ns].Front().Value.(string)}
+	p.dequeueLocked(key)
+	if len(p.ring) > 0 && p.ring[0] == ns {
 		p.ring = append(p.ring[1:], ns)
 	}
-	p.started[key] = true
+	p.started[key] = "" // the pass at its turn fills in the uid
 	return key, true
 }
 
@@ -165,14 +174,14 @@ func (p *initPace) scheduleLocked(now time.Time) {
 	if p.timer != nil || len(p.ring) == 0 {
 		return
 	}
-	d := p.limiter.ReserveN(now, 1).DelayFrom(now)
-	p.timer = p.after(d, p.turn)
+	p.next = p.limiter.ReserveN(now, 1)
+	p.timer = p.after(p.next.DelayFrom(now), p.turn)
 }
 
 // turn is the timer's: the next Canary's turn comes.
 func (p *initPace) turn() {
 	p.mu.Lock()
-	p.timer = nil
+	p.timer, p.next = nil, nil
 	key, ok := p.nextLocked()
 	p.scheduleLocked(p.now())
 	p.mu.Unlock()
@@ -187,10 +196,14 @@ func (p *initPace) turn() {
 
 // turnOf decides, from the cache and before the pass reads the Canary from the API server,
 // whether the Canary key must wait for its turn to initialise: a waiting Canary costs no
-// request. The cache may lag behind the first pass's status write; the Canary has then
-// started already (mayStart remembers it until a phase is seen) and goes on at once.
+// request. A Canary a pass has read before has had its turn (or needed none), and is not
+// looked at again. The cache may lag behind the first pass's status write; the Canary has
+// then started already (mayStart remembers it until a phase is seen) and goes on at once.
 func (r *Reconciler) turnOf(ctx context.Context, key types.NamespacedName) (wait bool) {
 	if r.pace == nil || r.pace.limiter == nil {
+		return false
+	}
+	if _, seen := r.seen.get(key); seen {
 		return false
 	}
 	var c flaggerv1.Canary
@@ -201,5 +214,5 @@ func (r *Reconciler) turnOf(ctx context.Context, key types.NamespacedName) (wait
 		r.pace.forget(key)
 		return false
 	}
-	return !r.pace.mayStart(key)
+	return !r.pace.mayStart(key, c.UID)
 }

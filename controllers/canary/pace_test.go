@@ -2,6 +2,7 @@ package canary
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,36 +16,57 @@ import (
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
-// heldTurns makes p's timer record the delays it is armed with instead of firing.
-func heldTurns(p *initPace) *[]time.Duration {
-	var armed []time.Duration
-	p.after = func(d time.Duration, _ func()) *time.Timer {
-		armed = append(armed, d)
+// heldTurns makes p's timer record the turns it is armed for instead of running them: the
+// test runs them (turns) when it chooses.
+type heldTurns struct {
+	delays []time.Duration
+	turns  []func()
+}
+
+func holdTurns(p *initPace) *heldTurns {
+	h := &heldTurns{}
+	p.after = func(d time.Duration, f func()) *time.Timer {
+		h.delays = append(h.delays, d)
+		h.turns = append(h.turns, f)
 		return time.NewTimer(time.Hour)
 	}
-	return &armed
+	return h
+}
+
+// runNext runs the turn armed last.
+func (h *heldTurns) runNext(t *testing.T) {
+	t.Helper()
+	if len(h.turns) == 0 {
+		t.Fatal("no turn armed")
+	}
+	f := h.turns[len(h.turns)-1]
+	h.turns = h.turns[:len(h.turns)-1]
+	f()
 }
 
 func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	p := newInitPace(2, 1, func() time.Time { return now }) // one at once, then one every 500 ms
-	armed := heldTurns(p)
+	held := holdTurns(p)
 	key := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
+	uid := func(k types.NamespacedName) types.UID { return types.UID("uid-" + k.String()) }
 
-	if !p.mayStart(key("a", "first")) {
+	if !p.mayStart(key("a", "first"), uid(key("a", "first"))) {
 		t.Fatal("the first Canary, within the burst, waits")
 	}
 	// A tenant's flood, then two other tenants' Canaries.
 	for _, name := range []string{"f1", "f2", "f3", "f4"} {
-		if p.mayStart(key("flood", name)) {
+		if p.mayStart(key("flood", name), uid(key("flood", name))) {
 			t.Fatalf("flood/%s started beyond the burst", name)
 		}
 	}
-	if p.mayStart(key("b", "one")) || p.mayStart(key("c", "one")) || p.mayStart(key("flood", "f1")) {
-		t.Fatal("a Canary started beyond the burst")
+	for _, k := range []types.NamespacedName{key("b", "one"), key("c", "one"), key("flood", "f1")} {
+		if p.mayStart(k, uid(k)) {
+			t.Fatalf("%s started beyond the burst", k)
+		}
 	}
-	if len(*armed) != 1 || (*armed)[0] != 500*time.Millisecond {
-		t.Errorf("timer armed %v, want once, for 500ms", *armed)
+	if len(held.delays) != 1 || held.delays[0] != 500*time.Millisecond {
+		t.Errorf("timer armed for %v, want once, for 500ms", held.delays)
 	}
 	if !p.isQueued(key("flood", "f2")) || p.isQueued(key("a", "first")) {
 		t.Error("isQueued is wrong")
@@ -52,34 +74,50 @@ func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 	// flood/f2 is deleted before its turn: it leaves the queue and takes none.
 	p.forget(key("flood", "f2"))
 
+	// Each turn wakes its Canary and arms the next; the Canary then starts.
 	var order []string
-	for {
-		p.mu.Lock()
-		k, ok := p.nextLocked()
-		p.mu.Unlock()
-		if !ok {
-			break
-		}
-		order = append(order, k.String())
-		if !p.mayStart(k) {
-			t.Errorf("%s does not start at its turn", k)
+	for len(held.turns) > 0 {
+		now = now.Add(500 * time.Millisecond)
+		held.runNext(t)
+		select {
+		case e := <-p.wakeups:
+			k := key(e.Object.GetNamespace(), e.Object.GetName())
+			order = append(order, k.String())
+			if !p.mayStart(k, uid(k)) {
+				t.Errorf("%s does not start at its turn", k)
+			}
+		default:
+			t.Fatal("a turn woke no one")
 		}
 	}
 	want := []string{"flood/f1", "b/one", "c/one", "flood/f3", "flood/f4"}
-	if len(order) != len(want) {
-		t.Fatalf("turns %v, want %v", order, want)
+	if !slices.Equal(order, want) {
+		t.Fatalf("turns %v, want %v: the other tenants must not wait behind the flood", order, want)
 	}
-	for i := range want {
-		if order[i] != want[i] {
-			t.Fatalf("turns %v, want %v: the other tenants must not wait behind the flood", order, want)
-		}
+	if len(p.queued) != 0 || len(p.waiting) != 0 || len(p.ring) != 0 || p.timer != nil {
+		t.Errorf("left behind: queued %v, waiting %v, ring %v, timer armed %v", p.queued, p.waiting, p.ring, p.timer != nil)
 	}
-	// Once it has a phase, a Canary is forgotten.
+	// Once it has a phase, a Canary is forgotten; one created again under its name is new.
 	p.forget(key("b", "one"))
-	if len(p.started) != len(want) || len(p.queued) != 0 || len(p.waiting) != 0 || len(p.ring) != 0 {
-		t.Errorf("left behind: started %v, queued %v, waiting %v, ring %v", p.started, p.queued, p.waiting, p.ring)
+	if _, ok := p.started[key("b", "one")]; ok {
+		t.Error("a forgotten Canary is still remembered")
 	}
-	if off := newInitPace(0, 1, time.Now); !off.mayStart(key("x", "y")) || off.isQueued(key("x", "y")) {
+	if p.mayStart(key("c", "one"), "another-uid") {
+		t.Error("a Canary created again under a started one's name skipped its turn")
+	}
+	// Deleted while it alone waits, it gives its turn's token back: the next one's turn is
+	// the one it had, not one period later.
+	p.forget(key("c", "one"))
+	if p.timer != nil {
+		t.Error("the turn of a queue left empty is still armed")
+	}
+	if p.mayStart(key("d", "one"), "uid-d") {
+		t.Fatal("d started beyond the rate")
+	}
+	if got := held.delays[len(held.delays)-1]; got != 500*time.Millisecond {
+		t.Errorf("d's turn in %v, want 500ms: the called-off turn's token was not given back", got)
+	}
+	if off := newInitPace(0, 1, time.Now); !off.mayStart(key("x", "y"), "") || off.isQueued(key("x", "y")) {
 		t.Error("a rate of 0 must start every Canary at once")
 	}
 }
@@ -102,10 +140,11 @@ func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj clie
 // a phase the pace forgets it.
 func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
 	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
-	w.r.pace = newInitPace(20, 1, time.Now)
+	w.r.pace = newInitPace(1, 1, func() time.Time { return w.now })
+	held := holdTurns(w.r.pace)
 	api := &countingReader{Reader: w.cl}
 	w.r.APIReader = api
-	if !w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "another"}) { // takes the burst
+	if !w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "another"}, "") { // takes the burst
 		t.Fatal("the burst was not free")
 	}
 
@@ -132,19 +171,21 @@ func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
 		t.Error("a Canary waiting for its turn is woken by its target's status")
 	}
 
+	w.now = w.now.Add(time.Second)
+	held.runNext(t)
 	select {
 	case e := <-w.r.pace.wakeups:
 		if e.Object.GetNamespace() != testNS || e.Object.GetName() != testName {
 			t.Fatalf("woke %s/%s", e.Object.GetNamespace(), e.Object.GetName())
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("its turn never woke the Canary")
+	default:
+		t.Fatal("its turn did not wake the Canary")
 	}
 	if !w.r.watchesTarget(*c) {
 		t.Error("at its turn, a Canary with no phase does not watch its target's status")
 	}
 	w.initialise()
-	if w.r.pace.started[key] {
+	if _, ok := w.r.pace.started[key]; ok {
 		t.Error("an initialised Canary is still remembered")
 	}
 }
@@ -153,8 +194,8 @@ func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
 func TestSuspendedCanaryTakesNoTurn(t *testing.T) {
 	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
 	w.r.pace = newInitPace(1, 1, func() time.Time { return w.now })
-	heldTurns(w.r.pace)
-	w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "another"})
+	holdTurns(w.r.pace)
+	w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "another"}, "")
 	key := types.NamespacedName{Namespace: testNS, Name: testName}
 	if _, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key}); err != nil {
 		t.Fatal(err)
