@@ -196,14 +196,10 @@ func (p *initPace) turn() {
 
 // turnOf decides, from the cache and before the pass reads the Canary from the API server,
 // whether the Canary key must wait for its turn to initialise: a waiting Canary costs no
-// request. A Canary a pass has read before has had its turn (or needed none), and is not
-// looked at again. The cache may lag behind the first pass's status write; the Canary has
+// request. The cache may lag behind the first pass's status write; the Canary has
 // then started already (mayStart remembers it until a phase is seen) and goes on at once.
 func (r *Reconciler) turnOf(ctx context.Context, key types.NamespacedName) (wait bool) {
 	if r.pace == nil || r.pace.limiter == nil {
-		return false
-	}
-	if _, seen := r.seen.get(key); seen {
 		return false
 	}
 	var c flaggerv1.Canary

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -213,5 +214,45 @@ func TestSuspendedCanaryTakesNoTurn(t *testing.T) {
 	}
 	if w.r.pace.isQueued(key) || len(w.r.pace.ring) != 0 {
 		t.Error("a suspended Canary still waits for a turn")
+	}
+
+	// Resumed before it ever had a phase, it waits for a turn like any new Canary.
+	c = w.canary()
+	c.Spec.Suspend = false
+	if err := w.cl.Update(w.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter != waitBackstop || !w.r.pace.isQueued(key) || w.canary().Status.Phase != "" {
+		t.Errorf("a resumed Canary started without its turn: %+v, phase %q", res, w.canary().Status.Phase)
+	}
+}
+
+// A Canary deleted and created again under the name of one whose turn came is new: it waits.
+func TestCanaryCreatedAgainWaitsForItsOwnTurn(t *testing.T) {
+	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
+	w.r.pace = newInitPace(1, 1, func() time.Time { return w.now })
+	holdTurns(w.r.pace)
+	key := types.NamespacedName{Namespace: testNS, Name: testName}
+	if !w.r.pace.mayStart(key, "uid-podinfo") {
+		t.Fatal("the first Canary, within the burst, waits")
+	}
+	old := w.canary()
+	if err := w.cl.Delete(w.ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	again := &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: testName, UID: "uid-again"}, Spec: old.Spec}
+	if err := w.cl.Create(w.ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter != waitBackstop || w.canary().Status.Phase != "" {
+		t.Errorf("the Canary created again took the deleted one's turn: %+v, phase %q", res, w.canary().Status.Phase)
 	}
 }

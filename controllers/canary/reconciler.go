@@ -318,9 +318,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, err
 	}
 	r.seen.remember(c)
-	if c.Status.Phase != "" {
-		r.pace.forget(req.NamespacedName) // started: the pace need not remember it
-	}
 	if !c.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // the releaser gives the target back once it is gone
 	}
