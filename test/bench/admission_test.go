@@ -151,7 +151,8 @@ func run(b *testing.B, c client.Client, prefix string, managed bool) []time.Dura
 	return all
 }
 
-func quantile(sorted []time.Duration, q float64) time.Duration {
+// quantile is the nearest-rank (lower) q-quantile of sorted samples.
+func quantile[T time.Duration | float64](sorted []T, q float64) T {
 	return sorted[int(q*float64(len(sorted)-1))]
 }
 
