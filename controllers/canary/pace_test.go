@@ -2,6 +2,7 @@ package canary
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -48,6 +49,7 @@ func (h *heldTurns) runNext(t *testing.T) {
 func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	p := newInitPace(2, 1, func() time.Time { return now }) // one at once, then one every 500 ms
+	p.quiet = 0                                             // no holds here (TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing)
 	held := holdTurns(p)
 	key := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
 	uid := func(k types.NamespacedName) types.UID { return types.UID("uid-" + k.String()) }
@@ -123,6 +125,121 @@ func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 	}
 }
 
+// A namespace whose new Canaries keep coming (a bulk apply) takes no turn until they stop for
+// quiet, without holding another namespace's lone new Canary; the hold takes no token, and a
+// namespace flooded without pause gets its turns once its oldest has waited maxHold.
+func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	now := t0
+	p := newInitPace(5, 20, func() time.Time { return now })
+	held := holdTurns(p)
+	key := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
+	woken := func() []string {
+		var out []string
+		for {
+			select {
+			case e := <-p.wakeups:
+				out = append(out, e.Object.GetNamespace()+"/"+e.Object.GetName())
+			default:
+				return out
+			}
+		}
+	}
+
+	// A bulk apply: ten new Canaries 10 ms apart. The first, alone so far, starts at once.
+	var bulk []string
+	for i := range 10 {
+		name := fmt.Sprintf("c%02d", i)
+		if started := p.mayStart(key("bulk", name), types.UID(name)); started != (i == 0) {
+			t.Fatalf("bulk/%s started %v", name, started)
+		}
+		if i > 0 {
+			bulk = append(bulk, "bulk/"+name)
+		}
+		now = now.Add(10 * time.Millisecond)
+	}
+	if !slices.Equal(held.delays, []time.Duration{quietFor}) {
+		t.Fatalf("timers armed for %v, want one for the hold, %v", held.delays, quietFor)
+	}
+	if tokens := p.limiter.TokensAt(now); tokens < 19 {
+		t.Errorf("%.1f tokens left, want 19: a hold took tokens", tokens)
+	}
+
+	// Another namespace's lone new Canary does not wait for the bulk apply to end.
+	if p.mayStart(key("other", "one"), "other") {
+		t.Fatal("other/one started while a namespace waits (it must take a turn)")
+	}
+	if d := held.delays[len(held.delays)-1]; d != 0 {
+		t.Fatalf("other/one's turn in %v, want at once", d)
+	}
+	held.runNext(t)
+	if got := woken(); !slices.Equal(got, []string{"other/one"}) {
+		t.Fatalf("woke %v, want other/one", got)
+	}
+
+	// The bulk apply goes on at 500 ms: the hold lasts until 1 s after its last Canary.
+	now = t0.Add(500 * time.Millisecond)
+	p.mayStart(key("bulk", "late"), "late")
+	bulk = append(bulk, "bulk/late")
+	now = t0.Add(1090 * time.Millisecond)
+	held.runNext(t)
+	if got := woken(); len(got) != 0 {
+		t.Fatalf("woke %v while the bulk apply went on", got)
+	}
+	if d := held.delays[len(held.delays)-1]; d != 410*time.Millisecond {
+		t.Errorf("hold re-armed for %v, want 410ms (1 s after the last Canary)", d)
+	}
+
+	// Quiet: every waiting Canary takes its turn, oldest first, at the rate (tokens left: at once).
+	now = t0.Add(1500 * time.Millisecond)
+	var order []string
+	for len(held.turns) > 0 {
+		held.runNext(t)
+		order = append(order, woken()...)
+	}
+	if !slices.Equal(order, bulk) {
+		t.Fatalf("turns %v, want %v", order, bulk)
+	}
+
+	// A namespace flooded without pause is held at most maxHold from its oldest's arrival.
+	flood := newInitPace(5, 1, func() time.Time { return now })
+	fheld := holdTurns(flood)
+	start := now
+	for i := 0; now.Sub(start) < holdAtMost+5*time.Second; i++ {
+		flood.mayStart(key("flood", fmt.Sprintf("f%03d", i)), "")
+		now = now.Add(500 * time.Millisecond)
+	}
+	flood.mu.Lock()
+	until := flood.heldUntilLocked("flood")
+	flood.mu.Unlock()
+	if want := start.Add(500 * time.Millisecond).Add(holdAtMost); !until.Equal(want) {
+		t.Errorf("held until %v after the first, want %v (the oldest waiting's arrival + maxHold)", until.Sub(start), want.Sub(start))
+	}
+	if len(fheld.turns) != 1 {
+		t.Fatalf("%d timers armed, want the one hold", len(fheld.turns))
+	}
+	fheld.runNext(t) // the hold's end, long past: a turn is armed with a token
+	fheld.runNext(t)
+	select {
+	case e := <-flood.wakeups:
+		if e.Object.GetName() != "f001" {
+			t.Errorf("%s took the first turn, want f001, the oldest waiting", e.Object.GetName())
+		}
+	default:
+		t.Error("a namespace flooded without pause took no turn after maxHold")
+	}
+
+	// Namespaces whose new Canaries came long ago are not remembered.
+	many := newInitPace(1000, 1000, func() time.Time { return now })
+	for i := range 500 {
+		many.mayStart(key(fmt.Sprintf("ns-%03d", i), "one"), "")
+		now = now.Add(quietFor)
+	}
+	if n := len(many.arrivals); n > 64 {
+		t.Errorf("%d namespaces' arrivals remembered, want at most 64", n)
+	}
+}
+
 // countingReader counts the reads of Canaries from the API server.
 type countingReader struct {
 	client.Reader
@@ -145,7 +262,7 @@ func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
 	held := holdTurns(w.r.pace)
 	api := &countingReader{Reader: w.cl}
 	w.r.APIReader = api
-	if !w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "another"}, "") { // takes the burst
+	if !w.r.pace.mayStart(types.NamespacedName{Namespace: "elsewhere", Name: "another"}, "") { // takes the burst
 		t.Fatal("the burst was not free")
 	}
 
@@ -196,7 +313,7 @@ func TestSuspendedCanaryTakesNoTurn(t *testing.T) {
 	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
 	w.r.pace = newInitPace(1, 1, func() time.Time { return w.now })
 	holdTurns(w.r.pace)
-	w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "another"}, "")
+	w.r.pace.mayStart(types.NamespacedName{Namespace: "elsewhere", Name: "another"}, "")
 	key := types.NamespacedName{Namespace: testNS, Name: testName}
 	if _, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key}); err != nil {
 		t.Fatal(err)

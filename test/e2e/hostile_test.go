@@ -799,6 +799,19 @@ var _ = Describe("Hostile tenants", Label("hostile"), Ordered, Serial, func() {
 			Expect(k8s.DeleteAllOf(ctx, &flaggerv1.Canary{}, client.InNamespace(hostileNS), client.MatchingLabels{"flood": "new"})).To(Succeed())
 		})
 
+		By("the flood's turns begin once its Canaries stop coming")
+		Eventually(func() int {
+			var list flaggerv1.CanaryList
+			Expect(k8s.List(ctx, &list, client.InNamespace(hostileNS), client.MatchingLabels{"flood": "new"})).To(Succeed())
+			started := 0
+			for _, c := range list.Items {
+				if c.Status.Phase != "" || len(c.Status.Conditions) > 0 {
+					started++
+				}
+			}
+			return started
+		}).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).Should(BeNumerically(">", 2), "no flooding Canary took a turn beyond the burst")
+
 		By("then one honest Canary: it starts at one of the next turns, not behind the flood")
 		workload(ctx, honestNS, "late")
 		asked := time.Now()
