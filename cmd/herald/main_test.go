@@ -65,11 +65,11 @@ func TestNewFlagsDefaults(t *testing.T) {
 	}
 	for _, bad := range [][]string{{"-initialization-rate=-1"}, {"-initialization-rate=NaN"}, {"-initialization-rate=+Inf"}, {"-initialization-burst=0"}} {
 		_, err := parse(t, append([]string{"-enable-webhooks=false"}, bad...)...)
-		if err == nil || !strings.Contains(err.Error(), "-initialization-") {
+		if flag, _, _ := strings.Cut(bad[0], "="); err == nil || !strings.Contains(err.Error(), flag+" ") {
 			t.Errorf("%v: %v, want an error naming the flag", bad, err)
 		}
 	}
-	if o, err := parse(t, "-enable-webhooks=false", "-initialization-rate=0"); err != nil || o.initializationRate != 0 {
+	if o, err := parse(t, "-enable-webhooks=false", "-initialization-rate=0", "-initialization-burst=0"); err != nil || o.initializationRate != 0 {
 		t.Errorf("-initialization-rate=0 (no pacing): %v", err)
 	}
 }

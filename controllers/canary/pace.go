@@ -3,13 +3,17 @@ package canary
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
@@ -22,28 +26,31 @@ import (
 // many of the controller-manager's, whose deployment and replicaset controllers each write at
 // their default 20 requests a second. Started all at once, a thousand Canaries applied in one
 // go load the API server while the apply is still running, and the primaries do not roll out
-// sooner for it: on the local control plane the API server's CPU during such an apply fell
-// from about 7.5 s to 5.5 s with the default pace (bench-scale's apply samples).
+// sooner for it.
 //
 // Only a Canary that has never had a phase waits: a Canary Herald (or Flagger) already
 // started, and every later step of any Canary, goes on at once. A waiting Canary has no phase
-// yet, and its passes read only the cache and write nothing. Up to the burst start at once
-// while no one waits; after that, turns come at the rate and go round the namespaces with
-// Canaries waiting, oldest first within each: one tenant's thousand new Canaries take one
-// turn in every k while k namespaces wait, and a Canary deleted before its turn takes none.
-// A turn wakes its Canary through wakeups (a channel the controller watches); a waiting
-// pass also comes back after waitBackstop should that wake be lost.
+// yet; its passes read only the cache, and write only its status, once (markWaiting). While
+// no one waits, a new Canary starts at once if a token is left (up to the burst); after that,
+// turns come at the rate and go round the namespaces with Canaries waiting, oldest first
+// within each: one tenant's thousand new Canaries take one turn in every k while k namespaces
+// wait, and a Canary deleted before its turn takes none. A turn wakes its Canary through
+// wakeups (a channel the controller watches); a waiting pass also comes back after
+// waitBackstop should that wake be lost.
 //
 // A namespace whose new Canaries keep coming (a bulk apply, a Flux Kustomization) takes no
-// turn until none has come for quiet, or its oldest has waited maxHold: the apply is not
-// slowed by the initialisations it causes (on the local control plane, 1,000 Deployments and
-// Canaries took 1.6 times as long with initialisations running alongside as without Herald),
-// and they start a moment later, one after the other. A lone new Canary, or one of another
-// namespace, is not held.
+// turn until none has come for quiet, or its oldest has waited maxHold, so that the apply is
+// not slowed by the initialisations it causes: on the local control plane, 1,000 Deployments
+// and Canaries applied with Herald running took 1.8 times as long as without Herald when
+// their initialisations ran alongside, 1.3 times with the hold (bench-scale's apply
+// samples). The first of them starts at once; the others a moment after the apply, at the
+// rate. A Canary of another namespace is not held. A Canary resumed, or created again under a
+// name, counts as new.
 type initPace struct {
 	limiter *rate.Limiter // nil: no pacing
 	// now is the reconciler's clock, for the limiter; the timer waits real time, so a test
-	// that pins the clock holds the turns (after) rather than letting the timer run.
+	// that pins the clock holds the turns (after) rather than letting the timer run (a turn
+	// or a hold's end that finds the clock short of it only arms the timer again).
 	now   func() time.Time
 	after func(time.Duration, func()) *time.Timer // time.AfterFunc
 	// quiet and maxHold bound the hold of a namespace whose new Canaries keep coming.
@@ -59,8 +66,9 @@ type initPace struct {
 	started  map[types.NamespacedName]types.UID     // Canaries whose turn came (or needed none), until a phase is seen
 	arrivals map[string]arrival                     // namespaces with a new Canary in the last quiet, or some waiting
 	sweepAt  int                                    // the size of arrivals at which its stale entries go
-	timer    *time.Timer                            // the next turn (or the end of a hold), while someone waits
-	next     *rate.Reservation                      // the token of that turn; nil for the end of a hold
+	timer    *time.Timer                            // the next turn, or the end of a hold, while someone waits
+	holding  bool                                   // the timer is armed for the end of a hold
+	next     *rate.Reservation                      // the token of the next turn, once taken
 }
 
 // waiter is a Canary waiting for its turn.
@@ -139,7 +147,7 @@ func (p *initPace) mayStart(key types.NamespacedName, uid types.UID) bool {
 		p.ring = append(p.ring, key.Namespace)
 	}
 	p.queued[key] = names.PushBack(waiter{name: key.Name, since: now})
-	if p.timer != nil && p.next == nil && !bulk && p.timer.Stop() {
+	if p.timer != nil && p.holding && !bulk && p.timer.Stop() {
 		// Every namespace waiting so far is held; this one is not: its turn need not wait
 		// for their holds to end.
 		p.timer = nil
@@ -248,8 +256,8 @@ func (p *initPace) nextLocked(now time.Time) (types.NamespacedName, bool) {
 }
 
 // scheduleLocked arms the timer of the next turn, unless it is armed or no one waits: while
-// every waiting namespace is held, for the end of the first hold, with no token taken;
-// otherwise with the next token, taken as the timer is armed, so turns keep the rate.
+// every waiting namespace is held, for the end of the first hold; otherwise for the next
+// token, taken as the timer is armed (turns keep the rate) and kept until a turn uses it.
 func (p *initPace) scheduleLocked(now time.Time) {
 	if p.timer != nil || len(p.ring) == 0 {
 		return
@@ -259,24 +267,27 @@ func (p *initPace) scheduleLocked(now time.Time) {
 		free = minTime(free, p.heldUntilLocked(ns))
 	}
 	if free.After(now) {
-		p.timer = p.after(free.Sub(now), p.turn)
+		p.timer, p.holding = p.after(free.Sub(now), p.turn), true
 		return
 	}
-	p.next = p.limiter.ReserveN(now, 1)
-	p.timer = p.after(p.next.DelayFrom(now), p.turn)
+	if p.next == nil {
+		p.next = p.limiter.ReserveN(now, 1)
+	}
+	p.timer, p.holding = p.after(p.next.DelayFrom(now), p.turn), false
 }
 
-// turn is the timer's: the next Canary's turn comes, or a hold ends. Should a namespace have
-// been held again since its token was taken, and no other be free, that token is spent.
+// turn is the timer's: the next Canary's turn comes, or a hold ends. A token whose namespace
+// was held again before its turn, with no other free, waits for the next free one.
 func (p *initPace) turn() {
 	p.mu.Lock()
 	now := p.now()
-	token := p.next != nil
-	p.timer, p.next = nil, nil
+	p.timer = nil
 	var key types.NamespacedName
 	var ok bool
-	if token {
-		key, ok = p.nextLocked(now)
+	if p.next != nil && p.next.DelayFrom(now) == 0 {
+		if key, ok = p.nextLocked(now); ok {
+			p.next = nil
+		}
 	}
 	p.scheduleLocked(now)
 	p.mu.Unlock()
@@ -290,20 +301,55 @@ func (p *initPace) turn() {
 }
 
 // turnOf decides, from the cache and before the pass reads the Canary from the API server,
-// whether the Canary key must wait for its turn to initialise: a waiting Canary costs no
-// request. The cache may lag behind the first pass's status write; the Canary has
-// then started already (mayStart remembers it until a phase is seen) and goes on at once.
-func (r *Reconciler) turnOf(ctx context.Context, key types.NamespacedName) (wait bool) {
+// whether the Canary key must wait for its turn to initialise, and returns the cached Canary
+// if so: a waiting Canary costs no read. The cache may lag behind the first pass's status
+// write; the Canary has then started already (mayStart remembers it until a phase is seen)
+// and goes on at once.
+func (r *Reconciler) turnOf(ctx context.Context, key types.NamespacedName) (waiting *flaggerv1.Canary) {
 	if r.pace == nil || r.pace.limiter == nil {
-		return false
+		return nil
 	}
 	var c flaggerv1.Canary
 	if err := r.Client.Get(ctx, key, &c); err != nil {
-		return false // gone, or not this shard's: the pass finds out
+		return nil // gone, or not this shard's: the pass finds out
 	}
 	if c.Status.Phase != "" || !c.DeletionTimestamp.IsZero() || c.Spec.Suspend {
 		r.pace.forget(key)
-		return false
+		return nil
 	}
-	return !r.pace.mayStart(key, c.UID)
+	if r.pace.mayStart(key, c.UID) {
+		return nil
+	}
+	return &c
+}
+
+// reasonWaitingForTurn is the reason of the conditions of a Canary waiting for its turn.
+const reasonWaitingForTurn = "WaitingForTurn"
+
+// markWaiting writes, once, the status of a Canary waiting for its turn: Reconciling True and
+// Ready False (reason WaitingForTurn) and its observed generation. Without it the Canary has
+// no status, which kstatus reads as Current: a Flux Kustomization that waits for its objects
+// would go Ready before its Canaries started, and miss a missing target. It is the only write
+// of a waiting Canary; its event wakes no one (the Canary watch passes spec changes only).
+func (r *Reconciler) markWaiting(ctx context.Context, c *flaggerv1.Canary) error {
+	if cond := findCondition(c.Status.Conditions, flaggerv1.ReconcilingType); cond != nil &&
+		cond.Reason == reasonWaitingForTurn && c.Status.ObservedGeneration == c.Generation {
+		return nil
+	}
+	before := c.DeepCopy()
+	p := &pass{c: c, now: r.Now()}
+	const msg = "Waiting for a turn to initialise (-initialization-rate)"
+	p.setCondition(flaggerv1.ReconcilingType, corev1.ConditionTrue, reasonWaitingForTurn, msg)
+	p.setCondition(flaggerv1.ReadyType, corev1.ConditionFalse, reasonWaitingForTurn, msg)
+	c.Status.ObservedGeneration = c.Generation
+	// With the version read from the cache: should the Canary have started meanwhile (a
+	// lagging cache), the write fails rather than overwrite its status.
+	err := r.Client.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil // the next pass sees the newer Canary
+	}
+	if err != nil {
+		return fmt.Errorf("writing the status of a Canary waiting for its turn: %w", err)
+	}
+	return nil
 }

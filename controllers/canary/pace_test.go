@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,31 +20,44 @@ import (
 )
 
 // heldTurns makes p's timer record the turns it is armed for instead of running them: the
-// test runs them (turns) when it chooses.
+// test runs them (turns) when it chooses. A timer the pace stopped is not run.
 type heldTurns struct {
 	delays []time.Duration
-	turns  []func()
+	turns  []heldTurn
+}
+
+type heldTurn struct {
+	timer *time.Timer // never fires: it only tells whether the pace stopped it
+	f     func()
 }
 
 func holdTurns(p *initPace) *heldTurns {
 	h := &heldTurns{}
 	p.after = func(d time.Duration, f func()) *time.Timer {
+		t := time.NewTimer(time.Hour)
 		h.delays = append(h.delays, d)
-		h.turns = append(h.turns, f)
-		return time.NewTimer(time.Hour)
+		h.turns = append(h.turns, heldTurn{timer: t, f: f})
+		return t
 	}
 	return h
 }
 
-// runNext runs the turn armed last.
+// armed drops the timers the pace stopped and reports whether one is left.
+func (h *heldTurns) armed() bool {
+	// Reset reports whether the timer was active (not stopped), and leaves it active.
+	h.turns = slices.DeleteFunc(h.turns, func(t heldTurn) bool { return !t.timer.Reset(time.Hour) })
+	return len(h.turns) > 0
+}
+
+// runNext runs the turn armed last (as its timer would).
 func (h *heldTurns) runNext(t *testing.T) {
 	t.Helper()
-	if len(h.turns) == 0 {
+	if !h.armed() {
 		t.Fatal("no turn armed")
 	}
-	f := h.turns[len(h.turns)-1]
+	next := h.turns[len(h.turns)-1]
 	h.turns = h.turns[:len(h.turns)-1]
-	f()
+	next.f()
 }
 
 func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
@@ -79,7 +93,7 @@ func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 
 	// Each turn wakes its Canary and arms the next; the Canary then starts.
 	var order []string
-	for len(held.turns) > 0 {
+	for held.armed() {
 		now = now.Add(500 * time.Millisecond)
 		held.runNext(t)
 		select {
@@ -193,7 +207,7 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	// Quiet: every waiting Canary takes its turn, oldest first, at the rate (tokens left: at once).
 	now = t0.Add(1500 * time.Millisecond)
 	var order []string
-	for len(held.turns) > 0 {
+	for held.armed() {
 		held.runNext(t)
 		order = append(order, woken()...)
 	}
@@ -215,7 +229,7 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	if want := start.Add(500 * time.Millisecond).Add(holdAtMost); !until.Equal(want) {
 		t.Errorf("held until %v after the first, want %v (the oldest waiting's arrival + maxHold)", until.Sub(start), want.Sub(start))
 	}
-	if len(fheld.turns) != 1 {
+	if !fheld.armed() || len(fheld.turns) != 1 {
 		t.Fatalf("%d timers armed, want the one hold", len(fheld.turns))
 	}
 	fheld.runNext(t) // the hold's end, long past: a turn is armed with a token
@@ -253,9 +267,10 @@ func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj clie
 	return c.Reader.Get(ctx, key, obj, opts...)
 }
 
-// A new Canary that must wait for its turn reads nothing from the API server, writes nothing
-// and creates nothing until its turn wakes it; then it initialises as usual, and once it has
-// a phase the pace forgets it.
+// A new Canary that must wait for its turn reads nothing from the API server and creates
+// nothing until its turn wakes it; it writes once that it waits (kstatus InProgress, so that a
+// Flux Kustomization waits for it); then it initialises as usual, and once it has a phase the
+// pace forgets it.
 func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
 	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
 	w.r.pace = newInitPace(1, 1, func() time.Time { return w.now })
@@ -278,8 +293,18 @@ func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
 		t.Errorf("%d reads of the Canary from the API server while it waits", n)
 	}
 	c := w.canary()
-	if c.Status.Phase != "" || len(c.Status.Conditions) != 0 {
-		t.Errorf("status written while waiting: phase %q, conditions %v", c.Status.Phase, c.Status.Conditions)
+	if c.Status.Phase != "" || c.Status.ObservedGeneration != c.Generation {
+		t.Errorf("status while waiting: phase %q, observed generation %d of %d", c.Status.Phase, c.Status.ObservedGeneration, c.Generation)
+	}
+	if got, msg := kstatusOf(t, c); got != "InProgress" || !strings.Contains(msg, "Waiting for a turn") {
+		t.Errorf("a waiting Canary reads %s (%q) to kstatus, want InProgress, waiting for a turn", got, msg)
+	}
+	// Its later passes, before its turn, write nothing.
+	if _, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if again := w.canary(); again.ResourceVersion != c.ResourceVersion {
+		t.Errorf("a second pass while waiting wrote the Canary again: %v", again.Status.Conditions)
 	}
 	var primary appsv1.Deployment
 	if err := w.cl.Get(w.ctx, types.NamespacedName{Namespace: testNS, Name: testName + "-primary"}, &primary); !apierrors.IsNotFound(err) {

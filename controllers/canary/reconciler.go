@@ -293,10 +293,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
 	ctx = inPass(ctrl.LoggerInto(ctx, log))
 
-	if r.turnOf(ctx, req.NamespacedName) {
-		// A new Canary waits for its turn to initialise, reading and writing nothing; its turn
-		// wakes it (pace.go).
+	if waiting := r.turnOf(ctx, req.NamespacedName); waiting != nil {
+		// A new Canary waits for its turn to initialise, reading from the cache and writing
+		// only that it waits; its turn wakes it (pace.go).
 		log.V(1).Info("Waiting for a turn to initialise")
+		if err := r.markWaiting(ctx, waiting); err != nil {
+			return ctrl.Result{}, err
+		}
 		return ctrl.Result{RequeueAfter: waitBackstop}, nil
 	}
 	c, err := r.read(ctx, req.NamespacedName)

@@ -805,7 +805,7 @@ var _ = Describe("Hostile tenants", Label("hostile"), Ordered, Serial, func() {
 			Expect(k8s.List(ctx, &list, client.InNamespace(hostileNS), client.MatchingLabels{"flood": "new"})).To(Succeed())
 			started := 0
 			for _, c := range list.Items {
-				if c.Status.Phase != "" || len(c.Status.Conditions) > 0 {
+				if !waitingForTurn(c) {
 					started++
 				}
 			}
@@ -821,15 +821,19 @@ var _ = Describe("Hostile tenants", Label("hostile"), Ordered, Serial, func() {
 		started := time.Since(asked)
 		var list flaggerv1.CanaryList
 		Expect(k8s.List(ctx, &list, client.InNamespace(hostileNS), client.MatchingLabels{"flood": "new"})).To(Succeed())
-		waiting := 0
+		waiting, marked := 0, 0
 		for _, c := range list.Items {
-			if c.Status.Phase == "" && len(c.Status.Conditions) == 0 {
+			if waitingForTurn(c) {
 				waiting++
+				if len(c.Status.Conditions) > 0 && c.Status.ObservedGeneration == c.Generation {
+					marked++ // kstatus InProgress: a Kustomization waiting for it waits
+				}
 			}
 		}
 		AddReportEntry("new Canaries under a flood", fmt.Sprintf("the honest Canary started %s after its creation, with %d of the %d flooding Canaries still waiting", started.Round(100*time.Millisecond), waiting, flood))
 		// Were they not waiting, the spec would show nothing about turns.
 		Expect(waiting).To(BeNumerically(">=", flood/2), "the flood was not paced")
+		Expect(marked).To(Equal(waiting), "a Canary waiting for its turn has no status saying so")
 		Eventually(func() flaggerv1.CanaryPhase { return phaseIn(ctx, honestNS, "late") }).
 			WithTimeout(time.Minute).Should(Equal(flaggerv1.CanaryPhaseInitialized))
 		heraldAlive()
@@ -911,3 +915,17 @@ var _ = Describe("Herald's /metrics", Label("hostile"), func() {
 		}
 	})
 })
+
+// waitingForTurn reports whether a Canary has not started initialising: no phase, and no
+// condition but those that say it waits for its turn.
+func waitingForTurn(c flaggerv1.Canary) bool {
+	if c.Status.Phase != "" {
+		return false
+	}
+	for _, cond := range c.Status.Conditions {
+		if cond.Reason != "WaitingForTurn" {
+			return false
+		}
+	}
+	return true
+}
