@@ -254,6 +254,37 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	}
 }
 
+// A token taken for a namespace that is held again before its turn is not lost: the turn
+// waits for the hold's end, then goes with that token.
+func TestInitPaceKeepsATokenItsHoldDidNotUse(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	now := t0
+	p := newInitPace(1, 1, func() time.Time { return now })
+	held := holdTurns(p)
+	key := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
+	p.mayStart(key("x", "first"), "") // takes the burst
+	p.mayStart(key("a", "one"), "")   // a lone Canary: a token is taken for its turn, in 1 s
+	now = t0.Add(10 * time.Millisecond)
+	p.mayStart(key("a", "two"), "") // a second one: a is held until 1.01 s
+	now = t0.Add(time.Second)
+	held.runNext(t) // the token's time: a is held, no turn
+	select {
+	case e := <-p.wakeups:
+		t.Fatalf("%s woke during its namespace's hold", e.Object.GetName())
+	default:
+	}
+	now = t0.Add(1010 * time.Millisecond)
+	held.runNext(t) // the hold's end
+	select {
+	case e := <-p.wakeups:
+		if e.Object.GetName() != "one" {
+			t.Errorf("%s took the turn, want a/one", e.Object.GetName())
+		}
+	default:
+		t.Fatal("no turn at the hold's end: the token taken before it was lost")
+	}
+}
+
 // countingReader counts the reads of Canaries from the API server.
 type countingReader struct {
 	client.Reader
