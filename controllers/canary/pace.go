@@ -43,8 +43,9 @@ import (
 // not slowed by the initialisations it causes: on the local control plane, 1,000 Deployments
 // and Canaries applied with Herald running took 1.8 times as long as without Herald when
 // their initialisations ran alongside, 1.3 times with the hold (bench-scale's apply
-// samples). The first of them starts at once; the others a moment after the apply, at the
-// rate. A Canary of another namespace is not held. A Canary resumed, or created again under a
+// samples). The first of them starts at once; the others, once the apply ends, write that
+// they wait (a write each during the apply cost the API server as much as initialising them),
+// then start at the rate. A Canary of another namespace is not held. A Canary resumed, or created again under a
 // name, counts as new.
 type initPace struct {
 	limiter *rate.Limiter // nil: no pacing
@@ -67,7 +68,7 @@ type initPace struct {
 	arrivals map[string]arrival                     // namespaces with a new Canary in the last quiet, or some waiting
 	sweepAt  int                                    // the size of arrivals at which its stale entries go
 	timer    *time.Timer                            // the next turn, or the end of a hold, while someone waits
-	holding  bool                                   // the timer is armed for the end of a hold
+	holding  bool                                   // the timer is armed for the end of a hold, not for a token
 	next     *rate.Reservation                      // the token of the next turn, once taken
 }
 
@@ -82,6 +83,10 @@ type waiter struct {
 type arrival struct {
 	last time.Time
 	bulk bool
+	// unmarked: Canaries queued during the hold have not written that they wait (a write
+	// each would load the API server during the apply as much as the initialisations did);
+	// the hold's end wakes them to write it.
+	unmarked bool
 }
 
 // Holding a namespace while its new Canaries keep coming: quietFor without one ends the hold,
@@ -107,7 +112,7 @@ func newInitPace(perSecond float64, burst int, now func() time.Time) *initPace {
 		after:    time.AfterFunc,
 		quiet:    quietFor,
 		maxHold:  holdAtMost,
-		wakeups:  make(chan event.GenericEvent, 1024),
+		wakeups:  make(chan event.GenericEvent, 4096),
 		waiting:  map[string]*list.List{},
 		queued:   map[types.NamespacedName]*list.Element{},
 		started:  map[types.NamespacedName]types.UID{},
@@ -147,6 +152,11 @@ func (p *initPace) mayStart(key types.NamespacedName, uid types.UID) bool {
 		p.ring = append(p.ring, key.Namespace)
 	}
 	p.queued[key] = names.PushBack(waiter{name: key.Name, since: now})
+	if bulk {
+		a := p.arrivals[key.Namespace]
+		a.unmarked = true
+		p.arrivals[key.Namespace] = a
+	}
 	if p.timer != nil && p.holding && !bulk && p.timer.Stop() {
 		// Every namespace waiting so far is held; this one is not: its turn need not wait
 		// for their holds to end.
@@ -191,6 +201,16 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
+// holds reports whether namespace ns is held: its new Canaries keep coming.
+func (p *initPace) holds(ns string) bool {
+	if p == nil || p.limiter == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waiting[ns] != nil && p.heldUntilLocked(ns).After(p.now())
+}
+
 // isQueued reports whether the Canary key waits for its turn.
 func (p *initPace) isQueued(key types.NamespacedName) bool {
 	if p == nil || p.limiter == nil {
@@ -227,6 +247,10 @@ func (p *initPace) dequeueLocked(key types.NamespacedName) {
 		return
 	}
 	delete(p.waiting, key.Namespace)
+	if a, ok := p.arrivals[key.Namespace]; ok {
+		a.unmarked = false
+		p.arrivals[key.Namespace] = a
+	}
 	if i := slices.Index(p.ring, key.Namespace); i >= 0 {
 		p.ring = slices.Delete(p.ring, i, i+1)
 	}
@@ -255,48 +279,67 @@ func (p *initPace) nextLocked(now time.Time) (types.NamespacedName, bool) {
 	return key, true
 }
 
-// scheduleLocked arms the timer of the next turn, unless it is armed or no one waits: while
-// every waiting namespace is held, for the end of the first hold; otherwise for the next
-// token, taken as the timer is armed (turns keep the rate) and kept until a turn uses it.
+// scheduleLocked arms the timer, unless it is armed or no one waits: for the end of the first
+// hold whose Canaries have not written that they wait, or, while every waiting namespace is
+// held, of the first hold; otherwise for the next token, taken as the timer is armed (turns
+// keep the rate) and kept until a turn uses it.
 func (p *initPace) scheduleLocked(now time.Time) {
 	if p.timer != nil || len(p.ring) == 0 {
 		return
 	}
-	free := p.heldUntilLocked(p.ring[0])
-	for _, ns := range p.ring[1:] {
-		free = minTime(free, p.heldUntilLocked(ns))
+	var free, mark time.Time // mark: zero while no hold's Canaries are unmarked
+	for i, ns := range p.ring {
+		until := p.heldUntilLocked(ns)
+		if i == 0 || until.Before(free) {
+			free = until
+		}
+		if p.arrivals[ns].unmarked && (mark.IsZero() || until.Before(mark)) {
+			mark = until
+		}
 	}
-	if free.After(now) {
-		p.timer, p.holding = p.after(free.Sub(now), p.turn), true
-		return
+	at, holding := free, true
+	if !free.After(now) {
+		if p.next == nil {
+			p.next = p.limiter.ReserveN(now, 1)
+		}
+		at, holding = now.Add(p.next.DelayFrom(now)), false
 	}
-	if p.next == nil {
-		p.next = p.limiter.ReserveN(now, 1)
+	if !mark.IsZero() && mark.Before(at) {
+		at, holding = mark, true
 	}
-	p.timer, p.holding = p.after(p.next.DelayFrom(now), p.turn), false
+	p.timer, p.holding = p.after(max(at.Sub(now), 0), p.turn), holding
 }
 
-// turn is the timer's: the next Canary's turn comes, or a hold ends. A token whose namespace
-// was held again before its turn, with no other free, waits for the next free one.
+// turn is the timer's: the Canaries of a hold that ended are woken to write that they wait,
+// and the next Canary's turn comes. A token whose namespace was held again before its turn,
+// with no other free, waits for the next free one.
 func (p *initPace) turn() {
 	p.mu.Lock()
 	now := p.now()
 	p.timer = nil
-	var key types.NamespacedName
-	var ok bool
+	var wake []types.NamespacedName
+	for _, ns := range p.ring {
+		if a := p.arrivals[ns]; a.unmarked && !p.heldUntilLocked(ns).After(now) {
+			for e := p.waiting[ns].Front(); e != nil; e = e.Next() {
+				wake = append(wake, types.NamespacedName{Namespace: ns, Name: e.Value.(waiter).name})
+			}
+			a.unmarked = false
+			p.arrivals[ns] = a
+		}
+	}
 	if p.next != nil && p.next.DelayFrom(now) == 0 {
-		if key, ok = p.nextLocked(now); ok {
+		if key, ok := p.nextLocked(now); ok {
 			p.next = nil
+			wake = append(wake, key)
 		}
 	}
 	p.scheduleLocked(now)
 	p.mu.Unlock()
-	if !ok {
-		return
-	}
-	select {
-	case p.wakeups <- event.GenericEvent{Object: &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
-	default: // the waiting pass's backstop brings it
+	for _, key := range wake {
+		select {
+		case p.wakeups <- event.GenericEvent{Object: &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+		default: // the waiting pass's backstop brings it
+		}
 	}
 }
 

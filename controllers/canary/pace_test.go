@@ -204,8 +204,13 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 		t.Errorf("hold re-armed for %v, want 410ms (1 s after the last Canary)", d)
 	}
 
-	// Quiet: every waiting Canary takes its turn, oldest first, at the rate (tokens left: at once).
+	// Quiet: the hold's end wakes every Canary queued during it, to write that it waits (they
+	// wrote nothing during the apply); then each takes its turn, oldest first, at the rate
+	// (tokens left: at once).
 	now = t0.Add(1500 * time.Millisecond)
+	if held.runNext(t); !slices.Equal(woken(), bulk) {
+		t.Fatalf("the hold's end did not wake the Canaries queued during it")
+	}
 	var order []string
 	for held.armed() {
 		held.runNext(t)
@@ -361,6 +366,41 @@ func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
 	w.initialise()
 	if _, ok := w.r.pace.started[key]; ok {
 		t.Error("an initialised Canary is still remembered")
+	}
+}
+
+// A Canary of a bulk apply writes nothing while the apply goes on; the apply's end wakes it
+// to write that it waits.
+func TestBulkCanaryWritesThatItWaitsOnceTheApplyEnds(t *testing.T) {
+	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
+	w.r.pace = newInitPace(1, 1, func() time.Time { return w.now })
+	held := holdTurns(w.r.pace)
+	if !w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "first"}, "") { // the apply's first
+		t.Fatal("the first Canary of the apply waits")
+	}
+	key := types.NamespacedName{Namespace: testNS, Name: testName}
+	if _, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if c := w.canary(); len(c.Status.Conditions) != 0 || c.Status.ObservedGeneration != 0 {
+		t.Fatalf("a Canary wrote its status during the apply: %v", c.Status.Conditions)
+	}
+	w.now = w.now.Add(quietFor)
+	held.runNext(t)
+	select {
+	case e := <-w.r.pace.wakeups:
+		if e.Object.GetName() != testName {
+			t.Fatalf("woke %s", e.Object.GetName())
+		}
+	default:
+		t.Fatal("the apply's end did not wake the Canary")
+	}
+	if _, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	c := w.canary()
+	if got, _ := kstatusOf(t, c); got != "InProgress" || c.Status.Phase != "" {
+		t.Errorf("after the apply: kstatus %s, phase %q; want InProgress, waiting", got, c.Status.Phase)
 	}
 }
 

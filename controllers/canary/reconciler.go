@@ -297,8 +297,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		// A new Canary waits for its turn to initialise, reading from the cache and writing
 		// only that it waits; its turn wakes it (pace.go).
 		log.V(1).Info("Waiting for a turn to initialise")
-		if err := r.markWaiting(ctx, waiting); err != nil {
-			return ctrl.Result{}, err
+		// A bulk apply's Canaries write it once the apply ends: its hold's end wakes them.
+		if !r.pace.holds(req.Namespace) {
+			if err := r.markWaiting(ctx, waiting); err != nil {
+				return ctrl.Result{}, err
+			}
 		}
 		return ctrl.Result{RequeueAfter: waitBackstop}, nil
 	}
