@@ -192,7 +192,7 @@ func TestKstatusRulesTheConditionsRelyOn(t *testing.T) {
 	}
 	// Nothing the controller writes helps before its first pass: a Canary without status
 	// reads Current. Herald's first pass writes Initializing, or WaitingForTurn for a Canary
-	// waiting for its turn to initialise (TestNewCanaryWaitsForItsTurnWithoutWriting), within
+	// waiting for its turn to initialise (TestNewCanaryWaitsForItsTurnWritingOnlyThatItWaits), within
 	// a second; Flux's health checks poll every 5 s.
 	if got, _ := kstatusOf(t, &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Name: "new", Namespace: "test", Generation: 1}}); got != "Current" {
 		t.Fatalf("no status: %s", got)

@@ -43,9 +43,10 @@ import (
 // not slowed by the initialisations it causes: on the local control plane, 1,000 Deployments
 // and Canaries applied with Herald running took 1.8 times as long as without Herald when
 // their initialisations ran alongside, 1.3 times with the hold (bench-scale's apply
-// samples). The first of them starts at once; the others, once the apply ends, write that
-// they wait (a write each during the apply cost the API server as much as initialising them),
-// then start at the rate. A Canary of another namespace is not held. A Canary resumed, or created again under a
+// samples). The first of them starts at once, the first to wait writes at once that it waits,
+// and the others write it once the apply ends (a write each during the apply cost the API
+// server as much as initialising them), then start at the rate. A flood past maxHold writes
+// at once. A Canary of another namespace is not held. A Canary resumed, or created again under a
 // name, counts as new.
 type initPace struct {
 	limiter *rate.Limiter // nil: no pacing
@@ -56,9 +57,10 @@ type initPace struct {
 	after func(time.Duration, func()) *time.Timer // time.AfterFunc
 	// quiet and maxHold bound the hold of a namespace whose new Canaries keep coming.
 	quiet, maxHold time.Duration
-	// wakeups carries the Canary whose turn came; full, the wake is dropped and the waiting
-	// pass's backstop brings the Canary.
-	wakeups chan event.GenericEvent
+	// wakeups carries the Canary whose turn came, marks the Canaries whose namespace's hold
+	// ended, to write that they wait; full, a wake is dropped and the waiting pass's
+	// backstop brings the Canary.
+	wakeups, marks chan event.GenericEvent
 
 	mu       sync.Mutex
 	waiting  map[string]*list.List                  // namespace → waiters, oldest first
@@ -68,7 +70,7 @@ type initPace struct {
 	arrivals map[string]arrival                     // namespaces with a new Canary in the last quiet, or some waiting
 	sweepAt  int                                    // the size of arrivals at which its stale entries go
 	timer    *time.Timer                            // the next turn, or the end of a hold, while someone waits
-	holding  bool                                   // the timer is armed for the end of a hold, not for a token
+	due      time.Time                              // when the timer fires
 	next     *rate.Reservation                      // the token of the next turn, once taken
 }
 
@@ -76,17 +78,18 @@ type initPace struct {
 type waiter struct {
 	name  string
 	since time.Time
+	// unmarked: queued during its namespace's hold, it has not written that it waits (a
+	// write each during the apply loaded the API server as much as the initialisations
+	// did); the hold's end wakes it to write it.
+	unmarked bool
 }
 
 // arrival is when a namespace's last new Canary came, and whether it came within quiet of the
 // one before (the namespace is then held).
 type arrival struct {
-	last time.Time
-	bulk bool
-	// unmarked: Canaries queued during the hold have not written that they wait (a write
-	// each would load the API server during the apply as much as the initialisations did);
-	// the hold's end wakes them to write it.
-	unmarked bool
+	last     time.Time
+	bulk     bool
+	unmarked int // the namespace's waiters not marked yet
 }
 
 // Holding a namespace while its new Canaries keep coming: quietFor without one ends the hold,
@@ -112,7 +115,8 @@ func newInitPace(perSecond float64, burst int, now func() time.Time) *initPace {
 		after:    time.AfterFunc,
 		quiet:    quietFor,
 		maxHold:  holdAtMost,
-		wakeups:  make(chan event.GenericEvent, 4096),
+		wakeups:  make(chan event.GenericEvent, 1024),
+		marks:    make(chan event.GenericEvent, 4096),
 		waiting:  map[string]*list.List{},
 		queued:   map[types.NamespacedName]*list.Element{},
 		started:  map[types.NamespacedName]types.UID{},
@@ -120,30 +124,43 @@ func newInitPace(perSecond float64, burst int, now func() time.Time) *initPace {
 	}
 }
 
-// mayStart reports whether the Canary key (of uid) may start initialising now; if not, it is
-// queued (once, however often it asks) and woken at its turn. A Canary deleted and created
-// again under the same name is a new one.
-func (p *initPace) mayStart(key types.NamespacedName, uid types.UID) bool {
+// ask reports whether the Canary key (of uid) may start initialising now; if not, it is
+// queued (once, however often it asks) and woken at its turn, and mark says whether it should
+// write now that it waits. A Canary deleted and created again under the same name is a new
+// one.
+//
+// Of the Canaries queued during their namespace's hold only the first marks at once: it keeps
+// a Kustomization waiting for the apply's objects waiting while the others wait for the hold's
+// end to mark (turn).
+func (p *initPace) ask(key types.NamespacedName, uid types.UID) (start, mark bool) {
 	if p == nil || p.limiter == nil {
-		return true
+		return true, false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if started, ok := p.started[key]; ok {
 		if started == uid || started == "" { // "": its turn came, this is its first pass since
 			p.started[key] = uid
-			return true
+			return true, false
 		}
 		delete(p.started, key)
 	}
-	if _, ok := p.queued[key]; ok {
-		return false
-	}
 	now := p.now()
+	if e, ok := p.queued[key]; ok {
+		w := e.Value.(waiter)
+		if !w.unmarked {
+			return false, true
+		}
+		if p.heldUntilLocked(key.Namespace).After(now) {
+			return false, false
+		}
+		p.markedLocked(key.Namespace, e)
+		return false, true
+	}
 	bulk := p.arriveLocked(key.Namespace, now)
 	if len(p.ring) == 0 && !bulk && p.limiter.AllowN(now, 1) {
 		p.started[key] = uid
-		return true
+		return true, false
 	}
 	names := p.waiting[key.Namespace]
 	if names == nil {
@@ -151,19 +168,29 @@ func (p *initPace) mayStart(key types.NamespacedName, uid types.UID) bool {
 		p.waiting[key.Namespace] = names
 		p.ring = append(p.ring, key.Namespace)
 	}
-	p.queued[key] = names.PushBack(waiter{name: key.Name, since: now})
-	if bulk {
+	w := waiter{name: key.Name, since: now}
+	w.unmarked = names.Len() > 0 && p.heldUntilLocked(key.Namespace).After(now)
+	if w.unmarked {
 		a := p.arrivals[key.Namespace]
-		a.unmarked = true
+		a.unmarked++
 		p.arrivals[key.Namespace] = a
 	}
-	if p.timer != nil && p.holding && !bulk && p.timer.Stop() {
-		// Every namespace waiting so far is held; this one is not: its turn need not wait
-		// for their holds to end.
-		p.timer = nil
-	}
+	p.queued[key] = names.PushBack(w)
 	p.scheduleLocked(now)
-	return false
+	return false, !w.unmarked
+}
+
+// markedLocked records that the waiter e of namespace ns is no longer unmarked.
+func (p *initPace) markedLocked(ns string, e *list.Element) {
+	w := e.Value.(waiter)
+	if !w.unmarked {
+		return
+	}
+	w.unmarked = false
+	e.Value = w
+	a := p.arrivals[ns]
+	a.unmarked--
+	p.arrivals[ns] = a
 }
 
 // arriveLocked records a new Canary of namespace ns, and reports whether the namespace is held
@@ -201,16 +228,6 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// holds reports whether namespace ns is held: its new Canaries keep coming.
-func (p *initPace) holds(ns string) bool {
-	if p == nil || p.limiter == nil {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.waiting[ns] != nil && p.heldUntilLocked(ns).After(p.now())
-}
-
 // isQueued reports whether the Canary key waits for its turn.
 func (p *initPace) isQueued(key types.NamespacedName) bool {
 	if p == nil || p.limiter == nil {
@@ -241,16 +258,13 @@ func (p *initPace) forget(key types.NamespacedName) {
 // turn is called off and its token given back.
 func (p *initPace) dequeueLocked(key types.NamespacedName) {
 	names := p.waiting[key.Namespace]
+	p.markedLocked(key.Namespace, p.queued[key])
 	names.Remove(p.queued[key])
 	delete(p.queued, key)
 	if names.Len() > 0 {
 		return
 	}
 	delete(p.waiting, key.Namespace)
-	if a, ok := p.arrivals[key.Namespace]; ok {
-		a.unmarked = false
-		p.arrivals[key.Namespace] = a
-	}
 	if i := slices.Index(p.ring, key.Namespace); i >= 0 {
 		p.ring = slices.Delete(p.ring, i, i+1)
 	}
@@ -279,35 +293,42 @@ func (p *initPace) nextLocked(now time.Time) (types.NamespacedName, bool) {
 	return key, true
 }
 
-// scheduleLocked arms the timer, unless it is armed or no one waits: for the end of the first
-// hold whose Canaries have not written that they wait, or, while every waiting namespace is
-// held, of the first hold; otherwise for the next token, taken as the timer is armed (turns
-// keep the rate) and kept until a turn uses it.
+// scheduleLocked arms the timer, or arms it again sooner: for the end of the first hold with
+// unmarked Canaries, or, while every waiting namespace is held, of the first hold; otherwise
+// for the next token, taken as the timer is armed (turns keep the rate) and kept until a turn
+// uses it.
 func (p *initPace) scheduleLocked(now time.Time) {
-	if p.timer != nil || len(p.ring) == 0 {
+	if len(p.ring) == 0 {
 		return
 	}
-	var free, mark time.Time // mark: zero while no hold's Canaries are unmarked
+	var free, mark time.Time // mark: zero while no hold has unmarked Canaries
 	for i, ns := range p.ring {
 		until := p.heldUntilLocked(ns)
 		if i == 0 || until.Before(free) {
 			free = until
 		}
-		if p.arrivals[ns].unmarked && (mark.IsZero() || until.Before(mark)) {
+		if p.arrivals[ns].unmarked > 0 && (mark.IsZero() || until.Before(mark)) {
 			mark = until
 		}
 	}
-	at, holding := free, true
+	at := free
 	if !free.After(now) {
 		if p.next == nil {
 			p.next = p.limiter.ReserveN(now, 1)
 		}
-		at, holding = now.Add(p.next.DelayFrom(now)), false
+		at = now.Add(p.next.DelayFrom(now))
 	}
 	if !mark.IsZero() && mark.Before(at) {
-		at, holding = mark, true
+		at = mark
 	}
-	p.timer, p.holding = p.after(max(at.Sub(now), 0), p.turn), holding
+	if p.timer != nil {
+		// Armed already: sooner only (a namespace that is free, or a hold's end before the
+		// token's time). A timer that already fired and waits for the lock will look again.
+		if !at.Before(p.due) || !p.timer.Stop() {
+			return
+		}
+	}
+	p.timer, p.due = p.after(max(at.Sub(now), 0), p.turn), at
 }
 
 // turn is the timer's: the Canaries of a hold that ended are woken to write that they wait,
@@ -317,29 +338,40 @@ func (p *initPace) turn() {
 	p.mu.Lock()
 	now := p.now()
 	p.timer = nil
-	var wake []types.NamespacedName
+	var marks []types.NamespacedName
 	for _, ns := range p.ring {
-		if a := p.arrivals[ns]; a.unmarked && !p.heldUntilLocked(ns).After(now) {
-			for e := p.waiting[ns].Front(); e != nil; e = e.Next() {
-				wake = append(wake, types.NamespacedName{Namespace: ns, Name: e.Value.(waiter).name})
+		if p.arrivals[ns].unmarked == 0 || p.heldUntilLocked(ns).After(now) {
+			continue
+		}
+		for e := p.waiting[ns].Front(); e != nil; e = e.Next() {
+			if e.Value.(waiter).unmarked {
+				marks = append(marks, types.NamespacedName{Namespace: ns, Name: e.Value.(waiter).name})
+				p.markedLocked(ns, e)
 			}
-			a.unmarked = false
-			p.arrivals[ns] = a
 		}
 	}
+	var key types.NamespacedName
+	var ok bool
 	if p.next != nil && p.next.DelayFrom(now) == 0 {
-		if key, ok := p.nextLocked(now); ok {
+		if key, ok = p.nextLocked(now); ok {
 			p.next = nil
-			wake = append(wake, key)
 		}
 	}
 	p.scheduleLocked(now)
 	p.mu.Unlock()
-	for _, key := range wake {
-		select {
-		case p.wakeups <- event.GenericEvent{Object: &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
-		default: // the waiting pass's backstop brings it
-		}
+	for _, k := range marks {
+		wake(p.marks, k)
+	}
+	if ok {
+		wake(p.wakeups, key)
+	}
+}
+
+// wake sends the Canary key to ch, unless ch is full: the waiting pass's backstop brings it.
+func wake(ch chan event.GenericEvent, key types.NamespacedName) {
+	select {
+	case ch <- event.GenericEvent{Object: &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+	default:
 	}
 }
 
@@ -348,22 +380,23 @@ func (p *initPace) turn() {
 // if so: a waiting Canary costs no read. The cache may lag behind the first pass's status
 // write; the Canary has then started already (mayStart remembers it until a phase is seen)
 // and goes on at once.
-func (r *Reconciler) turnOf(ctx context.Context, key types.NamespacedName) (waiting *flaggerv1.Canary) {
+func (r *Reconciler) turnOf(ctx context.Context, key types.NamespacedName) (waiting *flaggerv1.Canary, mark bool) {
 	if r.pace == nil || r.pace.limiter == nil {
-		return nil
+		return nil, false
 	}
 	var c flaggerv1.Canary
 	if err := r.Client.Get(ctx, key, &c); err != nil {
-		return nil // gone, or not this shard's: the pass finds out
+		return nil, false // gone, or not this shard's: the pass finds out
 	}
 	if c.Status.Phase != "" || !c.DeletionTimestamp.IsZero() || c.Spec.Suspend {
 		r.pace.forget(key)
-		return nil
+		return nil, false
 	}
-	if r.pace.mayStart(key, c.UID) {
-		return nil
+	start, mark := r.pace.ask(key, c.UID)
+	if start {
+		return nil, false
 	}
-	return &c
+	return &c, mark
 }
 
 // reasonWaitingForTurn is the reason of the conditions of a Canary waiting for its turn.
@@ -375,9 +408,16 @@ const reasonWaitingForTurn = "WaitingForTurn"
 // would go Ready before its Canaries started, and miss a missing target. It is the only write
 // of a waiting Canary; its event wakes no one (the Canary watch passes spec changes only).
 func (r *Reconciler) markWaiting(ctx context.Context, c *flaggerv1.Canary) error {
-	if cond := findCondition(c.Status.Conditions, flaggerv1.ReconcilingType); cond != nil &&
-		cond.Reason == reasonWaitingForTurn && c.Status.ObservedGeneration == c.Generation {
-		return nil
+	if c.Status.ObservedGeneration == c.Generation {
+		if cond := findCondition(c.Status.Conditions, flaggerv1.ReconcilingType); cond != nil && cond.Reason == reasonWaitingForTurn {
+			return nil
+		}
+		if findCondition(c.Status.Conditions, flaggerv1.StalledType) != nil {
+			// A configuration problem its last pass reported (a Canary with no phase
+			// whose target is missing, met again after a restart): kstatus reads it
+			// Failed, which is what a Kustomization should see until it is fixed.
+			return nil
+		}
 	}
 	before := c.DeepCopy()
 	p := &pass{c: c, now: r.Now()}

@@ -10,14 +10,35 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
+
+// mayStart is ask without its mark.
+func (p *initPace) mayStart(key types.NamespacedName, uid types.UID) bool {
+	start, _ := p.ask(key, uid)
+	return start
+}
+
+// drain returns the Canaries sent to ch, in order.
+func drain(ch chan event.GenericEvent) []string {
+	var out []string
+	for {
+		select {
+		case e := <-ch:
+			out = append(out, e.Object.GetNamespace()+"/"+e.Object.GetName())
+		default:
+			return out
+		}
+	}
+}
 
 // heldTurns makes p's timer record the turns it is armed for instead of running them: the
 // test runs them (turns) when it chooses. A timer the pace stopped is not run.
@@ -148,29 +169,24 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	p := newInitPace(5, 20, func() time.Time { return now })
 	held := holdTurns(p)
 	key := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
-	woken := func() []string {
-		var out []string
-		for {
-			select {
-			case e := <-p.wakeups:
-				out = append(out, e.Object.GetNamespace()+"/"+e.Object.GetName())
-			default:
-				return out
-			}
-		}
-	}
+	woken := func() []string { return drain(p.wakeups) }
 
-	// A bulk apply: ten new Canaries 10 ms apart. The first, alone so far, starts at once.
+	// A bulk apply: ten new Canaries 10 ms apart. The first, alone so far, starts at once;
+	// the first to wait writes at once that it waits, the others only once the apply ends.
 	var bulk []string
 	for i := range 10 {
 		name := fmt.Sprintf("c%02d", i)
-		if started := p.mayStart(key("bulk", name), types.UID(name)); started != (i == 0) {
-			t.Fatalf("bulk/%s started %v", name, started)
+		started, mark := p.ask(key("bulk", name), types.UID(name))
+		if started != (i == 0) || mark != (i == 1) {
+			t.Fatalf("bulk/%s: started %v, marks at once %v", name, started, mark)
 		}
 		if i > 0 {
 			bulk = append(bulk, "bulk/"+name)
 		}
 		now = now.Add(10 * time.Millisecond)
+	}
+	if _, mark := p.ask(key("bulk", "c05"), "c05"); mark {
+		t.Error("a Canary asking again during the apply marks")
 	}
 	if !slices.Equal(held.delays, []time.Duration{quietFor}) {
 		t.Fatalf("timers armed for %v, want one for the hold, %v", held.delays, quietFor)
@@ -208,8 +224,11 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	// wrote nothing during the apply); then each takes its turn, oldest first, at the rate
 	// (tokens left: at once).
 	now = t0.Add(1500 * time.Millisecond)
-	if held.runNext(t); !slices.Equal(woken(), bulk) {
-		t.Fatalf("the hold's end did not wake the Canaries queued during it")
+	if held.runNext(t); !slices.Equal(drain(p.marks), bulk[1:]) || len(woken()) != 0 {
+		t.Fatalf("the hold's end did not wake (only) the Canaries that have not marked")
+	}
+	if _, mark := p.ask(key("bulk", "c05"), "c05"); !mark {
+		t.Error("a Canary asking after the apply does not mark")
 	}
 	var order []string
 	for held.armed() {
@@ -239,13 +258,8 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	}
 	fheld.runNext(t) // the hold's end, long past: a turn is armed with a token
 	fheld.runNext(t)
-	select {
-	case e := <-flood.wakeups:
-		if e.Object.GetName() != "f001" {
-			t.Errorf("%s took the first turn, want f001, the oldest waiting", e.Object.GetName())
-		}
-	default:
-		t.Error("a namespace flooded without pause took no turn after maxHold")
+	if got := drain(flood.wakeups); len(got) == 0 || got[0] != "flood/f001" {
+		t.Errorf("turns %v after maxHold, want flood/f001 first, the oldest waiting", got)
 	}
 
 	// Namespaces whose new Canaries came long ago are not remembered.
@@ -273,20 +287,13 @@ func TestInitPaceKeepsATokenItsHoldDidNotUse(t *testing.T) {
 	p.mayStart(key("a", "two"), "") // a second one: a is held until 1.01 s
 	now = t0.Add(time.Second)
 	held.runNext(t) // the token's time: a is held, no turn
-	select {
-	case e := <-p.wakeups:
-		t.Fatalf("%s woke during its namespace's hold", e.Object.GetName())
-	default:
+	if got := drain(p.wakeups); len(got) != 0 {
+		t.Fatalf("%v woke during their namespace's hold", got)
 	}
 	now = t0.Add(1010 * time.Millisecond)
 	held.runNext(t) // the hold's end
-	select {
-	case e := <-p.wakeups:
-		if e.Object.GetName() != "one" {
-			t.Errorf("%s took the turn, want a/one", e.Object.GetName())
-		}
-	default:
-		t.Fatal("no turn at the hold's end: the token taken before it was lost")
+	if got := drain(p.wakeups); !slices.Equal(got, []string{"a/one"}) {
+		t.Fatalf("turns %v at the hold's end, want a/one: the token taken before it was lost", got)
 	}
 }
 
@@ -307,7 +314,7 @@ func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj clie
 // nothing until its turn wakes it; it writes once that it waits (kstatus InProgress, so that a
 // Flux Kustomization waits for it); then it initialises as usual, and once it has a phase the
 // pace forgets it.
-func TestNewCanaryWaitsForItsTurnWithoutWriting(t *testing.T) {
+func TestNewCanaryWaitsForItsTurnWritingOnlyThatItWaits(t *testing.T) {
 	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
 	w.r.pace = newInitPace(1, 1, func() time.Time { return w.now })
 	held := holdTurns(w.r.pace)
@@ -378,6 +385,9 @@ func TestBulkCanaryWritesThatItWaitsOnceTheApplyEnds(t *testing.T) {
 	if !w.r.pace.mayStart(types.NamespacedName{Namespace: testNS, Name: "first"}, "") { // the apply's first
 		t.Fatal("the first Canary of the apply waits")
 	}
+	if _, mark := w.r.pace.ask(types.NamespacedName{Namespace: testNS, Name: "second"}, ""); !mark { // the first to wait
+		t.Fatal("the first Canary of the apply to wait does not mark at once")
+	}
 	key := types.NamespacedName{Namespace: testNS, Name: testName}
 	if _, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key}); err != nil {
 		t.Fatal(err)
@@ -387,13 +397,8 @@ func TestBulkCanaryWritesThatItWaitsOnceTheApplyEnds(t *testing.T) {
 	}
 	w.now = w.now.Add(quietFor)
 	held.runNext(t)
-	select {
-	case e := <-w.r.pace.wakeups:
-		if e.Object.GetName() != testName {
-			t.Fatalf("woke %s", e.Object.GetName())
-		}
-	default:
-		t.Fatal("the apply's end did not wake the Canary")
+	if got := drain(w.r.pace.marks); !slices.Equal(got, []string{testNS + "/" + testName}) {
+		t.Fatalf("the apply's end woke %v to mark, want %s", got, testName)
 	}
 	if _, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: key}); err != nil {
 		t.Fatal(err)
@@ -401,6 +406,37 @@ func TestBulkCanaryWritesThatItWaitsOnceTheApplyEnds(t *testing.T) {
 	c := w.canary()
 	if got, _ := kstatusOf(t, c); got != "InProgress" || c.Status.Phase != "" {
 		t.Errorf("after the apply: kstatus %s, phase %q; want InProgress, waiting", got, c.Status.Phase)
+	}
+}
+
+// A Canary with no phase whose last pass reported a configuration problem (kstatus Failed) is
+// not written again as waiting when it meets the pace again (after a restart): its next pass
+// would only undo it.
+func TestStalledCanaryIsNotMarkedWaiting(t *testing.T) {
+	w := newWorld(t, flaggerv1.ProviderKubernetes, analysisWith(nil))
+	c := w.canary()
+	c.Status.ObservedGeneration = c.Generation
+	c.Status.Conditions = []flaggerv1.CanaryCondition{{Type: flaggerv1.StalledType, Status: corev1.ConditionTrue, Reason: "TargetNotFound"}}
+	if err := w.cl.Status().Update(w.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c = w.canary()
+	if err := w.r.markWaiting(w.ctx, c.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	if after := w.canary(); after.ResourceVersion != c.ResourceVersion {
+		t.Errorf("a stalled Canary was marked waiting: %v", after.Status.Conditions)
+	}
+	c = w.canary()
+	c.Generation++ // a spec change: it waits again, and says so
+	if err := w.cl.Update(w.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.r.markWaiting(w.ctx, w.canary()); err != nil {
+		t.Fatal(err)
+	}
+	if cond := findCondition(w.canary().Status.Conditions, flaggerv1.ReconcilingType); cond == nil || cond.Reason != reasonWaitingForTurn {
+		t.Errorf("a Canary changed after a configuration problem does not say it waits: %v", w.canary().Status.Conditions)
 	}
 }
 

@@ -239,8 +239,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, metadataCache cache.Cach
 			WatchesRawSource(source.Kind(metadataCache, partial("Secret"), counted("config", inc, byTrackedConfig(contract.Secret))))
 	}
 	if r.pace.wakeups != nil {
-		// A new Canary's turn to initialise wakes it (pace.go).
-		b = b.WatchesRawSource(source.Channel(r.pace.wakeups, counted("turn", inc, &handler.EnqueueRequestForObject{})))
+		// A new Canary's turn to initialise wakes it, and the end of a bulk apply the
+		// Canaries that have not written that they wait (pace.go).
+		b = b.WatchesRawSource(source.Channel(r.pace.wakeups, counted("turn", inc, &handler.EnqueueRequestForObject{}))).
+			WatchesRawSource(source.Channel(r.pace.marks, counted("mark", inc, &handler.EnqueueRequestForObject{})))
 	}
 	if r.HookRunner != nil {
 		// A finished hook call wakes its Canary, whose pass then reads the result.
@@ -293,12 +295,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
 	ctx = inPass(ctrl.LoggerInto(ctx, log))
 
-	if waiting := r.turnOf(ctx, req.NamespacedName); waiting != nil {
+	if waiting, mark := r.turnOf(ctx, req.NamespacedName); waiting != nil {
 		// A new Canary waits for its turn to initialise, reading from the cache and writing
-		// only that it waits; its turn wakes it (pace.go).
+		// only that it waits (but for the first, a bulk apply's Canaries write it once the
+		// apply ends); its turn wakes it (pace.go).
 		log.V(1).Info("Waiting for a turn to initialise")
-		// A bulk apply's Canaries write it once the apply ends: its hold's end wakes them.
-		if !r.pace.holds(req.Namespace) {
+		if mark {
 			if err := r.markWaiting(ctx, waiting); err != nil {
 				return ctrl.Result{}, err
 			}
