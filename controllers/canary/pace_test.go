@@ -21,6 +21,11 @@ import (
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
+// nsKey names the Canary name of namespace ns.
+func nsKey(ns, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: ns, Name: name}
+}
+
 // mayStart is ask without its mark.
 func (p *initPace) mayStart(key types.NamespacedName, uid types.UID) bool {
 	start, _ := p.ask(key, uid)
@@ -86,19 +91,18 @@ func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 	p := newInitPace(2, 1, func() time.Time { return now }) // one at once, then one every 500 ms
 	p.quiet = 0                                             // no holds here (TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing)
 	held := holdTurns(p)
-	key := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
 	uid := func(k types.NamespacedName) types.UID { return types.UID("uid-" + k.String()) }
 
-	if !p.mayStart(key("a", "first"), uid(key("a", "first"))) {
+	if !p.mayStart(nsKey("a", "first"), uid(nsKey("a", "first"))) {
 		t.Fatal("the first Canary, within the burst, waits")
 	}
 	// A tenant's flood, then two other tenants' Canaries.
 	for _, name := range []string{"f1", "f2", "f3", "f4"} {
-		if p.mayStart(key("flood", name), uid(key("flood", name))) {
+		if p.mayStart(nsKey("flood", name), uid(nsKey("flood", name))) {
 			t.Fatalf("flood/%s started beyond the burst", name)
 		}
 	}
-	for _, k := range []types.NamespacedName{key("b", "one"), key("c", "one"), key("flood", "f1")} {
+	for _, k := range []types.NamespacedName{nsKey("b", "one"), nsKey("c", "one"), nsKey("flood", "f1")} {
 		if p.mayStart(k, uid(k)) {
 			t.Fatalf("%s started beyond the burst", k)
 		}
@@ -106,11 +110,11 @@ func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 	if len(held.delays) != 1 || held.delays[0] != 500*time.Millisecond {
 		t.Errorf("timer armed for %v, want once, for 500ms", held.delays)
 	}
-	if !p.isQueued(key("flood", "f2")) || p.isQueued(key("a", "first")) {
+	if !p.isQueued(nsKey("flood", "f2")) || p.isQueued(nsKey("a", "first")) {
 		t.Error("isQueued is wrong")
 	}
 	// flood/f2 is deleted before its turn: it leaves the queue and takes none.
-	p.forget(key("flood", "f2"))
+	p.forget(nsKey("flood", "f2"))
 
 	// Each turn wakes its Canary and arms the next; the Canary then starts.
 	var order []string
@@ -119,7 +123,7 @@ func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 		held.runNext(t)
 		select {
 		case e := <-p.wakeups:
-			k := key(e.Object.GetNamespace(), e.Object.GetName())
+			k := nsKey(e.Object.GetNamespace(), e.Object.GetName())
 			order = append(order, k.String())
 			if !p.mayStart(k, uid(k)) {
 				t.Errorf("%s does not start at its turn", k)
@@ -136,26 +140,26 @@ func TestInitPaceTakesTurnsRoundTheNamespaces(t *testing.T) {
 		t.Errorf("left behind: queued %v, waiting %v, ring %v, timer armed %v", p.queued, p.waiting, p.ring, p.timer != nil)
 	}
 	// Once it has a phase, a Canary is forgotten; one created again under its name is new.
-	p.forget(key("b", "one"))
-	if _, ok := p.started[key("b", "one")]; ok {
+	p.forget(nsKey("b", "one"))
+	if _, ok := p.started[nsKey("b", "one")]; ok {
 		t.Error("a forgotten Canary is still remembered")
 	}
-	if p.mayStart(key("c", "one"), "another-uid") {
+	if p.mayStart(nsKey("c", "one"), "another-uid") {
 		t.Error("a Canary created again under a started one's name skipped its turn")
 	}
 	// Deleted while it alone waits, it gives its turn's token back: the next one's turn is
 	// the one it had, not one period later.
-	p.forget(key("c", "one"))
+	p.forget(nsKey("c", "one"))
 	if p.timer != nil {
 		t.Error("the turn of a queue left empty is still armed")
 	}
-	if p.mayStart(key("d", "one"), "uid-d") {
+	if p.mayStart(nsKey("d", "one"), "uid-d") {
 		t.Fatal("d started beyond the rate")
 	}
 	if got := held.delays[len(held.delays)-1]; got != 500*time.Millisecond {
 		t.Errorf("d's turn in %v, want 500ms: the called-off turn's token was not given back", got)
 	}
-	if off := newInitPace(0, 1, time.Now); !off.mayStart(key("x", "y"), "") || off.isQueued(key("x", "y")) {
+	if off := newInitPace(0, 1, time.Now); !off.mayStart(nsKey("x", "y"), "") || off.isQueued(nsKey("x", "y")) {
 		t.Error("a rate of 0 must start every Canary at once")
 	}
 }
@@ -168,7 +172,6 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	now := t0
 	p := newInitPace(5, 20, func() time.Time { return now })
 	held := holdTurns(p)
-	key := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
 	woken := func() []string { return drain(p.wakeups) }
 
 	// A bulk apply: ten new Canaries 10 ms apart. The first, alone so far, starts at once;
@@ -176,7 +179,7 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	var bulk []string
 	for i := range 10 {
 		name := fmt.Sprintf("c%02d", i)
-		started, mark := p.ask(key("bulk", name), types.UID(name))
+		started, mark := p.ask(nsKey("bulk", name), types.UID(name))
 		if started != (i == 0) || mark != (i == 1) {
 			t.Fatalf("bulk/%s: started %v, marks at once %v", name, started, mark)
 		}
@@ -185,7 +188,7 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 		}
 		now = now.Add(10 * time.Millisecond)
 	}
-	if _, mark := p.ask(key("bulk", "c05"), "c05"); mark {
+	if _, mark := p.ask(nsKey("bulk", "c05"), "c05"); mark {
 		t.Error("a Canary asking again during the apply marks")
 	}
 	if !slices.Equal(held.delays, []time.Duration{quietFor}) {
@@ -196,7 +199,7 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	}
 
 	// Another namespace's lone new Canary does not wait for the bulk apply to end.
-	if p.mayStart(key("other", "one"), "other") {
+	if p.mayStart(nsKey("other", "one"), "other") {
 		t.Fatal("other/one started while a namespace waits (it must take a turn)")
 	}
 	if d := held.delays[len(held.delays)-1]; d != 0 {
@@ -209,7 +212,7 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 
 	// The bulk apply goes on at 500 ms: the hold lasts until 1 s after its last Canary.
 	now = t0.Add(500 * time.Millisecond)
-	p.mayStart(key("bulk", "late"), "late")
+	p.mayStart(nsKey("bulk", "late"), "late")
 	bulk = append(bulk, "bulk/late")
 	now = t0.Add(1090 * time.Millisecond)
 	held.runNext(t)
@@ -227,7 +230,7 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	if held.runNext(t); !slices.Equal(drain(p.marks), bulk[1:]) || len(woken()) != 0 {
 		t.Fatalf("the hold's end did not wake (only) the Canaries that have not marked")
 	}
-	if _, mark := p.ask(key("bulk", "c05"), "c05"); !mark {
+	if _, mark := p.ask(nsKey("bulk", "c05"), "c05"); !mark {
 		t.Error("a Canary asking after the apply does not mark")
 	}
 	var order []string
@@ -244,7 +247,7 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	fheld := holdTurns(flood)
 	start := now
 	for i := 0; now.Sub(start) < holdAtMost+5*time.Second; i++ {
-		flood.mayStart(key("flood", fmt.Sprintf("f%03d", i)), "")
+		flood.mayStart(nsKey("flood", fmt.Sprintf("f%03d", i)), "")
 		now = now.Add(500 * time.Millisecond)
 	}
 	flood.mu.Lock()
@@ -265,7 +268,7 @@ func TestInitPaceHoldsANamespaceWhileItsCanariesKeepComing(t *testing.T) {
 	// Namespaces whose new Canaries came long ago are not remembered.
 	many := newInitPace(1000, 1000, func() time.Time { return now })
 	for i := range 500 {
-		many.mayStart(key(fmt.Sprintf("ns-%03d", i), "one"), "")
+		many.mayStart(nsKey(fmt.Sprintf("ns-%03d", i), "one"), "")
 		now = now.Add(quietFor)
 	}
 	if n := len(many.arrivals); n > 64 {
@@ -280,11 +283,10 @@ func TestInitPaceKeepsATokenItsHoldDidNotUse(t *testing.T) {
 	now := t0
 	p := newInitPace(1, 1, func() time.Time { return now })
 	held := holdTurns(p)
-	key := func(ns, name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
-	p.mayStart(key("x", "first"), "") // takes the burst
-	p.mayStart(key("a", "one"), "")   // a lone Canary: a token is taken for its turn, in 1 s
+	p.mayStart(nsKey("x", "first"), "") // takes the burst
+	p.mayStart(nsKey("a", "one"), "")   // a lone Canary: a token is taken for its turn, in 1 s
 	now = t0.Add(10 * time.Millisecond)
-	p.mayStart(key("a", "two"), "") // a second one: a is held until 1.01 s
+	p.mayStart(nsKey("a", "two"), "") // a second one: a is held until 1.01 s
 	now = t0.Add(time.Second)
 	held.runNext(t) // the token's time: a is held, no turn
 	if got := drain(p.wakeups); len(got) != 0 {
