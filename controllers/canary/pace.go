@@ -301,14 +301,15 @@ func (p *initPace) scheduleLocked(now time.Time) {
 	if len(p.ring) == 0 {
 		return
 	}
-	var free, mark time.Time // mark: zero while no hold has unmarked Canaries
+	var free, mark time.Time
+	marking := false // some namespace has unmarked Canaries: mark is the first one's hold's end
 	for i, ns := range p.ring {
-		until := p.heldUntilLocked(ns)
+		until := p.heldUntilLocked(ns) // zero when not held
 		if i == 0 || until.Before(free) {
 			free = until
 		}
-		if p.arrivals[ns].unmarked > 0 && (mark.IsZero() || until.Before(mark)) {
-			mark = until
+		if p.arrivals[ns].unmarked > 0 && (!marking || until.Before(mark)) {
+			mark, marking = until, true
 		}
 	}
 	at := free
@@ -318,7 +319,7 @@ func (p *initPace) scheduleLocked(now time.Time) {
 		}
 		at = now.Add(p.next.DelayFrom(now))
 	}
-	if !mark.IsZero() && mark.Before(at) {
+	if marking && mark.Before(at) {
 		at = mark
 	}
 	if p.timer != nil {
