@@ -372,7 +372,7 @@ func (p *initPace) turn() {
 func wake(ch chan event.GenericEvent, key types.NamespacedName) {
 	select {
 	case ch <- event.GenericEvent{Object: &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
-	default:
+	default: // full: the waiting pass comes back by itself after waitBackstop
 	}
 }
 
