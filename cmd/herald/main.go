@@ -32,7 +32,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
@@ -48,6 +47,7 @@ import (
 	"github.com/herald-rollouts/herald/internal/contract"
 	"github.com/herald-rollouts/herald/internal/egress"
 	"github.com/herald-rollouts/herald/internal/logging"
+	"github.com/herald-rollouts/herald/internal/metricsauth"
 	"github.com/herald-rollouts/herald/internal/version"
 )
 
@@ -395,8 +395,8 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	return mgr.Start(ctx)
 }
 
-// metricsOptions serves /metrics behind controller-runtime's authentication and
-// authorization filter (a TokenReview and a SubjectAccessReview per new caller, cached), on
+// metricsOptions serves /metrics behind an authentication and authorization filter (a
+// TokenReview and a SubjectAccessReview per new caller, cached; internal/metricsauth), on
 // HTTPS with a self-signed certificate; -metrics-secure=false serves plain HTTP on loopback.
 func (o *options) metricsOptions() metricsserver.Options {
 	if !o.metricsSecure.value || o.flagger.port != "" {
@@ -407,7 +407,7 @@ func (o *options) metricsOptions() metricsserver.Options {
 	return metricsserver.Options{
 		BindAddress:    o.metricsAddr,
 		SecureServing:  true,
-		FilterProvider: filters.WithAuthenticationAndAuthorization,
+		FilterProvider: metricsauth.Filter,
 		TLSOpts:        []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
 	}
 }

@@ -1,0 +1,192 @@
+package metricsauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// scrape sends one request through g's filter and returns the status and body.
+func scrape(t *testing.T, g *guard, method, path, authorization string) (int, string) {
+	t.Helper()
+	h, err := g.wrap(logr.Discard(), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("flagger_info 1\n"))
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(method, path, nil)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+// reviewer answers from a table of tokens and counts its calls.
+type reviewer struct {
+	answers map[string]answer
+	err     error
+	calls   []request
+}
+
+func (r *reviewer) review(_ context.Context, req request) (answer, error) {
+	r.calls = append(r.calls, req)
+	if r.err != nil {
+		return answer{}, r.err
+	}
+	if a, ok := r.answers[req.token]; ok {
+		return a, nil
+	}
+	return answer{http.StatusUnauthorized, "Unauthorized"}, nil
+}
+
+func TestACallerWithoutABearerTokenIsRefusedWithoutAnAPICall(t *testing.T) {
+	r := &reviewer{}
+	g := newGuard(r.review)
+	for _, h := range []string{"", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer"} {
+		if code, _ := scrape(t, g, http.MethodGet, "/metrics", h); code != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: status %d, want 401", h, code)
+		}
+	}
+	if len(r.calls) != 0 {
+		t.Errorf("%d reviews for requests without a token", len(r.calls))
+	}
+}
+
+func TestAnAnswerIsReusedForAWhileAndAskedAgainAfter(t *testing.T) {
+	r := &reviewer{answers: map[string]answer{
+		"scraper": {code: http.StatusOK},
+		"nobody":  {http.StatusForbidden, "Forbidden: nobody may not get /metrics"},
+	}}
+	g := newGuard(r.review)
+	now := time.Unix(1000, 0)
+	g.now = func() time.Time { return now }
+
+	code, body := scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	if code != http.StatusOK || body != "flagger_info 1\n" {
+		t.Fatalf("allowed caller: %d %q", code, body)
+	}
+	code, body = scrape(t, g, http.MethodGet, "/metrics", "bearer nobody")
+	if code != http.StatusForbidden || body != "Forbidden: nobody may not get /metrics\n" {
+		t.Fatalf("forbidden caller: %d %q", code, body)
+	}
+	if got := r.calls[0]; got != (request{token: "scraper", verb: "get", path: "/metrics"}) {
+		t.Errorf("reviewed %+v", got)
+	}
+	now = now.Add(deniedFor - time.Second)
+	scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	scrape(t, g, http.MethodGet, "/metrics", "Bearer nobody")
+	if len(r.calls) != 2 {
+		t.Fatalf("%d reviews within %s, want 2 (answers kept)", len(r.calls), deniedFor)
+	}
+	now = now.Add(2 * time.Second) // a refusal is asked again sooner than an admission
+	scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	scrape(t, g, http.MethodGet, "/metrics", "Bearer nobody")
+	if len(r.calls) != 3 || r.calls[2].token != "nobody" {
+		t.Fatalf("after %s: reviews %+v, want the refusal asked again", deniedFor, r.calls)
+	}
+	now = now.Add(allowedFor)
+	scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	if len(r.calls) != 4 || r.calls[3].token != "scraper" {
+		t.Fatalf("after %s: reviews %+v, want the admission asked again", allowedFor, r.calls)
+	}
+	// An answer is for one verb and path.
+	scrape(t, g, http.MethodGet, "/debug", "Bearer scraper")
+	if len(r.calls) != 5 || r.calls[4].path != "/debug" {
+		t.Fatalf("another path reused an answer: %+v", r.calls)
+	}
+}
+
+func TestAFailedReviewAnswers500AndIsNotKept(t *testing.T) {
+	r := &reviewer{err: errors.New("connection refused")}
+	g := newGuard(r.review)
+	code, body := scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	if code != http.StatusInternalServerError || body == "" {
+		t.Fatalf("%d %q, want 500", code, body)
+	}
+	r.err, r.answers = nil, map[string]answer{"scraper": {code: http.StatusOK}}
+	if code, _ := scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
+		t.Fatalf("after the API server came back: %d", code)
+	}
+}
+
+func TestAFloodOfTokensDoesNotGrowTheTable(t *testing.T) {
+	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}}}
+	g := newGuard(r.review)
+	scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	for i := range 5 * keep {
+		scrape(t, g, http.MethodGet, "/metrics", fmt.Sprintf("Bearer forged-%d", i))
+		if len(g.kept) > keep {
+			t.Fatalf("after %d forged tokens the table holds %d answers, more than %d", i+1, len(g.kept), keep)
+		}
+	}
+	if code, _ := scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
+		t.Fatalf("the honest scraper after the flood: %d", code)
+	}
+}
+
+// tokens and access stand for the API server's two review endpoints.
+type tokens struct {
+	status authnv1.TokenReviewStatus
+	got    *authnv1.TokenReview
+}
+
+func (t *tokens) Create(_ context.Context, tr *authnv1.TokenReview, _ metav1.CreateOptions) (*authnv1.TokenReview, error) {
+	t.got = tr
+	return &authnv1.TokenReview{Spec: tr.Spec, Status: t.status}, nil
+}
+
+type access struct {
+	allowed bool
+	got     *authzv1.SubjectAccessReview
+}
+
+func (a *access) Create(_ context.Context, sar *authzv1.SubjectAccessReview, _ metav1.CreateOptions) (*authzv1.SubjectAccessReview, error) {
+	a.got = sar
+	return &authzv1.SubjectAccessReview{Spec: sar.Spec, Status: authzv1.SubjectAccessReviewStatus{Allowed: a.allowed}}, nil
+}
+
+func TestReviewAsksForTheTokensUserWithItsGroups(t *testing.T) {
+	user := authnv1.UserInfo{Username: "system:serviceaccount:monitoring:prometheus", UID: "u-1",
+		Groups: []string{"system:serviceaccounts"}, Extra: map[string]authnv1.ExtraValue{"authentication.kubernetes.io/pod-name": {"prom-0"}}}
+	tr := &tokens{status: authnv1.TokenReviewStatus{Authenticated: true, User: user}}
+	sar := &access{allowed: true}
+	a, err := review(context.Background(), tr, sar, request{token: "t", verb: "get", path: "/metrics"})
+	if err != nil || a.code != http.StatusOK {
+		t.Fatalf("review: %+v, %v", a, err)
+	}
+	if tr.got.Spec.Token != "t" {
+		t.Errorf("TokenReview of %q", tr.got.Spec.Token)
+	}
+	s := sar.got.Spec
+	if s.User != user.Username || s.UID != "u-1" || len(s.Groups) != 1 || s.Extra["authentication.kubernetes.io/pod-name"][0] != "prom-0" ||
+		s.NonResourceAttributes == nil || *s.NonResourceAttributes != (authzv1.NonResourceAttributes{Path: "/metrics", Verb: "get"}) || s.ResourceAttributes != nil {
+		t.Errorf("SubjectAccessReview spec %+v", s)
+	}
+
+	sar.allowed = false
+	a, err = review(context.Background(), tr, sar, request{token: "t", verb: "get", path: "/metrics"})
+	if err != nil || a.code != http.StatusForbidden || a.message != "Forbidden: system:serviceaccount:monitoring:prometheus may not get /metrics" {
+		t.Fatalf("denied: %+v, %v", a, err)
+	}
+
+	tr.status, sar.got = authnv1.TokenReviewStatus{}, nil
+	a, err = review(context.Background(), tr, sar, request{token: "forged", verb: "get", path: "/metrics"})
+	if err != nil || a.code != http.StatusUnauthorized {
+		t.Fatalf("unauthenticated: %+v, %v", a, err)
+	}
+	if sar.got != nil {
+		t.Error("an unauthenticated token's access was reviewed")
+	}
+}
