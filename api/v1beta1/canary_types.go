@@ -627,12 +627,18 @@ const (
 	PromotedType CanaryConditionType = "Promoted"
 	// ReadyType is True when the Canary is initialised or its last release was promoted.
 	ReadyType CanaryConditionType = "Ready"
-	// ReconcilingType is True while a release runs; absent otherwise.
+	// ReconcilingType is True while a release runs, or while a new Canary waits for its turn
+	// to initialise (reason ReasonWaitingForTurn); absent otherwise.
 	ReconcilingType CanaryConditionType = "Reconciling"
 	// StalledType is True while the Canary cannot proceed without a change (a configuration
 	// problem) and after a failed release; absent otherwise.
 	StalledType CanaryConditionType = "Stalled"
 )
+
+// ReasonWaitingForTurn is the reason of the Reconciling (True) and Ready (False) conditions of
+// a new Canary that has no phase yet: it waits for its turn to initialise
+// (-initialization-rate).
+const ReasonWaitingForTurn = "WaitingForTurn"
 
 // CanaryStatus is the observed state of a Canary.
 type CanaryStatus struct {

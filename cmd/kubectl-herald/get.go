@@ -294,11 +294,15 @@ func dash(s string) string {
 	return s
 }
 
-// phaseText is the phase, with the pause that holds it.
+// phaseText is the phase, with the pause that holds it. A new Canary that waits for its turn
+// to initialise has no phase yet; its Reconciling condition says why.
 func phaseText(c *flaggerv1.Canary) string {
 	p := string(c.Status.Phase)
 	if p == "" {
 		p = "-"
+		if cond := condition(c, flaggerv1.ReconcilingType); cond != nil && cond.Reason == flaggerv1.ReasonWaitingForTurn {
+			p = "WaitingForTurn"
+		}
 	}
 	if requests.IsPaused(c) {
 		p += " (paused)"
@@ -341,13 +345,24 @@ func iterationsText(c *flaggerv1.Canary, meshProvider string) string {
 	return fmt.Sprintf("%d/%d", min(c.Status.Iterations, max(n, 1)), max(n, 1))
 }
 
+// promotedMessage is the message of the Promoted condition, or of the Reconciling one while
+// a new Canary waits for its turn (it has no Promoted condition yet).
 func promotedMessage(c *flaggerv1.Canary) string {
-	for _, cond := range c.Status.Conditions {
-		if cond.Type == flaggerv1.PromotedType {
+	for _, t := range []flaggerv1.CanaryConditionType{flaggerv1.PromotedType, flaggerv1.ReconcilingType} {
+		if cond := condition(c, t); cond != nil {
 			return cond.Message
 		}
 	}
 	return ""
+}
+
+func condition(c *flaggerv1.Canary, t flaggerv1.CanaryConditionType) *flaggerv1.CanaryCondition {
+	for i := range c.Status.Conditions {
+		if c.Status.Conditions[i].Type == t {
+			return &c.Status.Conditions[i]
+		}
+	}
+	return nil
 }
 
 // age is kubectl's AGE column.

@@ -95,6 +95,23 @@ func frontend() *flaggerv1.Canary {
 	}
 }
 
+// queued is a new Canary waiting for its turn to initialise: no phase yet.
+func queued() *flaggerv1.Canary {
+	const msg = "Waiting for a turn to initialise (-initialization-rate)"
+	return &flaggerv1.Canary{
+		ObjectMeta: metav1.ObjectMeta{Name: "queued", Namespace: "test", UID: "uid-queued", CreationTimestamp: ago(5 * time.Second)},
+		Spec: flaggerv1.CanarySpec{
+			Provider:  "kubernetes",
+			TargetRef: flaggerv1.LocalObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "queued"},
+			Service:   flaggerv1.CanaryService{Port: 8080},
+		},
+		Status: flaggerv1.CanaryStatus{Conditions: []flaggerv1.CanaryCondition{
+			{Type: flaggerv1.ReconcilingType, Status: corev1.ConditionTrue, Reason: flaggerv1.ReasonWaitingForTurn, Message: msg},
+			{Type: flaggerv1.ReadyType, Status: corev1.ConditionFalse, Reason: flaggerv1.ReasonWaitingForTurn, Message: msg},
+		}},
+	}
+}
+
 func deployment(name string, replicas, ready int32, annotations map[string]string, template map[string]string) *appsv1.Deployment {
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "test", Annotations: annotations},
@@ -178,6 +195,21 @@ func TestStatusGolden(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, h.err.String())
 	}
 	golden(t, "status-backend.golden", h.out.String())
+}
+
+func TestGetShowsANewCanaryWaitingForItsTurn(t *testing.T) {
+	h := newHarness(t, queued())
+	if code := h.run("get", "-o", "wide"); code != 0 {
+		t.Fatalf("exit %d: %s", code, h.err.String())
+	}
+	lines := strings.Split(strings.TrimSpace(h.out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want the header and one row, got:\n%s", h.out.String())
+	}
+	row := strings.Fields(lines[1])
+	if row[0] != "queued" || row[1] != "WaitingForTurn" || !strings.HasSuffix(lines[1], "Waiting for a turn to initialise (-initialization-rate)") {
+		t.Errorf("the waiting Canary's row does not say it waits for its turn:\n%s", h.out.String())
+	}
 }
 
 func TestGetStructuredOutput(t *testing.T) {

@@ -400,9 +400,6 @@ func (r *Reconciler) turnOf(ctx context.Context, key types.NamespacedName) (wait
 	return &c, mark
 }
 
-// reasonWaitingForTurn is the reason of the conditions of a Canary waiting for its turn.
-const reasonWaitingForTurn = "WaitingForTurn"
-
 // markWaiting writes, once, the status of a Canary waiting for its turn: Reconciling True and
 // Ready False (reason WaitingForTurn) and its observed generation. Without it the Canary has
 // no status, which kstatus reads as Current: a Flux Kustomization that waits for its objects
@@ -410,7 +407,7 @@ const reasonWaitingForTurn = "WaitingForTurn"
 // of a waiting Canary; its event wakes no one (the Canary watch passes spec changes only).
 func (r *Reconciler) markWaiting(ctx context.Context, c *flaggerv1.Canary) error {
 	if c.Status.ObservedGeneration == c.Generation {
-		if cond := findCondition(c.Status.Conditions, flaggerv1.ReconcilingType); cond != nil && cond.Reason == reasonWaitingForTurn {
+		if cond := findCondition(c.Status.Conditions, flaggerv1.ReconcilingType); cond != nil && cond.Reason == flaggerv1.ReasonWaitingForTurn {
 			return nil
 		}
 		if findCondition(c.Status.Conditions, flaggerv1.StalledType) != nil {
@@ -423,8 +420,8 @@ func (r *Reconciler) markWaiting(ctx context.Context, c *flaggerv1.Canary) error
 	before := c.DeepCopy()
 	p := &pass{c: c, now: r.Now()}
 	const msg = "Waiting for a turn to initialise (-initialization-rate)"
-	p.setCondition(flaggerv1.ReconcilingType, corev1.ConditionTrue, reasonWaitingForTurn, msg)
-	p.setCondition(flaggerv1.ReadyType, corev1.ConditionFalse, reasonWaitingForTurn, msg)
+	p.setCondition(flaggerv1.ReconcilingType, corev1.ConditionTrue, flaggerv1.ReasonWaitingForTurn, msg)
+	p.setCondition(flaggerv1.ReadyType, corev1.ConditionFalse, flaggerv1.ReasonWaitingForTurn, msg)
 	c.Status.ObservedGeneration = c.Generation
 	// With the version read from the cache: should the Canary have started meanwhile (a
 	// lagging cache), the write fails rather than overwrite its status.
