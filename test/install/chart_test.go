@@ -94,6 +94,7 @@ var valueSets = []valueSet{
 			"webhook":           map[string]any{"port": 10443},
 			"meshProvider":      "istio",
 			"priorityClassName": "system-cluster-critical",
+			"initialization":    map[string]any{"rate": 0.5, "burst": 1000000},
 		},
 	},
 }
@@ -175,6 +176,8 @@ var _ = Describe("The Helm chart", Label("chart"), Ordered, func() {
 		Expect(err).To(MatchError(ContainSubstring("meshProvider")))
 		_, err = helmchart.Render(chartDir(), valueSets[0].release, map[string]any{"leaderElection": map[string]any{"replicaCount": 0}})
 		Expect(err).To(MatchError(ContainSubstring("replicaCount")))
+		_, err = helmchart.Render(chartDir(), valueSets[0].release, map[string]any{"initialization": map[string]any{"rate": -1}})
+		Expect(err).To(MatchError(ContainSubstring("rate")))
 	})
 
 	It("renders Flagger's settings as the manager's flags, and issue 13's flags only when set", func() {
@@ -183,7 +186,7 @@ var _ = Describe("The Helm chart", Label("chart"), Ordered, func() {
 		args := managerArgs(def.Objects)
 		Expect(args).To(ContainElements("--leader-elect", "--metrics-server=http://prometheus:9090",
 			"--webhook-service=herald-webhook", "--webhook-secret=herald-webhook-cert",
-			"--controller-username=system:serviceaccount:herald-system:herald"))
+			"--controller-username=system:serviceaccount:herald-system:herald", "--initialization-rate=5", "--initialization-burst=20"))
 		for _, a := range args {
 			Expect(a).NotTo(Or(HavePrefix("--include-label-prefix"), HavePrefix("--cluster-name"), HavePrefix("--mesh-provider"), HavePrefix("--slack"), HavePrefix("--watch-label-selector")))
 		}
@@ -212,6 +215,8 @@ var _ = Describe("The Helm chart", Label("chart"), Ordered, func() {
 		solo, err := helmchart.Render(chartDir(), valueSets[3].release, valueSets[3].values)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(managerArgs(solo.Objects)).NotTo(ContainElement("--leader-elect"))
+		// A large burst is written as an integer, not as YAML's float (1e+06), which the flag refuses.
+		Expect(managerArgs(solo.Objects)).To(ContainElements("--initialization-rate=0.5", "--initialization-burst=1000000"))
 		objs = objectsByKind(solo.Objects)
 		Expect(objs).NotTo(HaveKey("PodDisruptionBudget/solo-herald"), "a PDB of one replica would block every drain")
 		Expect(objs).NotTo(HaveKey("ServiceAccount/herald-sa"))
