@@ -103,6 +103,8 @@ type options struct {
 const (
 	defaultInitializationRate  = 5
 	defaultInitializationBurst = 20
+	// minInitializationRate is one new Canary a minute past the burst.
+	minInitializationRate = 1.0 / 60
 )
 
 func (o *options) bind(fs *flag.FlagSet) {
@@ -121,7 +123,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.eventHookWorkers, "event-hook-workers", hooks.DefaultEventWorkers, "Event hook posts made at once; beyond a bounded queue they are dropped and counted.")
 	fs.Float64Var(&o.initializationRate, "initialization-rate", defaultInitializationRate, "New Canaries that may start initialising each second "+
 		"(creating their primary and Services, rolling the target down), beyond -initialization-burst at once; the others wait, with no "+
-		"phase yet (condition Reconciling, reason WaitingForTurn), for their turn, which goes round the namespaces. 0 starts every one at once. Paced, a burst of new Canaries loads the API server less while the apply that brings them runs. Per instance: each shard paces its own.")
+		"phase yet (condition Reconciling, reason WaitingForTurn), for their turn, which goes round the namespaces. 0 starts every one at once; otherwise at least 1/60 (one a minute). Paced, a burst of new Canaries loads the API server less while the apply that brings them runs. Per instance: each shard paces its own.")
 	fs.IntVar(&o.initializationBurst, "initialization-burst", defaultInitializationBurst, "New Canaries that may start initialising at once (see -initialization-rate); at least 1 unless the rate is 0.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica runs the controllers.")
@@ -196,8 +198,13 @@ func (o *options) validate() error {
 	if o.hookWorkers < 1 || o.eventHookWorkers < 1 {
 		errs = append(errs, errors.New("-hook-workers and -event-hook-workers must be at least 1"))
 	}
-	if math.IsNaN(o.initializationRate) || math.IsInf(o.initializationRate, 0) || o.initializationRate < 0 {
-		errs = append(errs, fmt.Errorf("-initialization-rate %g must be a number of Canaries a second, at least 0 (0: no pacing)", o.initializationRate))
+	switch r := o.initializationRate; {
+	case math.IsNaN(r) || math.IsInf(r, 0) || r < 0:
+		errs = append(errs, fmt.Errorf("-initialization-rate %g must be a number of Canaries a second, at least 0 (0: no pacing)", r))
+	case r > 0 && r < minInitializationRate:
+		// Past the burst, one new Canary every 1/r seconds: below this it would look stuck.
+		errs = append(errs, fmt.Errorf("-initialization-rate %g would start a new Canary every %.0f s past the burst: use at least %g, or 0 for no pacing",
+			r, 1/r, minInitializationRate))
 	}
 	if o.initializationRate != 0 && o.initializationBurst < 1 {
 		errs = append(errs, fmt.Errorf("-initialization-burst %d must be at least 1", o.initializationBurst))

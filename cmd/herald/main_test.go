@@ -63,7 +63,7 @@ func TestNewFlagsDefaults(t *testing.T) {
 	if o.initializationRate != 5 || o.initializationBurst != 20 {
 		t.Errorf("initialisation pace %g/s, burst %d; want the README's 5 and 20", o.initializationRate, o.initializationBurst)
 	}
-	for _, bad := range [][]string{{"-initialization-rate=-1"}, {"-initialization-rate=NaN"}, {"-initialization-rate=+Inf"}, {"-initialization-burst=0"}} {
+	for _, bad := range [][]string{{"-initialization-rate=-1"}, {"-initialization-rate=NaN"}, {"-initialization-rate=+Inf"}, {"-initialization-rate=1e-9"}, {"-initialization-burst=0"}} {
 		_, err := parse(t, append([]string{"-enable-webhooks=false"}, bad...)...)
 		if flag, _, _ := strings.Cut(bad[0], "="); err == nil || !strings.Contains(err.Error(), flag+" ") {
 			t.Errorf("%v: %v, want an error naming the flag", bad, err)
