@@ -203,8 +203,8 @@ func (o *options) validate() error {
 		errs = append(errs, fmt.Errorf("-initialization-rate %g must be a number of Canaries a second, at least 0 (0: no pacing)", r))
 	case r > 0 && r < minInitializationRate:
 		// Past the burst, one new Canary every 1/r seconds: below this it would look stuck.
-		errs = append(errs, fmt.Errorf("-initialization-rate %g would start a new Canary every %.0f s past the burst: use at least %g, or 0 for no pacing",
-			r, 1/r, minInitializationRate))
+		errs = append(errs, fmt.Errorf("-initialization-rate %g would start a new Canary every %.1f s past the burst: use at least 1/60 (one a minute), or 0 for no pacing",
+			r, 1/r))
 	}
 	if o.initializationRate != 0 && o.initializationBurst < 1 {
 		errs = append(errs, fmt.Errorf("-initialization-burst %d must be at least 1", o.initializationBurst))

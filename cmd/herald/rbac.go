@@ -18,7 +18,7 @@ package main
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,resourceNames=herald-mutating;herald-validating,verbs=get;list;watch;patch
-// /metrics is served behind controller-runtime's authentication and authorization filter.
+// /metrics is served behind a TokenReview and a SubjectAccessReview per caller (internal/metricsauth).
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 

@@ -348,10 +348,11 @@ func iterationsText(c *flaggerv1.Canary, meshProvider string) string {
 // promotedMessage is the message of the Promoted condition, or of the Reconciling one while
 // a new Canary waits for its turn (it has no Promoted condition yet).
 func promotedMessage(c *flaggerv1.Canary) string {
-	for _, t := range []flaggerv1.CanaryConditionType{flaggerv1.PromotedType, flaggerv1.ReconcilingType} {
-		if cond := condition(c, t); cond != nil {
-			return cond.Message
-		}
+	if cond := condition(c, flaggerv1.PromotedType); cond != nil {
+		return cond.Message
+	}
+	if cond := condition(c, flaggerv1.ReconcilingType); cond != nil && cond.Reason == flaggerv1.ReasonWaitingForTurn {
+		return cond.Message
 	}
 	return ""
 }

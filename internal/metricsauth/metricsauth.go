@@ -20,12 +20,15 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/singleflight"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	authnclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authzclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
@@ -35,12 +38,16 @@ const (
 	// within a minute.
 	allowedFor = time.Minute
 	deniedFor  = 10 * time.Second
-	// keep bounds the table: a caller sending a new token on every request costs API calls
-	// (as it would with any delegating filter) but never memory.
-	keep = 1024
-	// reviewTimeout bounds the two API calls of one request.
+	// maxEntries bounds the table: a caller sending a new token on every request costs API
+	// calls (as it would with any delegating filter) but never memory.
+	maxEntries = 1024
+	// reviewTimeout bounds the two API calls of one request, retries included.
 	reviewTimeout = 10 * time.Second
 )
+
+// reviewBackoff retries a review the API server could not answer (throttled, restarting):
+// a scrape then waits a second or two rather than fail.
+var reviewBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 4}
 
 // Filter is a metricsserver.Options FilterProvider.
 func Filter(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
@@ -67,11 +74,20 @@ type answer struct {
 	message string
 }
 
+// retryable is every error but the end of the request's own context.
+func retryable(ctx context.Context) func(error) bool {
+	return func(error) bool { return ctx.Err() == nil }
+}
+
 // review asks the API server about one request.
 func review(ctx context.Context, tokens authnclient.TokenReviewInterface, access authzclient.SubjectAccessReviewInterface, r request) (answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
-	tr, err := tokens.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: r.token}}, metav1.CreateOptions{})
+	var tr *authnv1.TokenReview
+	err := retry.OnError(reviewBackoff, retryable(ctx), func() (err error) {
+		tr, err = tokens.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: r.token}}, metav1.CreateOptions{})
+		return err
+	})
 	if err != nil {
 		return answer{}, fmt.Errorf("reviewing the token: %w", err)
 	}
@@ -83,10 +99,14 @@ func review(ctx context.Context, tokens authnclient.TokenReviewInterface, access
 	for k, v := range u.Extra {
 		extra[k] = authzv1.ExtraValue(v)
 	}
-	sar, err := access.Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
-		User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
-		NonResourceAttributes: &authzv1.NonResourceAttributes{Path: r.path, Verb: r.verb},
-	}}, metav1.CreateOptions{})
+	var sar *authzv1.SubjectAccessReview
+	err = retry.OnError(reviewBackoff, retryable(ctx), func() (err error) {
+		sar, err = access.Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+			User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
+			NonResourceAttributes: &authzv1.NonResourceAttributes{Path: r.path, Verb: r.verb},
+		}}, metav1.CreateOptions{})
+		return err
+	})
 	if err != nil {
 		return answer{}, fmt.Errorf("reviewing %s's access to %s: %w", u.Username, r.path, err)
 	}
@@ -100,18 +120,20 @@ func review(ctx context.Context, tokens authnclient.TokenReviewInterface, access
 type guard struct {
 	review func(context.Context, request) (answer, error)
 	now    func() time.Time
+	// asking merges concurrent reviews of the same request into one.
+	asking singleflight.Group
 
-	mu   sync.Mutex
-	kept map[[sha256.Size]byte]kept
+	mu      sync.Mutex
+	entries map[[sha256.Size]byte]entry
 }
 
-type kept struct {
+type entry struct {
 	answer
 	until time.Time
 }
 
 func newGuard(review func(context.Context, request) (answer, error)) *guard {
-	return &guard{review: review, now: time.Now, kept: map[[sha256.Size]byte]kept{}}
+	return &guard{review: review, now: time.Now, entries: map[[sha256.Size]byte]entry{}}
 }
 
 func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
@@ -123,7 +145,9 @@ func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
 		}
 		a, err := g.decide(req.Context(), request{token: token, verb: strings.ToLower(req.Method), path: req.URL.Path})
 		if err != nil {
-			log.Error(err, "Cannot authorize a /metrics caller")
+			if req.Context().Err() == nil { // not a caller that hung up
+				log.Error(err, "Cannot authorize a /metrics caller")
+			}
 			http.Error(w, "the caller's token could not be reviewed", http.StatusInternalServerError)
 			return
 		}
@@ -137,31 +161,33 @@ func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
 
 // decide answers from the table when it can. Errors are not kept: the next scrape asks again.
 func (g *guard) decide(ctx context.Context, r request) (answer, error) {
-	key := sha256.Sum256([]byte(r.verb + "\x00" + r.path + "\x00" + r.token))
+	// Lengths first, so that no two requests share a key.
+	key := sha256.Sum256(fmt.Appendf(nil, "%d:%s%d:%s%s", len(r.verb), r.verb, len(r.path), r.path, r.token))
 	now := g.now()
 	g.mu.Lock()
-	k, ok := g.kept[key]
+	e, ok := g.entries[key]
 	g.mu.Unlock()
-	if ok && now.Before(k.until) {
-		return k.answer, nil
+	if ok && now.Before(e.until) {
+		return e.answer, nil
 	}
-	a, err := g.review(ctx, r)
+	v, err, _ := g.asking.Do(string(key[:]), func() (any, error) { return g.review(ctx, r) })
 	if err != nil {
 		return answer{}, err
 	}
+	a := v.(answer)
 	if a.code == 0 {
 		return answer{}, errors.New("the review gave no answer")
 	}
-	k = kept{answer: a, until: now.Add(deniedFor)}
+	e = entry{answer: a, until: now.Add(deniedFor)}
 	if a.code == http.StatusOK {
-		k.until = now.Add(allowedFor)
+		e.until = now.Add(allowedFor)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, ok := g.kept[key]; !ok && len(g.kept) >= keep {
+	if _, ok := g.entries[key]; !ok && len(g.entries) >= maxEntries {
 		g.makeRoomLocked(now)
 	}
-	g.kept[key] = k
+	g.entries[key] = e
 	return a, nil
 }
 
@@ -169,19 +195,19 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 // table: a flood of new tokens must not grow it, and an honest scraper's next call merely asks
 // the API server again.
 func (g *guard) makeRoomLocked(now time.Time) {
-	for key, k := range g.kept {
-		if !now.Before(k.until) {
-			delete(g.kept, key)
+	for key, e := range g.entries {
+		if !now.Before(e.until) {
+			delete(g.entries, key)
 		}
 	}
-	if len(g.kept) < keep {
+	if len(g.entries) < maxEntries {
 		return
 	}
-	for key := range g.kept {
-		if len(g.kept) < keep*3/4 {
+	for key := range g.entries {
+		if len(g.entries) < maxEntries*3/4 {
 			break
 		}
-		delete(g.kept, key)
+		delete(g.entries, key)
 	}
 }
 

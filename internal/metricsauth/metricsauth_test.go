@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -37,11 +39,17 @@ func scrape(t *testing.T, g *guard, method, path, authorization string) (int, st
 type reviewer struct {
 	answers map[string]answer
 	err     error
-	calls   []request
+	delay   time.Duration
+
+	mu    sync.Mutex
+	calls []request
 }
 
 func (r *reviewer) review(_ context.Context, req request) (answer, error) {
+	r.mu.Lock()
 	r.calls = append(r.calls, req)
+	r.mu.Unlock()
+	time.Sleep(r.delay)
 	if r.err != nil {
 		return answer{}, r.err
 	}
@@ -108,6 +116,25 @@ func TestAnAnswerIsReusedForAWhileAndAskedAgainAfter(t *testing.T) {
 	}
 }
 
+func TestConcurrentScrapesWithOneTokenShareOneReview(t *testing.T) {
+	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}}, delay: 100 * time.Millisecond}
+	g := newGuard(r.review)
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	for i := range codes {
+		wg.Go(func() { codes[i], _ = scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper") })
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusOK {
+			t.Errorf("scrape %d: %d", i, c)
+		}
+	}
+	if len(r.calls) != 1 {
+		t.Errorf("%d reviews for %d concurrent scrapes with one token, want 1", len(r.calls), len(codes))
+	}
+}
+
 func TestAFailedReviewAnswers500AndIsNotKept(t *testing.T) {
 	r := &reviewer{err: errors.New("connection refused")}
 	g := newGuard(r.review)
@@ -125,10 +152,10 @@ func TestAFloodOfTokensDoesNotGrowTheTable(t *testing.T) {
 	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}}}
 	g := newGuard(r.review)
 	scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
-	for i := range 5 * keep {
+	for i := range 5 * maxEntries {
 		scrape(t, g, http.MethodGet, "/metrics", fmt.Sprintf("Bearer forged-%d", i))
-		if len(g.kept) > keep {
-			t.Fatalf("after %d forged tokens the table holds %d answers, more than %d", i+1, len(g.kept), keep)
+		if len(g.entries) > maxEntries {
+			t.Fatalf("after %d forged tokens the table holds %d answers, more than %d", i+1, len(g.entries), maxEntries)
 		}
 	}
 	if code, _ := scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
@@ -140,9 +167,15 @@ func TestAFloodOfTokensDoesNotGrowTheTable(t *testing.T) {
 type tokens struct {
 	status authnv1.TokenReviewStatus
 	got    *authnv1.TokenReview
+	// failures is how many calls fail first, as a throttled API server's would.
+	failures, calls int
 }
 
 func (t *tokens) Create(_ context.Context, tr *authnv1.TokenReview, _ metav1.CreateOptions) (*authnv1.TokenReview, error) {
+	t.calls++
+	if t.calls <= t.failures {
+		return nil, apierrors.NewTooManyRequests("throttled", 1)
+	}
 	t.got = tr
 	return &authnv1.TokenReview{Spec: tr.Spec, Status: t.status}, nil
 }
@@ -188,5 +221,18 @@ func TestReviewAsksForTheTokensUserWithItsGroups(t *testing.T) {
 	}
 	if sar.got != nil {
 		t.Error("an unauthenticated token's access was reviewed")
+	}
+}
+
+func TestReviewRetriesWhatTheAPIServerCouldNotAnswer(t *testing.T) {
+	tr := &tokens{status: authnv1.TokenReviewStatus{Authenticated: true, User: authnv1.UserInfo{Username: "prometheus"}}, failures: 2}
+	a, err := review(context.Background(), tr, &access{allowed: true}, request{token: "t", verb: "get", path: "/metrics"})
+	if err != nil || a.code != http.StatusOK || tr.calls != 3 {
+		t.Fatalf("after two throttled calls: %+v, %v, %d calls; want 200 on the third", a, err, tr.calls)
+	}
+	tr = &tokens{failures: 100}
+	_, err = review(context.Background(), tr, &access{}, request{token: "t", verb: "get", path: "/metrics"})
+	if err == nil || !apierrors.IsTooManyRequests(errors.Unwrap(err)) || tr.calls != reviewBackoff.Steps {
+		t.Fatalf("an API server that keeps refusing: %v after %d calls, want its error after %d", err, tr.calls, reviewBackoff.Steps)
 	}
 }

@@ -94,7 +94,7 @@ var valueSets = []valueSet{
 			"webhook":           map[string]any{"port": 10443},
 			"meshProvider":      "istio",
 			"priorityClassName": "system-cluster-critical",
-			"initialization":    map[string]any{"rate": 0.5, "burst": 1000000},
+			"initialization":    map[string]any{"rate": 0.5, "burst": 1e6}, // a float, as YAML's numbers reach the chart
 		},
 	},
 }
@@ -176,8 +176,10 @@ var _ = Describe("The Helm chart", Label("chart"), Ordered, func() {
 		Expect(err).To(MatchError(ContainSubstring("meshProvider")))
 		_, err = helmchart.Render(chartDir(), valueSets[0].release, map[string]any{"leaderElection": map[string]any{"replicaCount": 0}})
 		Expect(err).To(MatchError(ContainSubstring("replicaCount")))
-		_, err = helmchart.Render(chartDir(), valueSets[0].release, map[string]any{"initialization": map[string]any{"rate": -1}})
-		Expect(err).To(MatchError(ContainSubstring("rate")))
+		for _, rate := range []float64{-1, 0.001} {
+			_, err = helmchart.Render(chartDir(), valueSets[0].release, map[string]any{"initialization": map[string]any{"rate": rate}})
+			Expect(err).To(MatchError(ContainSubstring("rate")), "initialization.rate %g", rate)
+		}
 	})
 
 	It("renders Flagger's settings as the manager's flags, and issue 13's flags only when set", func() {
