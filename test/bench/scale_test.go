@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -171,8 +172,10 @@ type scaleResult struct {
 	// stepReconciles is the reconciles per analysis step: in the second round, over the span
 	// in which every canary ran and none was promoting yet, divided by the steps the k
 	// Canaries took in it (k × span ÷ interval); NaN when no such span came.
-	stepReconciles       float64
-	rssMB, anonMB        float64
+	stepReconciles float64
+	rssMB, anonMB  float64
+	// floorMB and floorAnonMB are the RSS of floorctl over the same objects (floorRSS).
+	floorMB, floorAnonMB float64
 	idleCPU              float64 // share of a core over the idle window
 	detection, succeeded []time.Duration
 	ideal                time.Duration
@@ -198,6 +201,10 @@ func (r scaleResult) report(b *testing.B) {
 		}
 	}
 	b.ReportMetric(r.rssMB, "rss-MB")
+	if r.floorMB > 0 {
+		b.ReportMetric(r.floorMB, "floor-rss-MB")
+		b.ReportMetric(r.floorAnonMB, "floor-rss-anon-MB")
+	}
 	b.ReportMetric(r.anonMB, "rss-anon-MB")
 	b.ReportMetric(100*r.idleCPU, "idle-cpu-%")
 	if len(r.detection) > 0 {
@@ -571,6 +578,10 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	if r.rssMB, r.anonMB, r.idleCPU, err = idle(h.Pid(), cfg.idle); err != nil {
 		b.Fatal(err)
 	}
+	if r.floorMB, r.floorAnonMB, err = floorRSS(ctx, env, cfg.idle); err != nil {
+		b.Logf("no floor under the RSS: %v", err) // an auxiliary figure: the run goes on
+	}
+	progress("herald N=%d: RSS %.0f MB (%.0f MB anonymous); a bare controller caching the same Deployments and Services: %.0f MB (%.0f MB)", n, r.rssMB, r.anonMB, r.floorMB, r.floorAnonMB)
 	k := min(cfg.releases, n)
 	var c0 heraldCounts
 	scrape := func() (err error) {
@@ -759,6 +770,34 @@ func runFlaggerScale(b *testing.B, cfg scaleConfig, n int, binary, crds string) 
 	return r
 }
 
+// floorRSS runs test/bench/floorctl, a controller-runtime controller that only caches every
+// Deployment and Service of the cluster, until its caches are synced and it has idled for d, and
+// returns its RSS and anonymous part: the least a controller that reads these objects from a
+// cache, as Herald does, holds; against it Herald's own figure is read.
+func floorRSS(ctx context.Context, env *cluster.Cluster, d time.Duration) (rssMB, anonMB float64, err error) {
+	bin, err := harness.Build(ctx, "./test/bench/floorctl")
+	if err != nil {
+		return 0, 0, err
+	}
+	port, err := freeTCPPort()
+	if err != nil {
+		return 0, 0, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var out bytes.Buffer
+	p, err := harness.StartProcess(ctx, harness.ProcessOptions{
+		Name: "floorctl", Binary: bin, Out: &out,
+		Args:     []string{"-kubeconfig-file=" + env.Kubeconfig, "-probe-address=" + addr},
+		ReadyURL: "http://" + addr + "/readyz", ReadyTimeout: 5 * time.Minute,
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w\n%s", err, out.String())
+	}
+	defer p.Stop()
+	rssMB, anonMB, _, err = idle(p.Pid(), d)
+	return rssMB, anonMB, err
+}
+
 func initTimeout(n int) time.Duration { return 5*time.Minute + time.Duration(n)*2*time.Second }
 
 func freeTCPPort() (int, error) {
@@ -807,6 +846,17 @@ func scaleTable(cfg scaleConfig, rs []scaleResult) string {
 			continue
 		}
 		fmt.Fprintf(&sb, "- N = %d: initialisation %s; release %s; longer release %s\n", r.n, bySource(r.init.wakeups), bySource(r.release.wakeups), bySource(r.longer.wakeups))
+	}
+	headed := false
+	for _, r := range rs {
+		if r.floorMB == 0 {
+			continue
+		}
+		if !headed {
+			headed = true
+			sb.WriteString("\nThe floor under the RSS: test/bench/floorctl, a controller-runtime controller that only caches every Deployment and Service of the same cluster (typed, without managed fields, as Herald's cache), measured after the same idle window. Flagger caches neither: it reads them from the API server.\n\n")
+		}
+		fmt.Fprintf(&sb, "- N = %d: %.0f MB (%.0f MB anonymous); Herald %.0f MB (%.0f MB)\n", r.n, r.floorMB, r.floorAnonMB, r.rssMB, r.anonMB)
 	}
 	return sb.String()
 }
