@@ -23,7 +23,9 @@ import (
 	"golang.org/x/sync/singleflight"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
 	authnclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authzclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
@@ -45,9 +47,9 @@ const (
 	reviewTimeout = 10 * time.Second
 )
 
-// reviewBackoff retries a review the API server could not answer (throttled, restarting):
-// a scrape then waits a second or two rather than fail.
-var reviewBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 4}
+// reviewBackoff retries a review the API server could not answer (restarting, overloaded):
+// a scrape then waits a second or so rather than fail.
+var reviewBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 3}
 
 // Filter is a metricsserver.Options FilterProvider.
 func Filter(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
@@ -74,9 +76,14 @@ type answer struct {
 	message string
 }
 
-// retryable is every error but the end of the request's own context.
-func retryable(ctx context.Context) func(error) bool {
-	return func(error) bool { return ctx.Err() == nil }
+// transient is an error the API server may not give again a moment later. client-go's REST
+// client already retries a 429 or 5xx that carries Retry-After; this also covers a broken or
+// refused connection (an API server restarting). A refusal, such as Herald lacking the RBAC for
+// reviews, is not retried: every scrape would wait for nothing.
+func transient(err error) bool {
+	return apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err) ||
+		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
 }
 
 // review asks the API server about one request.
@@ -84,7 +91,7 @@ func review(ctx context.Context, tokens authnclient.TokenReviewInterface, access
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
 	var tr *authnv1.TokenReview
-	err := retry.OnError(reviewBackoff, retryable(ctx), func() (err error) {
+	err := retry.OnError(reviewBackoff, transient, func() (err error) {
 		tr, err = tokens.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: r.token}}, metav1.CreateOptions{})
 		return err
 	})
@@ -100,7 +107,7 @@ func review(ctx context.Context, tokens authnclient.TokenReviewInterface, access
 		extra[k] = authzv1.ExtraValue(v)
 	}
 	var sar *authzv1.SubjectAccessReview
-	err = retry.OnError(reviewBackoff, retryable(ctx), func() (err error) {
+	err = retry.OnError(reviewBackoff, transient, func() (err error) {
 		sar, err = access.Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
 			User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
 			NonResourceAttributes: &authzv1.NonResourceAttributes{Path: r.path, Verb: r.verb},
@@ -120,6 +127,7 @@ func review(ctx context.Context, tokens authnclient.TokenReviewInterface, access
 type guard struct {
 	review func(context.Context, request) (answer, error)
 	now    func() time.Time
+	log    logr.Logger // the metrics server's, set by wrap
 	// asking merges concurrent reviews of the same request into one.
 	asking singleflight.Group
 
@@ -133,10 +141,12 @@ type entry struct {
 }
 
 func newGuard(review func(context.Context, request) (answer, error)) *guard {
-	return &guard{review: review, now: time.Now, entries: map[[sha256.Size]byte]entry{}}
+	return &guard{review: review, now: time.Now, log: logr.Discard(), entries: map[[sha256.Size]byte]entry{}}
 }
 
+// wrap is the metricsserver.Filter; the server calls it once, before it serves.
 func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
+	g.log = log
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		token, ok := bearer(req)
 		if !ok {
@@ -144,10 +154,7 @@ func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
 			return
 		}
 		a, err := g.decide(req.Context(), request{token: token, verb: strings.ToLower(req.Method), path: req.URL.Path})
-		if err != nil {
-			if req.Context().Err() == nil { // not a caller that hung up
-				log.Error(err, "Cannot authorize a /metrics caller")
-			}
+		if err != nil { // logged by decide, once per review
 			http.Error(w, "the caller's token could not be reviewed", http.StatusInternalServerError)
 			return
 		}
@@ -159,26 +166,47 @@ func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
 	}), nil
 }
 
-// decide answers from the table when it can. Errors are not kept: the next scrape asks again.
+// decide answers from the table when it can, and otherwise waits for the review of r, which
+// it shares with every caller asking the same at the same time. Errors are not kept: the next
+// scrape asks again.
 func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	// Lengths first, so that no two requests share a key.
 	key := sha256.Sum256(fmt.Appendf(nil, "%d:%s%d:%s%s", len(r.verb), r.verb, len(r.path), r.path, r.token))
-	now := g.now()
 	g.mu.Lock()
 	e, ok := g.entries[key]
 	g.mu.Unlock()
-	if ok && now.Before(e.until) {
+	if ok && g.now().Before(e.until) {
 		return e.answer, nil
 	}
-	v, err, _ := g.asking.Do(string(key[:]), func() (any, error) { return g.review(ctx, r) })
-	if err != nil {
-		return answer{}, err
+	// Detached from the first caller's context (review bounds itself by reviewTimeout): a
+	// caller that hangs up fails neither the others nor the answer kept for the next scrape.
+	done := g.asking.DoChan(string(key[:]), func() (any, error) {
+		a, err := g.review(context.WithoutCancel(ctx), r)
+		if err == nil && a.code == 0 {
+			err = errors.New("the review gave no answer")
+		}
+		if err != nil {
+			g.log.Error(err, "Cannot authorize a /metrics caller")
+			return answer{}, err
+		}
+		g.keep(key, a)
+		return a, nil
+	})
+	select {
+	case res := <-done:
+		if res.Err != nil {
+			return answer{}, res.Err
+		}
+		return res.Val.(answer), nil
+	case <-ctx.Done():
+		return answer{}, ctx.Err()
 	}
-	a := v.(answer)
-	if a.code == 0 {
-		return answer{}, errors.New("the review gave no answer")
-	}
-	e = entry{answer: a, until: now.Add(deniedFor)}
+}
+
+// keep records an answer: an admission for allowedFor, a refusal for deniedFor.
+func (g *guard) keep(key [sha256.Size]byte, a answer) {
+	now := g.now()
+	e := entry{answer: a, until: now.Add(deniedFor)}
 	if a.code == http.StatusOK {
 		e.until = now.Add(allowedFor)
 	}
@@ -188,7 +216,6 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 		g.makeRoomLocked(now)
 	}
 	g.entries[key] = e
-	return a, nil
 }
 
 // makeRoomLocked drops the expired answers, and when none has expired, any quarter of the

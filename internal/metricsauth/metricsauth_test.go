@@ -15,10 +15,11 @@ import (
 	authzv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
-// scrape sends one request through g's filter and returns the status and body.
-func scrape(t *testing.T, g *guard, method, path, authorization string) (int, string) {
+// filtered is g's filter around a /metrics handler, made once as the metrics server does.
+func filtered(t *testing.T, g *guard) http.Handler {
 	t.Helper()
 	h, err := g.wrap(logr.Discard(), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("flagger_info 1\n"))
@@ -26,6 +27,12 @@ func scrape(t *testing.T, g *guard, method, path, authorization string) (int, st
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h
+}
+
+// scrape sends one request through h and returns the status and body.
+func scrape(t *testing.T, h http.Handler, method, path, authorization string) (int, string) {
+	t.Helper()
 	req := httptest.NewRequest(method, path, nil)
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
@@ -45,11 +52,15 @@ type reviewer struct {
 	calls []request
 }
 
-func (r *reviewer) review(_ context.Context, req request) (answer, error) {
+func (r *reviewer) review(ctx context.Context, req request) (answer, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, req)
 	r.mu.Unlock()
-	time.Sleep(r.delay)
+	select { // as an API call would, it gives up with its context
+	case <-time.After(r.delay):
+	case <-ctx.Done():
+		return answer{}, ctx.Err()
+	}
 	if r.err != nil {
 		return answer{}, r.err
 	}
@@ -62,9 +73,10 @@ func (r *reviewer) review(_ context.Context, req request) (answer, error) {
 func TestACallerWithoutABearerTokenIsRefusedWithoutAnAPICall(t *testing.T) {
 	r := &reviewer{}
 	g := newGuard(r.review)
-	for _, h := range []string{"", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer"} {
-		if code, _ := scrape(t, g, http.MethodGet, "/metrics", h); code != http.StatusUnauthorized {
-			t.Errorf("Authorization %q: status %d, want 401", h, code)
+	h := filtered(t, g)
+	for _, auth := range []string{"", "Basic dXNlcjpwYXNz", "Bearer ", "Bearer"} {
+		if code, _ := scrape(t, h, http.MethodGet, "/metrics", auth); code != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: status %d, want 401", auth, code)
 		}
 	}
 	if len(r.calls) != 0 {
@@ -78,14 +90,15 @@ func TestAnAnswerIsReusedForAWhileAndAskedAgainAfter(t *testing.T) {
 		"nobody":  {http.StatusForbidden, "Forbidden: nobody may not get /metrics"},
 	}}
 	g := newGuard(r.review)
+	h := filtered(t, g)
 	now := time.Unix(1000, 0)
 	g.now = func() time.Time { return now }
 
-	code, body := scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	code, body := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
 	if code != http.StatusOK || body != "flagger_info 1\n" {
 		t.Fatalf("allowed caller: %d %q", code, body)
 	}
-	code, body = scrape(t, g, http.MethodGet, "/metrics", "bearer nobody")
+	code, body = scrape(t, h, http.MethodGet, "/metrics", "bearer nobody")
 	if code != http.StatusForbidden || body != "Forbidden: nobody may not get /metrics\n" {
 		t.Fatalf("forbidden caller: %d %q", code, body)
 	}
@@ -93,24 +106,24 @@ func TestAnAnswerIsReusedForAWhileAndAskedAgainAfter(t *testing.T) {
 		t.Errorf("reviewed %+v", got)
 	}
 	now = now.Add(deniedFor - time.Second)
-	scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
-	scrape(t, g, http.MethodGet, "/metrics", "Bearer nobody")
+	scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
+	scrape(t, h, http.MethodGet, "/metrics", "Bearer nobody")
 	if len(r.calls) != 2 {
 		t.Fatalf("%d reviews within %s, want 2 (answers kept)", len(r.calls), deniedFor)
 	}
 	now = now.Add(2 * time.Second) // a refusal is asked again sooner than an admission
-	scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
-	scrape(t, g, http.MethodGet, "/metrics", "Bearer nobody")
+	scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
+	scrape(t, h, http.MethodGet, "/metrics", "Bearer nobody")
 	if len(r.calls) != 3 || r.calls[2].token != "nobody" {
 		t.Fatalf("after %s: reviews %+v, want the refusal asked again", deniedFor, r.calls)
 	}
 	now = now.Add(allowedFor)
-	scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
 	if len(r.calls) != 4 || r.calls[3].token != "scraper" {
 		t.Fatalf("after %s: reviews %+v, want the admission asked again", allowedFor, r.calls)
 	}
 	// An answer is for one verb and path.
-	scrape(t, g, http.MethodGet, "/debug", "Bearer scraper")
+	scrape(t, h, http.MethodGet, "/debug", "Bearer scraper")
 	if len(r.calls) != 5 || r.calls[4].path != "/debug" {
 		t.Fatalf("another path reused an answer: %+v", r.calls)
 	}
@@ -119,10 +132,11 @@ func TestAnAnswerIsReusedForAWhileAndAskedAgainAfter(t *testing.T) {
 func TestConcurrentScrapesWithOneTokenShareOneReview(t *testing.T) {
 	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}}, delay: 100 * time.Millisecond}
 	g := newGuard(r.review)
+	h := filtered(t, g)
 	var wg sync.WaitGroup
 	codes := make([]int, 8)
 	for i := range codes {
-		wg.Go(func() { codes[i], _ = scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper") })
+		wg.Go(func() { codes[i], _ = scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper") })
 	}
 	wg.Wait()
 	for i, c := range codes {
@@ -138,12 +152,13 @@ func TestConcurrentScrapesWithOneTokenShareOneReview(t *testing.T) {
 func TestAFailedReviewAnswers500AndIsNotKept(t *testing.T) {
 	r := &reviewer{err: errors.New("connection refused")}
 	g := newGuard(r.review)
-	code, body := scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	h := filtered(t, g)
+	code, body := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
 	if code != http.StatusInternalServerError || body == "" {
 		t.Fatalf("%d %q, want 500", code, body)
 	}
 	r.err, r.answers = nil, map[string]answer{"scraper": {code: http.StatusOK}}
-	if code, _ := scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
+	if code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
 		t.Fatalf("after the API server came back: %d", code)
 	}
 }
@@ -151,14 +166,15 @@ func TestAFailedReviewAnswers500AndIsNotKept(t *testing.T) {
 func TestAFloodOfTokensDoesNotGrowTheTable(t *testing.T) {
 	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}}}
 	g := newGuard(r.review)
-	scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper")
+	h := filtered(t, g)
+	scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
 	for i := range 5 * maxEntries {
-		scrape(t, g, http.MethodGet, "/metrics", fmt.Sprintf("Bearer forged-%d", i))
+		scrape(t, h, http.MethodGet, "/metrics", fmt.Sprintf("Bearer forged-%d", i))
 		if len(g.entries) > maxEntries {
 			t.Fatalf("after %d forged tokens the table holds %d answers, more than %d", i+1, len(g.entries), maxEntries)
 		}
 	}
-	if code, _ := scrape(t, g, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
+	if code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
 		t.Fatalf("the honest scraper after the flood: %d", code)
 	}
 }
@@ -167,13 +183,17 @@ func TestAFloodOfTokensDoesNotGrowTheTable(t *testing.T) {
 type tokens struct {
 	status authnv1.TokenReviewStatus
 	got    *authnv1.TokenReview
-	// failures is how many calls fail first, as a throttled API server's would.
+	// failures is how many calls fail first, with failWith (default: throttled).
 	failures, calls int
+	failWith        error
 }
 
 func (t *tokens) Create(_ context.Context, tr *authnv1.TokenReview, _ metav1.CreateOptions) (*authnv1.TokenReview, error) {
 	t.calls++
 	if t.calls <= t.failures {
+		if t.failWith != nil {
+			return nil, t.failWith
+		}
 		return nil, apierrors.NewTooManyRequests("throttled", 1)
 	}
 	t.got = tr
@@ -225,6 +245,9 @@ func TestReviewAsksForTheTokensUserWithItsGroups(t *testing.T) {
 }
 
 func TestReviewRetriesWhatTheAPIServerCouldNotAnswer(t *testing.T) {
+	saved := reviewBackoff
+	reviewBackoff.Duration = time.Millisecond
+	t.Cleanup(func() { reviewBackoff = saved })
 	tr := &tokens{status: authnv1.TokenReviewStatus{Authenticated: true, User: authnv1.UserInfo{Username: "prometheus"}}, failures: 2}
 	a, err := review(context.Background(), tr, &access{allowed: true}, request{token: "t", verb: "get", path: "/metrics"})
 	if err != nil || a.code != http.StatusOK || tr.calls != 3 {
@@ -232,7 +255,34 @@ func TestReviewRetriesWhatTheAPIServerCouldNotAnswer(t *testing.T) {
 	}
 	tr = &tokens{failures: 100}
 	_, err = review(context.Background(), tr, &access{}, request{token: "t", verb: "get", path: "/metrics"})
-	if err == nil || !apierrors.IsTooManyRequests(errors.Unwrap(err)) || tr.calls != reviewBackoff.Steps {
+	if err == nil || !apierrors.IsTooManyRequests(err) || tr.calls != reviewBackoff.Steps {
 		t.Fatalf("an API server that keeps refusing: %v after %d calls, want its error after %d", err, tr.calls, reviewBackoff.Steps)
+	}
+	// A refusal is not retried: it would come again, and every scrape would wait for it.
+	tr = &tokens{failures: 100, failWith: apierrors.NewForbidden(schema.GroupResource{Group: "authentication.k8s.io", Resource: "tokenreviews"}, "", errors.New("RBAC"))}
+	_, err = review(context.Background(), tr, &access{}, request{token: "t", verb: "get", path: "/metrics"})
+	if !apierrors.IsForbidden(err) || tr.calls != 1 {
+		t.Fatalf("Herald not allowed to review tokens: %v after %d calls, want its error after 1", err, tr.calls)
+	}
+}
+
+func TestACallerThatHangsUpFailsNeitherTheOthersNorTheKeptAnswer(t *testing.T) {
+	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}}, delay: 200 * time.Millisecond}
+	g := newGuard(r.review)
+	req := request{token: "scraper", verb: "get", path: "/metrics"}
+	impatient, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() { _, err := g.decide(impatient, req); first <- err }()
+	time.Sleep(50 * time.Millisecond) // the first caller's review is under way, and it has hung up
+	a, err := g.decide(context.Background(), req)
+	if err != nil || a.code != http.StatusOK {
+		t.Fatalf("the second caller: %+v, %v; want 200", a, err)
+	}
+	if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the caller that hung up: %v", err)
+	}
+	if _, err := g.decide(context.Background(), req); err != nil || len(r.calls) != 1 {
+		t.Errorf("a third scrape: %v after %d reviews, want the kept answer after 1", err, len(r.calls))
 	}
 }

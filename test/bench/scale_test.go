@@ -580,8 +580,9 @@ func runHeraldScale(b *testing.B, cfg scaleConfig, n int) scaleResult {
 	}
 	if r.floorMB, r.floorAnonMB, err = floorRSS(ctx, env, cfg.idle); err != nil {
 		b.Logf("no floor under the RSS: %v", err) // an auxiliary figure: the run goes on
+	} else {
+		progress("herald N=%d: RSS %.0f MB (%.0f MB anonymous); a bare controller caching the same Deployments and Services: %.0f MB (%.0f MB)", n, r.rssMB, r.anonMB, r.floorMB, r.floorAnonMB)
 	}
-	progress("herald N=%d: RSS %.0f MB (%.0f MB anonymous); a bare controller caching the same Deployments and Services: %.0f MB (%.0f MB)", n, r.rssMB, r.anonMB, r.floorMB, r.floorAnonMB)
 	k := min(cfg.releases, n)
 	var c0 heraldCounts
 	scrape := func() (err error) {

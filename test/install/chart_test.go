@@ -176,9 +176,13 @@ var _ = Describe("The Helm chart", Label("chart"), Ordered, func() {
 		Expect(err).To(MatchError(ContainSubstring("meshProvider")))
 		_, err = helmchart.Render(chartDir(), valueSets[0].release, map[string]any{"leaderElection": map[string]any{"replicaCount": 0}})
 		Expect(err).To(MatchError(ContainSubstring("replicaCount")))
-		for _, rate := range []float64{-1, 0.001} {
+		for _, rate := range []any{-1, 0.001, "5"} {
 			_, err = helmchart.Render(chartDir(), valueSets[0].release, map[string]any{"initialization": map[string]any{"rate": rate}})
-			Expect(err).To(MatchError(ContainSubstring("rate")), "initialization.rate %g", rate)
+			Expect(err).To(MatchError(ContainSubstring("rate")), "initialization.rate %v", rate)
+		}
+		for _, rate := range []any{0, 0.0, 1.0 / 60, 5} { // 0 (no pacing), or one a minute and more
+			_, err = helmchart.Render(chartDir(), valueSets[0].release, map[string]any{"initialization": map[string]any{"rate": rate}})
+			Expect(err).NotTo(HaveOccurred(), "initialization.rate %v", rate)
 		}
 	})
 
