@@ -87,7 +87,7 @@ func TestPortAndSecureMetricsConflict(t *testing.T) {
 }
 
 // TestHeraldLinksNoAPIServerLibrary keeps k8s.io/apiserver (and with it CEL, OpenTelemetry and
-// gRPC) out of the binary: it is a quarter of its size and of the memory its pages take, and
+// gRPC) out of the binary: it was a fifth of its size and of the memory its pages take, and
 // go.mod still lists it for other packages, so nothing else would notice it coming back.
 func TestHeraldLinksNoAPIServerLibrary(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output() // only the list: go's own messages go to stderr
