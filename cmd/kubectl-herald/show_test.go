@@ -95,21 +95,17 @@ func frontend() *flaggerv1.Canary {
 	}
 }
 
-// queued is a new Canary waiting for its turn to initialise: no phase yet.
+// queued is a new Canary, backend's spec under another name, waiting for its turn to
+// initialise: no phase yet.
 func queued() *flaggerv1.Canary {
 	const msg = "Waiting for a turn to initialise (-initialization-rate)"
-	return &flaggerv1.Canary{
-		ObjectMeta: metav1.ObjectMeta{Name: "queued", Namespace: "test", UID: "uid-queued", CreationTimestamp: ago(5 * time.Second)},
-		Spec: flaggerv1.CanarySpec{
-			Provider:  "kubernetes",
-			TargetRef: flaggerv1.LocalObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "queued"},
-			Service:   flaggerv1.CanaryService{Port: 8080},
-		},
-		Status: flaggerv1.CanaryStatus{Conditions: []flaggerv1.CanaryCondition{
-			{Type: flaggerv1.ReconcilingType, Status: corev1.ConditionTrue, Reason: flaggerv1.ReasonWaitingForTurn, Message: msg},
-			{Type: flaggerv1.ReadyType, Status: corev1.ConditionFalse, Reason: flaggerv1.ReasonWaitingForTurn, Message: msg},
-		}},
-	}
+	c := backend()
+	c.Name, c.UID, c.CreationTimestamp, c.Spec.TargetRef.Name = "queued", "uid-queued", ago(5*time.Second), "queued"
+	c.Status = flaggerv1.CanaryStatus{Conditions: []flaggerv1.CanaryCondition{
+		{Type: flaggerv1.ReconcilingType, Status: corev1.ConditionTrue, Reason: flaggerv1.ReasonWaitingForTurn, Message: msg},
+		{Type: flaggerv1.ReadyType, Status: corev1.ConditionFalse, Reason: flaggerv1.ReasonWaitingForTurn, Message: msg},
+	}}
+	return c
 }
 
 func deployment(name string, replicas, ready int32, annotations map[string]string, template map[string]string) *appsv1.Deployment {
