@@ -45,7 +45,15 @@ const (
 	maxEntries = 1024
 	// reviewTimeout bounds the two API calls of one request, retries included.
 	reviewTimeout = 10 * time.Second
+	// maxReviews bounds the reviews under way at once. A review outlives a caller that hangs
+	// up (up to reviewTimeout), so without a bound a caller sending a new token on every
+	// request would keep a goroutine and a queued API call for each; an honest scraper needs
+	// one, and reuses its answer.
+	maxReviews = 16
 )
+
+// errBusy is the answer when maxReviews reviews are under way: the caller is told to retry.
+var errBusy = errors.New("too many /metrics callers are being reviewed")
 
 // reviewBackoff retries a review the API server could not answer (restarting, overloaded):
 // a scrape then waits a second or so rather than fail.
@@ -130,6 +138,8 @@ type guard struct {
 	log    logr.Logger // the metrics server's, set by wrap
 	// asking merges concurrent reviews of the same request into one.
 	asking singleflight.Group
+	// reviewing holds a slot for each review under way.
+	reviewing chan struct{}
 
 	mu      sync.Mutex
 	entries map[[sha256.Size]byte]entry
@@ -141,7 +151,10 @@ type entry struct {
 }
 
 func newGuard(review func(context.Context, request) (answer, error)) *guard {
-	return &guard{review: review, now: time.Now, log: logr.Discard(), entries: map[[sha256.Size]byte]entry{}}
+	return &guard{
+		review: review, now: time.Now, log: logr.Discard(),
+		reviewing: make(chan struct{}, maxReviews), entries: map[[sha256.Size]byte]entry{},
+	}
 }
 
 // wrap is the metricsserver.Filter; the server calls it once, before it serves.
@@ -154,6 +167,11 @@ func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
 			return
 		}
 		a, err := g.decide(req.Context(), request{token: token, verb: strings.ToLower(req.Method), path: req.URL.Path})
+		if errors.Is(err, errBusy) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "Service Unavailable: "+errBusy.Error()+"; retry", http.StatusServiceUnavailable)
+			return
+		}
 		if err != nil { // logged by decide, once per review
 			http.Error(w, "the caller's token could not be reviewed", http.StatusInternalServerError)
 			return
@@ -181,6 +199,12 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	// Detached from the first caller's context (review bounds itself by reviewTimeout): a
 	// caller that hangs up fails neither the others nor the answer kept for the next scrape.
 	done := g.asking.DoChan(string(key[:]), func() (any, error) {
+		select {
+		case g.reviewing <- struct{}{}:
+			defer func() { <-g.reviewing }()
+		default: // not logged: a flood would flood the log too
+			return answer{}, errBusy
+		}
 		a, err := g.review(context.WithoutCancel(ctx), r)
 		if err == nil && a.code == 0 {
 			err = errors.New("the review gave no answer")

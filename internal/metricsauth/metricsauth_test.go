@@ -47,6 +47,8 @@ type reviewer struct {
 	answers map[string]answer
 	err     error
 	delay   time.Duration
+	// gate, when set, holds every review until it is closed.
+	gate chan struct{}
 
 	mu    sync.Mutex
 	calls []request
@@ -56,6 +58,13 @@ func (r *reviewer) review(ctx context.Context, req request) (answer, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, req)
 	r.mu.Unlock()
+	if r.gate != nil {
+		select {
+		case <-r.gate:
+		case <-ctx.Done():
+			return answer{}, ctx.Err()
+		}
+	}
 	select { // as an API call would, it gives up with its context
 	case <-time.After(r.delay):
 	case <-ctx.Done():
@@ -284,5 +293,60 @@ func TestACallerThatHangsUpFailsNeitherTheOthersNorTheKeptAnswer(t *testing.T) {
 	}
 	if _, err := g.decide(context.Background(), req); err != nil || len(r.calls) != 1 {
 		t.Errorf("a third scrape: %v after %d reviews, want the kept answer after 1", err, len(r.calls))
+	}
+}
+
+func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testing.T) {
+	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}}, gate: make(chan struct{})}
+	g := newGuard(r.review)
+	h := filtered(t, g)
+	// Callers with forged tokens hang up at once; their reviews go on, each holding a slot.
+	for i := range maxReviews {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := g.decide(ctx, request{token: fmt.Sprintf("forged-%d", i), verb: "get", path: "/metrics"}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("forged caller %d: %v, want it to have hung up", i, err)
+		}
+	}
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		r.mu.Lock()
+		n := len(r.calls)
+		r.mu.Unlock()
+		if n == maxReviews {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%d reviews under way, want %d", n, maxReviews)
+		}
+	}
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Authorization", "Bearer scraper")
+	rec := httptest.NewRecorder()
+	served := make(chan struct{})
+	go func() { h.ServeHTTP(rec, req); close(served) }()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		close(r.gate)
+		t.Fatal("a caller over the bound waited for the reviews under way, want 503 at once")
+	}
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("a caller over the bound: %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	r.mu.Lock()
+	n := len(r.calls)
+	r.mu.Unlock()
+	if n != maxReviews {
+		t.Errorf("%d reviews asked, want %d: the caller over the bound must not reach the API server", n, maxReviews)
+	}
+	close(r.gate) // the forged reviews end and give their slots back
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
+		if code == http.StatusOK {
+			break
+		}
+		if code != http.StatusServiceUnavailable || time.Since(start) > 5*time.Second {
+			t.Fatalf("the scraper once the reviews ended: %d, want 200", code)
+		}
 	}
 }
