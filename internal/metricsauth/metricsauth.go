@@ -50,6 +50,10 @@ const (
 	// request would keep a goroutine and a queued API call for each; an honest scraper needs
 	// one, and reuses its answer.
 	maxReviews = 16
+	// staleFor is how long past its time an admission is still served when every review slot
+	// is taken: callers with bad tokens (or a slow API server) must not fail the scrapes of a
+	// caller already admitted. A revoked binding then takes effect within two minutes.
+	staleFor = allowedFor
 )
 
 // errBusy is the answer when maxReviews reviews are under way: the caller is told to retry.
@@ -86,7 +90,8 @@ type answer struct {
 
 // transient is an error the API server may not give again a moment later. client-go's REST
 // client already retries a 429 or 5xx that carries Retry-After; this also covers a broken or
-// refused connection (an API server restarting). A refusal, such as Herald lacking the RBAC for
+// refused connection (an API server restarting) and an answer that is not a Kubernetes Status
+// (a proxy's error page, whatever its code). A refusal, such as Herald lacking the RBAC for
 // reviews, is not retried: every scrape would wait for nothing.
 func transient(err error) bool {
 	return apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
@@ -172,7 +177,7 @@ func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
 			http.Error(w, "Service Unavailable: "+errBusy.Error()+"; retry", http.StatusServiceUnavailable)
 			return
 		}
-		if err != nil { // logged by decide, once per review
+		if err != nil { // a failed review is logged by decide, once; a caller that hung up is not
 			http.Error(w, "the caller's token could not be reviewed", http.StatusInternalServerError)
 			return
 		}
@@ -196,6 +201,7 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	if ok && g.now().Before(e.until) {
 		return e.answer, nil
 	}
+	stale := ok && e.code == http.StatusOK && g.now().Before(e.until.Add(staleFor))
 	// Detached from the first caller's context (review bounds itself by reviewTimeout): a
 	// caller that hangs up fails neither the others nor the answer kept for the next scrape.
 	done := g.asking.DoChan(string(key[:]), func() (any, error) {
@@ -218,6 +224,9 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	})
 	select {
 	case res := <-done:
+		if errors.Is(res.Err, errBusy) && stale {
+			return e.answer, nil
+		}
 		if res.Err != nil {
 			return answer{}, res.Err
 		}
@@ -242,23 +251,28 @@ func (g *guard) keep(key [sha256.Size]byte, a answer) {
 	g.entries[key] = e
 }
 
-// makeRoomLocked drops the expired answers, and when none has expired, any quarter of the
-// table: a flood of new tokens must not grow it, and an honest scraper's next call merely asks
-// the API server again.
+// makeRoomLocked drops the answers past use (an admission is of use staleFor longer), and
+// when that is not enough, refusals before admissions down to three quarters of the table: a
+// flood of new tokens must not grow it, nor push out the scrapers already admitted.
 func (g *guard) makeRoomLocked(now time.Time) {
 	for key, e := range g.entries {
-		if !now.Before(e.until) {
+		end := e.until
+		if e.code == http.StatusOK {
+			end = end.Add(staleFor)
+		}
+		if !now.Before(end) {
 			delete(g.entries, key)
 		}
 	}
-	if len(g.entries) < maxEntries {
-		return
-	}
-	for key := range g.entries {
-		if len(g.entries) < maxEntries*3/4 {
-			break
+	for _, admissions := range []bool{false, true} {
+		for key, e := range g.entries {
+			if len(g.entries) < maxEntries*3/4 {
+				return
+			}
+			if (e.code == http.StatusOK) == admissions {
+				delete(g.entries, key)
+			}
 		}
-		delete(g.entries, key)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,6 +187,15 @@ func TestAFloodOfTokensDoesNotGrowTheTable(t *testing.T) {
 	if code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
 		t.Fatalf("the honest scraper after the flood: %d", code)
 	}
+	reviewed := 0
+	for _, c := range r.calls {
+		if c.token == "scraper" {
+			reviewed++
+		}
+	}
+	if reviewed != 1 {
+		t.Errorf("the honest scraper was reviewed %d times, want once: refusals are dropped before admissions", reviewed)
+	}
 }
 
 // tokens and access stand for the API server's two review endpoints.
@@ -297,10 +307,21 @@ func TestACallerThatHangsUpFailsNeitherTheOthersNorTheKeptAnswer(t *testing.T) {
 }
 
 func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testing.T) {
-	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}}, gate: make(chan struct{})}
+	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}, "late": {code: http.StatusOK}}}
 	g := newGuard(r.review)
+	var clock atomic.Int64
+	g.now = func() time.Time { return time.Unix(clock.Load(), 0) }
 	h := filtered(t, g)
+	if code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
+		t.Fatalf("the scraper: %d", code)
+	}
+	clock.Add(int64((allowedFor + time.Second) / time.Second)) // its admission is to be asked again
+
 	// Callers with forged tokens hang up at once; their reviews go on, each holding a slot.
+	gate := make(chan struct{})
+	r.gate = gate
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
 	for i := range maxReviews {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
@@ -312,41 +333,53 @@ func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testi
 		r.mu.Lock()
 		n := len(r.calls)
 		r.mu.Unlock()
-		if n == maxReviews {
+		if n == 1+maxReviews {
 			break
 		}
 		if time.Since(start) > 5*time.Second {
-			t.Fatalf("%d reviews under way, want %d", n, maxReviews)
+			t.Fatalf("%d reviews under way, want %d", n-1, maxReviews)
 		}
 	}
-	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	req.Header.Set("Authorization", "Bearer scraper")
-	rec := httptest.NewRecorder()
-	served := make(chan struct{})
-	go func() { h.ServeHTTP(rec, req); close(served) }()
-	select {
-	case <-served:
-	case <-time.After(5 * time.Second):
-		close(r.gate)
-		t.Fatal("a caller over the bound waited for the reviews under way, want 503 at once")
+	// serve scrapes with a token while every slot is taken; a caller that waits fails.
+	serve := func(token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		served := make(chan struct{})
+		go func() { h.ServeHTTP(rec, req); close(served) }()
+		select {
+		case <-served:
+		case <-time.After(5 * time.Second):
+			release()
+			t.Fatalf("%s waited for the reviews under way, want an answer at once", token)
+		}
+		return rec
 	}
-	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
-		t.Fatalf("a caller over the bound: %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	if rec := serve("late"); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("a caller over the bound: %d, Retry-After %q; want 503 with Retry-After 1", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if rec := serve("scraper"); rec.Code != http.StatusOK {
+		t.Fatalf("the scraper admitted a minute ago, over the bound: %d, want its admission served", rec.Code)
+	}
+	clock.Add(int64(staleFor / time.Second))
+	if rec := serve("scraper"); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the scraper admitted %s ago, over the bound: %d, want 503", allowedFor+staleFor, rec.Code)
 	}
 	r.mu.Lock()
 	n := len(r.calls)
 	r.mu.Unlock()
-	if n != maxReviews {
-		t.Errorf("%d reviews asked, want %d: the caller over the bound must not reach the API server", n, maxReviews)
+	if n != 1+maxReviews {
+		t.Errorf("%d reviews asked, want %d: a caller over the bound must not reach the API server", n, 1+maxReviews)
 	}
-	close(r.gate) // the forged reviews end and give their slots back
+
+	release() // the forged reviews end and give their slots back
 	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
-		code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
+		code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer late")
 		if code == http.StatusOK {
 			break
 		}
 		if code != http.StatusServiceUnavailable || time.Since(start) > 5*time.Second {
-			t.Fatalf("the scraper once the reviews ended: %d, want 200", code)
+			t.Fatalf("a new caller once the reviews ended: %d, want 200", code)
 		}
 	}
 }
