@@ -37,7 +37,7 @@ import (
 const (
 	// allowedFor and deniedFor are how long an answer is reused. A scraper calls every 15–60 s
 	// with the same token, so most scrapes cost no API call; a revoked binding takes effect
-	// within a minute.
+	// within a minute (two while every review slot is taken, see staleFor).
 	allowedFor = time.Minute
 	deniedFor  = 10 * time.Second
 	// maxEntries bounds the table: a caller sending a new token on every request costs API
@@ -51,8 +51,9 @@ const (
 	// one, and reuses its answer.
 	maxReviews = 16
 	// staleFor is how long past its time an admission is still served when every review slot
-	// is taken: callers with bad tokens (or a slow API server) must not fail the scrapes of a
-	// caller already admitted. A revoked binding then takes effect within two minutes.
+	// is taken: callers with bad tokens must not fail the scrapes of a caller already
+	// admitted. The price: anyone who can reach /metrics can take the slots, and so keep a
+	// revoked token or binding working for up to two minutes after its last review.
 	staleFor = allowedFor
 )
 
@@ -201,7 +202,6 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	if ok && g.now().Before(e.until) {
 		return e.answer, nil
 	}
-	stale := ok && e.code == http.StatusOK && g.now().Before(e.until.Add(staleFor))
 	// Detached from the first caller's context (review bounds itself by reviewTimeout): a
 	// caller that hangs up fails neither the others nor the answer kept for the next scrape.
 	done := g.asking.DoChan(string(key[:]), func() (any, error) {
@@ -224,8 +224,8 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	})
 	select {
 	case res := <-done:
-		if errors.Is(res.Err, errBusy) && stale {
-			return e.answer, nil
+		if errors.Is(res.Err, errBusy) {
+			return g.stale(key)
 		}
 		if res.Err != nil {
 			return answer{}, res.Err
@@ -234,6 +234,18 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	case <-ctx.Done():
 		return answer{}, ctx.Err()
 	}
+}
+
+// stale is the caller's admission that passed its time less than staleFor ago, read afresh:
+// a refusal kept since the caller last looked wins.
+func (g *guard) stale(key [sha256.Size]byte) (answer, error) {
+	g.mu.Lock()
+	e, ok := g.entries[key]
+	g.mu.Unlock()
+	if ok && e.code == http.StatusOK && g.now().Before(e.until.Add(staleFor)) {
+		return e.answer, nil
+	}
+	return answer{}, errBusy
 }
 
 // keep records an answer: an admission for allowedFor, a refusal for deniedFor.

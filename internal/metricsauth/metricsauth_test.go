@@ -307,13 +307,20 @@ func TestACallerThatHangsUpFailsNeitherTheOthersNorTheKeptAnswer(t *testing.T) {
 }
 
 func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testing.T) {
-	r := &reviewer{answers: map[string]answer{"scraper": {code: http.StatusOK}, "late": {code: http.StatusOK}}}
+	r := &reviewer{answers: map[string]answer{
+		"scraper": {code: http.StatusOK},
+		"late":    {code: http.StatusOK},
+		"nobody":  {http.StatusForbidden, "Forbidden"},
+	}}
 	g := newGuard(r.review)
 	var clock atomic.Int64
 	g.now = func() time.Time { return time.Unix(clock.Load(), 0) }
 	h := filtered(t, g)
 	if code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
 		t.Fatalf("the scraper: %d", code)
+	}
+	if code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer nobody"); code != http.StatusForbidden {
+		t.Fatalf("nobody: %d", code)
 	}
 	clock.Add(int64((allowedFor + time.Second) / time.Second)) // its admission is to be asked again
 
@@ -333,11 +340,11 @@ func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testi
 		r.mu.Lock()
 		n := len(r.calls)
 		r.mu.Unlock()
-		if n == 1+maxReviews {
+		if n == 2+maxReviews {
 			break
 		}
 		if time.Since(start) > 5*time.Second {
-			t.Fatalf("%d reviews under way, want %d", n-1, maxReviews)
+			t.Fatalf("%d reviews under way, want %d", n-2, maxReviews)
 		}
 	}
 	// serve scrapes with a token while every slot is taken; a caller that waits fails.
@@ -361,6 +368,9 @@ func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testi
 	if rec := serve("scraper"); rec.Code != http.StatusOK {
 		t.Fatalf("the scraper admitted a minute ago, over the bound: %d, want its admission served", rec.Code)
 	}
+	if rec := serve("nobody"); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("a caller refused a minute ago, over the bound: %d, want 503 (only admissions are served stale)", rec.Code)
+	}
 	clock.Add(int64(staleFor / time.Second))
 	if rec := serve("scraper"); rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("the scraper admitted %s ago, over the bound: %d, want 503", allowedFor+staleFor, rec.Code)
@@ -368,8 +378,8 @@ func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testi
 	r.mu.Lock()
 	n := len(r.calls)
 	r.mu.Unlock()
-	if n != 1+maxReviews {
-		t.Errorf("%d reviews asked, want %d: a caller over the bound must not reach the API server", n, 1+maxReviews)
+	if n != 2+maxReviews {
+		t.Errorf("%d reviews asked, want %d: a caller over the bound must not reach the API server", n, 2+maxReviews)
 	}
 
 	release() // the forged reviews end and give their slots back
