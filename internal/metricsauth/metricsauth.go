@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -25,6 +24,7 @@ import (
 	authzv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/cache"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
 	authnclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
@@ -40,8 +40,9 @@ const (
 	// within a minute (two while every review slot is taken, see staleFor).
 	allowedFor = time.Minute
 	deniedFor  = 10 * time.Second
-	// maxEntries bounds the table: a caller sending a new token on every request costs API
-	// calls (as it would with any delegating filter) but never memory.
+	// maxEntries bounds each of the two tables (admissions, refusals), least recently used out
+	// first: a caller sending a new token on every request costs API calls (as it would with
+	// any delegating filter) but never memory, and its refusals never push out an admission.
 	maxEntries = 1024
 	// reviewTimeout bounds the two API calls of one request, retries included.
 	reviewTimeout = 10 * time.Second
@@ -146,21 +147,22 @@ type guard struct {
 	asking singleflight.Group
 	// reviewing holds a slot for each review under way.
 	reviewing chan struct{}
-
-	mu      sync.Mutex
-	entries map[[sha256.Size]byte]entry
+	// admitted holds, for allowedFor+staleFor, the time until which an admission is fresh;
+	// refused holds refusals for deniedFor. A key is in one of them at most.
+	admitted, refused *cache.LRUExpireCache
 }
 
-type entry struct {
-	answer
-	until time.Time
-}
+// clockFunc lets the tables read the guard's clock, which tests replace.
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
 
 func newGuard(review func(context.Context, request) (answer, error)) *guard {
-	return &guard{
-		review: review, now: time.Now, log: logr.Discard(),
-		reviewing: make(chan struct{}, maxReviews), entries: map[[sha256.Size]byte]entry{},
-	}
+	g := &guard{review: review, now: time.Now, log: logr.Discard(), reviewing: make(chan struct{}, maxReviews)}
+	clock := clockFunc(func() time.Time { return g.now() })
+	g.admitted = cache.NewLRUExpireCacheWithClock(maxEntries, clock)
+	g.refused = cache.NewLRUExpireCacheWithClock(maxEntries, clock)
+	return g
 }
 
 // wrap is the metricsserver.Filter; the server calls it once, before it serves.
@@ -196,11 +198,11 @@ func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
 func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	// Lengths first, so that no two requests share a key.
 	key := sha256.Sum256(fmt.Appendf(nil, "%d:%s%d:%s%s", len(r.verb), r.verb, len(r.path), r.path, r.token))
-	g.mu.Lock()
-	e, ok := g.entries[key]
-	g.mu.Unlock()
-	if ok && g.now().Before(e.until) {
-		return e.answer, nil
+	if refusal, ok := g.refused.Get(key); ok {
+		return refusal.(answer), nil
+	}
+	if until, ok := g.admitted.Get(key); ok && g.now().Before(until.(time.Time)) {
+		return answer{code: http.StatusOK}, nil
 	}
 	// Detached from the first caller's context (review bounds itself by reviewTimeout): a
 	// caller that hangs up fails neither the others nor the answer kept for the next scrape.
@@ -237,55 +239,24 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 }
 
 // stale is the caller's admission that passed its time less than staleFor ago, read afresh:
-// a refusal kept since the caller last looked wins.
+// a refusal kept since the caller last looked has removed it.
 func (g *guard) stale(key [sha256.Size]byte) (answer, error) {
-	g.mu.Lock()
-	e, ok := g.entries[key]
-	g.mu.Unlock()
-	if ok && e.code == http.StatusOK && g.now().Before(e.until.Add(staleFor)) {
-		return e.answer, nil
+	if _, ok := g.admitted.Get(key); ok {
+		return answer{code: http.StatusOK}, nil
 	}
 	return answer{}, errBusy
 }
 
-// keep records an answer: an admission for allowedFor, a refusal for deniedFor.
+// keep records an answer: an admission for allowedFor (and staleFor more, see stale), a
+// refusal for deniedFor.
 func (g *guard) keep(key [sha256.Size]byte, a answer) {
-	now := g.now()
-	e := entry{answer: a, until: now.Add(deniedFor)}
 	if a.code == http.StatusOK {
-		e.until = now.Add(allowedFor)
+		g.refused.Remove(key)
+		g.admitted.Add(key, g.now().Add(allowedFor), allowedFor+staleFor)
+		return
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, ok := g.entries[key]; !ok && len(g.entries) >= maxEntries {
-		g.makeRoomLocked(now)
-	}
-	g.entries[key] = e
-}
-
-// makeRoomLocked drops the answers past use (an admission is of use staleFor longer), and
-// when that is not enough, refusals before admissions down to three quarters of the table: a
-// flood of new tokens must not grow it, nor push out the scrapers already admitted.
-func (g *guard) makeRoomLocked(now time.Time) {
-	for key, e := range g.entries {
-		end := e.until
-		if e.code == http.StatusOK {
-			end = end.Add(staleFor)
-		}
-		if !now.Before(end) {
-			delete(g.entries, key)
-		}
-	}
-	for _, admissions := range []bool{false, true} {
-		for key, e := range g.entries {
-			if len(g.entries) < maxEntries*3/4 {
-				return
-			}
-			if (e.code == http.StatusOK) == admissions {
-				delete(g.entries, key)
-			}
-		}
-	}
+	g.admitted.Remove(key)
+	g.refused.Add(key, a, deniedFor)
 }
 
 // bearer reads the token of an "Authorization: Bearer <token>" header.

@@ -180,8 +180,8 @@ func TestAFloodOfTokensDoesNotGrowTheTable(t *testing.T) {
 	scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
 	for i := range 5 * maxEntries {
 		scrape(t, h, http.MethodGet, "/metrics", fmt.Sprintf("Bearer forged-%d", i))
-		if len(g.entries) > maxEntries {
-			t.Fatalf("after %d forged tokens the table holds %d answers, more than %d", i+1, len(g.entries), maxEntries)
+		if n := len(g.refused.Keys()); n > maxEntries {
+			t.Fatalf("after %d forged tokens the table holds %d refusals, more than %d", i+1, n, maxEntries)
 		}
 	}
 	if code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
