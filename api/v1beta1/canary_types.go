@@ -640,6 +640,16 @@ const (
 // (-initialization-rate).
 const ReasonWaitingForTurn = "WaitingForTurn"
 
+// FindCondition is the condition of type t among conds, or nil.
+func FindCondition(conds []CanaryCondition, t CanaryConditionType) *CanaryCondition {
+	for i := range conds {
+		if conds[i].Type == t {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
 // CanaryStatus is the observed state of a Canary.
 type CanaryStatus struct {
 	// Phase of the current run.

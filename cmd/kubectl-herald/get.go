@@ -300,8 +300,8 @@ func phaseText(c *flaggerv1.Canary) string {
 	p := string(c.Status.Phase)
 	if p == "" {
 		p = "-"
-		if cond := condition(c, flaggerv1.ReconcilingType); cond != nil && cond.Reason == flaggerv1.ReasonWaitingForTurn {
-			p = "WaitingForTurn"
+		if cond := flaggerv1.FindCondition(c.Status.Conditions, flaggerv1.ReconcilingType); cond != nil && cond.Reason == flaggerv1.ReasonWaitingForTurn {
+			p = flaggerv1.ReasonWaitingForTurn
 		}
 	}
 	if requests.IsPaused(c) {
@@ -348,22 +348,13 @@ func iterationsText(c *flaggerv1.Canary, meshProvider string) string {
 // promotedMessage is the message of the Promoted condition, or of the Reconciling one while
 // a new Canary waits for its turn (it has no Promoted condition yet).
 func promotedMessage(c *flaggerv1.Canary) string {
-	if cond := condition(c, flaggerv1.PromotedType); cond != nil {
+	if cond := flaggerv1.FindCondition(c.Status.Conditions, flaggerv1.PromotedType); cond != nil {
 		return cond.Message
 	}
-	if cond := condition(c, flaggerv1.ReconcilingType); cond != nil && cond.Reason == flaggerv1.ReasonWaitingForTurn {
+	if cond := flaggerv1.FindCondition(c.Status.Conditions, flaggerv1.ReconcilingType); cond != nil && cond.Reason == flaggerv1.ReasonWaitingForTurn {
 		return cond.Message
 	}
 	return ""
-}
-
-func condition(c *flaggerv1.Canary, t flaggerv1.CanaryConditionType) *flaggerv1.CanaryCondition {
-	for i := range c.Status.Conditions {
-		if c.Status.Conditions[i].Type == t {
-			return &c.Status.Conditions[i]
-		}
-	}
-	return nil
 }
 
 // age is kubectl's AGE column.

@@ -13,7 +13,7 @@ func (w *world) conditions() string {
 	c := w.canary()
 	var parts []string
 	for _, t := range []flaggerv1.CanaryConditionType{flaggerv1.ReadyType, flaggerv1.ReconcilingType, flaggerv1.StalledType} {
-		if cond := findCondition(c.Status.Conditions, t); cond != nil {
+		if cond := flaggerv1.FindCondition(c.Status.Conditions, t); cond != nil {
 			parts = append(parts, string(t)+"="+string(cond.Status)+"("+cond.Reason+")")
 		}
 	}
@@ -55,7 +55,7 @@ func TestConditionsFollowTheRelease(t *testing.T) {
 		t.Fatalf("bad release: %q", states)
 	}
 	want("rolled back", "Ready=False(Failed) Stalled=True(Failed)")
-	stall := findCondition(w.canary().Status.Conditions, flaggerv1.StalledType)
+	stall := flaggerv1.FindCondition(w.canary().Status.Conditions, flaggerv1.StalledType)
 	if !strings.Contains(stall.Message, "failed checks threshold reached 2") {
 		t.Errorf("the Stalled condition does not say why: %q", stall.Message)
 	}

@@ -407,10 +407,10 @@ func (r *Reconciler) turnOf(ctx context.Context, key types.NamespacedName) (wait
 // of a waiting Canary; its event wakes no one (the Canary watch passes spec changes only).
 func (r *Reconciler) markWaiting(ctx context.Context, c *flaggerv1.Canary) error {
 	if c.Status.ObservedGeneration == c.Generation {
-		if cond := findCondition(c.Status.Conditions, flaggerv1.ReconcilingType); cond != nil && cond.Reason == flaggerv1.ReasonWaitingForTurn {
+		if cond := flaggerv1.FindCondition(c.Status.Conditions, flaggerv1.ReconcilingType); cond != nil && cond.Reason == flaggerv1.ReasonWaitingForTurn {
 			return nil
 		}
-		if findCondition(c.Status.Conditions, flaggerv1.StalledType) != nil {
+		if flaggerv1.FindCondition(c.Status.Conditions, flaggerv1.StalledType) != nil {
 			// A configuration problem its last pass reported (a Canary with no phase
 			// whose target is missing, met again after a restart): kstatus reads it
 			// Failed, which is what a Kustomization should see until it is fixed.

@@ -437,7 +437,7 @@ func TestStalledCanaryIsNotMarkedWaiting(t *testing.T) {
 	if err := w.r.markWaiting(w.ctx, w.canary()); err != nil {
 		t.Fatal(err)
 	}
-	if cond := findCondition(w.canary().Status.Conditions, flaggerv1.ReconcilingType); cond == nil || cond.Reason != flaggerv1.ReasonWaitingForTurn {
+	if cond := flaggerv1.FindCondition(w.canary().Status.Conditions, flaggerv1.ReconcilingType); cond == nil || cond.Reason != flaggerv1.ReasonWaitingForTurn {
 		t.Errorf("a Canary changed after a configuration problem does not say it waits: %v", w.canary().Status.Conditions)
 	}
 }

@@ -31,7 +31,7 @@ func TestWaitsForMetricTemplate(t *testing.T) {
 		t.Fatalf("pass: %v", err)
 	}
 	got := w.canary()
-	stall := findCondition(got.Status.Conditions, flaggerv1.StalledType)
+	stall := flaggerv1.FindCondition(got.Status.Conditions, flaggerv1.StalledType)
 	if stall == nil || stall.Status != corev1.ConditionTrue || stall.Reason != "MetricTemplateNotFound" ||
 		!strings.Contains(stall.Message, "spec.analysis.metrics[0].templateRef: MetricTemplate test/error-rate not found") {
 		t.Fatalf("conditions %+v: want Stalled MetricTemplateNotFound naming the field", got.Status.Conditions)
@@ -50,7 +50,7 @@ func TestWaitsForMetricTemplate(t *testing.T) {
 	if s := w.tick(); !strings.HasPrefix(s, "Initialized") {
 		t.Fatalf("after the template appeared: %q, want Initialized", s)
 	}
-	if stall := findCondition(w.canary().Status.Conditions, flaggerv1.StalledType); stall != nil {
+	if stall := flaggerv1.FindCondition(w.canary().Status.Conditions, flaggerv1.StalledType); stall != nil {
 		t.Errorf("still Stalled: %+v", stall)
 	}
 }
@@ -76,7 +76,7 @@ func TestNoCrossNamespaceRefs(t *testing.T) {
 	if err := w.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	stall := findCondition(w.canary().Status.Conditions, flaggerv1.StalledType)
+	stall := flaggerv1.FindCondition(w.canary().Status.Conditions, flaggerv1.StalledType)
 	if stall == nil || stall.Reason != "CrossNamespaceRef" || !strings.Contains(stall.Message, "spec.analysis.metrics[0].templateRef.namespace") {
 		t.Fatalf("conditions %+v: want Stalled CrossNamespaceRef", w.canary().Status.Conditions)
 	}

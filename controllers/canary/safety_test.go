@@ -398,7 +398,7 @@ func TestStalledRunRoutesAroundTheMissingCanary(t *testing.T) {
 	}
 	w.now = w.now.Add(testInterval)
 	_ = w.reconcile()
-	if stall := findCondition(w.canary().Status.Conditions, flaggerv1.StalledType); stall == nil || stall.Reason != "TargetNotFound" {
+	if stall := flaggerv1.FindCondition(w.canary().Status.Conditions, flaggerv1.StalledType); stall == nil || stall.Reason != "TargetNotFound" {
 		t.Fatalf("conditions %+v: want Stalled TargetNotFound", w.canary().Status.Conditions)
 	}
 	if got := w.routes(); got != "100/0" {

@@ -174,7 +174,7 @@ func (p *pass) announce(ctx context.Context, old *flaggerv1.CanaryStatus) {
 	// A configuration problem is announced when it appears or changes (a failed release has
 	// its own events).
 	if stall := p.condition(flaggerv1.StalledType); stall != nil && stall.Reason != string(s.Phase) {
-		if prev := findCondition(old.Conditions, flaggerv1.StalledType); prev == nil || prev.Message != stall.Message {
+		if prev := flaggerv1.FindCondition(old.Conditions, flaggerv1.StalledType); prev == nil || prev.Message != stall.Message {
 			add(corev1.EventTypeWarning, "%s", stall.Message)
 		}
 	}
@@ -233,15 +233,6 @@ func steady(phase flaggerv1.CanaryPhase) bool {
 		return true
 	}
 	return false
-}
-
-func findCondition(conds []flaggerv1.CanaryCondition, t flaggerv1.CanaryConditionType) *flaggerv1.CanaryCondition {
-	for i := range conds {
-		if conds[i].Type == t {
-			return &conds[i]
-		}
-	}
-	return nil
 }
 
 // publish records the Kubernetes event and posts it to the Canary's event hooks.
