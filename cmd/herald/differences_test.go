@@ -200,7 +200,7 @@ func differenceChecks(t *testing.T) map[string]func(*testing.T) {
 			controllerTest("TestTakeOverFromFlagger")(t)
 		},
 		"daemonset-ready": func(t *testing.T) {
-			if ready, _, _ := workloads.DaemonSetReady(&appsv1.DaemonSet{}, 100, metav1.Now().Time, 0, metav1.Now().Time); ready {
+			if workloads.DaemonSetReady(&appsv1.DaemonSet{}, 100, metav1.Now().Time, 0, metav1.Now().Time).Ready {
 				t.Fatal("a DaemonSet on no node is ready")
 			}
 		},

@@ -69,31 +69,31 @@ func (p *pass) checkPrimaryReady(ctx context.Context) (ctrl.Result, bool, error)
 	if p.c.Status.LastPromotedSpec == "" {
 		return ctrl.Result{}, false, nil
 	}
-	ready, reason, failed := p.primaryReady()
+	primary := p.primaryReady()
 	switch {
-	case failed:
-		res, err := p.rollback(ctx, fmt.Sprintf("Primary %s.%s failed: %s", contract.PrimaryName(p.c.Spec.TargetRef.Name), p.c.Namespace, reason))
+	case primary.Failed:
+		res, err := p.rollback(ctx, fmt.Sprintf("Primary %s.%s failed: %s", contract.PrimaryName(p.c.Spec.TargetRef.Name), p.c.Namespace, primary.Reason))
 		return res, true, err
-	case !ready:
-		p.log.Info("Halt advancement: the primary is not ready", "reason", reason)
-		p.setMessage(fmt.Sprintf("Halt advancement: primary not ready: %s", reason))
-		return ctrl.Result{RequeueAfter: p.primaryPoll()}, true, nil
+	case !primary.Ready:
+		p.log.Info("Halt advancement: the primary is not ready", "reason", primary.Reason)
+		p.setMessage(fmt.Sprintf("Halt advancement: primary not ready: %s", primary.Reason))
+		return ctrl.Result{RequeueAfter: p.primaryPoll(primary.FailsAt)}, true, nil
 	}
 	return ctrl.Result{}, false, nil
 }
 
 // checkCanaryReady waits for the canary's pods, and rolls back when they cannot become ready.
 func (p *pass) checkCanaryReady(ctx context.Context) (ctrl.Result, bool, error) {
-	ready, reason, failed, err := p.canaryReady(ctx)
+	canary, err := p.canaryReady(ctx)
 	switch {
 	case err != nil:
 		return ctrl.Result{}, true, err
-	case failed:
-		res, err := p.rollback(ctx, fmt.Sprintf("Canary %s.%s failed: %s", p.c.Spec.TargetRef.Name, p.c.Namespace, reason))
+	case canary.Failed:
+		res, err := p.rollback(ctx, fmt.Sprintf("Canary %s.%s failed: %s", p.c.Spec.TargetRef.Name, p.c.Namespace, canary.Reason))
 		return res, true, err
-	case !ready:
-		p.log.V(1).Info("Waiting for the canary", "reason", reason)
-		return ctrl.Result{RequeueAfter: p.waitPoll()}, true, nil
+	case !canary.Ready:
+		p.log.V(1).Info("Waiting for the canary", "reason", canary.Reason)
+		return ctrl.Result{RequeueAfter: p.waitPoll(canary.FailsAt)}, true, nil
 	}
 	return ctrl.Result{}, false, nil
 }

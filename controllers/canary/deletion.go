@@ -161,8 +161,8 @@ func (rl *releaser) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 
 	// 2. Wait until it serves: the primary keeps the users until then.
 	if found {
-		if ready, reason, _ := target.Ready(100, time.Time{}, 0, r.Now()); !ready {
-			log.V(1).Info("Waiting for the released target to serve before the primary goes", "reason", reason)
+		if t := target.Ready(100, time.Time{}, 0, r.Now()); !t.Ready {
+			log.V(1).Info("Waiting for the released target to serve before the primary goes", "reason", t.Reason)
 			return ctrl.Result{RequeueAfter: r.Options.PodPollInterval}, nil
 		}
 	}

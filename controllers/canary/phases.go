@@ -136,13 +136,13 @@ func (p *pass) initialize(ctx context.Context) (ctrl.Result, error) {
 	if err := p.syncServices(ctx, false); err != nil {
 		return ctrl.Result{}, err
 	}
-	ready, reason, failed := p.primaryReady()
-	if failed {
-		return ctrl.Result{}, stalled("PrimaryNotReady", "Primary %s.%s cannot become ready: %s", contract.PrimaryName(c.Spec.TargetRef.Name), c.Namespace, reason)
+	primary := p.primaryReady()
+	if primary.Failed {
+		return ctrl.Result{}, stalled("PrimaryNotReady", "Primary %s.%s cannot become ready: %s", contract.PrimaryName(c.Spec.TargetRef.Name), c.Namespace, primary.Reason)
 	}
-	if !ready {
-		p.log.V(1).Info("Waiting for the primary", "reason", reason)
-		return ctrl.Result{RequeueAfter: p.primaryPoll()}, nil
+	if !primary.Ready {
+		p.log.V(1).Info("Waiting for the primary", "reason", primary.Reason)
+		return ctrl.Result{RequeueAfter: p.primaryPoll(primary.FailsAt)}, nil
 	}
 	// The primary serves now: the apex Service and the routes may point at it, then the
 	// target can go.
@@ -179,7 +179,7 @@ func (p *pass) detect(ctx context.Context) (ctrl.Result, error) {
 		// other revision must count as new. A canary that holds the users (the primary had no
 		// ready pod) keeps them, and its pods, until the primary serves.
 		if c.Status.CanaryWeight == 100 {
-			if ready, _, _ := p.primaryReady(); !ready {
+			if !p.primaryReady().Ready {
 				return ctrl.Result{}, nil
 			}
 			if err := p.route(ctx, 100, 0, false); err != nil {
@@ -239,7 +239,7 @@ func (p *pass) detect(ctx context.Context) (ctrl.Result, error) {
 func (p *pass) handBackToPrimary(ctx context.Context, rev string) (ctrl.Result, error) {
 	c := p.c
 	// Ready as a whole, not one pod: the canary's pods go in the same pass.
-	if ready, _, _ := p.primaryReady(); c.Status.LastPromotedSpec == "" || !ready {
+	if c.Status.LastPromotedSpec == "" || !p.primaryReady().Ready {
 		return ctrl.Result{}, nil
 	}
 	p.event(corev1.EventTypeNormal, "Primary %s.%s serves again: routing all traffic back to it", contract.PrimaryName(c.Spec.TargetRef.Name), c.Namespace)
@@ -278,17 +278,17 @@ func (p *pass) promoting(ctx context.Context) (ctrl.Result, error) {
 	c := p.c
 	if p.primaryRevision() != c.Status.LastAppliedSpec {
 		// The primary (or our cache of it) has not taken the promotion yet.
-		return ctrl.Result{RequeueAfter: p.primaryPoll()}, nil
+		return ctrl.Result{RequeueAfter: p.primaryPoll(time.Time{})}, nil
 	}
-	ready, reason, failed := p.primaryReady()
-	if failed {
+	primary := p.primaryReady()
+	if primary.Failed {
 		// The primary now runs the failed revision: whatever comes next, including the old
 		// version, must be analysed and promoted again.
 		c.Status.LastPromotedSpec = ""
-		return p.failedPromotion(ctx, fmt.Sprintf("Promotion of %s.%s failed: primary %s", c.Name, c.Namespace, reason))
+		return p.failedPromotion(ctx, fmt.Sprintf("Promotion of %s.%s failed: primary %s", c.Name, c.Namespace, primary.Reason))
 	}
-	if !ready {
-		return ctrl.Result{RequeueAfter: p.primaryPoll()}, nil
+	if !primary.Ready {
+		return ctrl.Result{RequeueAfter: p.primaryPoll(primary.FailsAt)}, nil
 	}
 	done, res, err := p.promotionShift(ctx)
 	if err != nil || !done {
@@ -428,9 +428,9 @@ func (p *pass) primaryRevision() string {
 }
 
 // primaryReady judges the primary's rollout.
-func (p *pass) primaryReady() (ready bool, reason string, failed bool) {
+func (p *pass) primaryReady() workloads.Readiness {
 	if p.primary == nil {
-		return false, "primary not created yet", false
+		return workloads.Readiness{Reason: "primary not created yet"}
 	}
 	c := p.c
 	deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
@@ -493,10 +493,11 @@ const maxWaitPoll = 30 * time.Second
 // event announces: a pod entering a crash loop, a progress deadline passing. It starts at
 // PodPollInterval and stretches with the wait (a quarter of the time waited, at most
 // maxWaitPoll), so that a thousand Canaries waiting for pods do not each poll every 2 s, and
-// it never sleeps past the progress deadline.
-func (p *pass) waitPoll() time.Duration {
+// it never sleeps past the deadline: failsAt, the readiness judgement's, else the Canary's
+// progress deadline from its last transition.
+func (p *pass) waitPoll(failsAt time.Time) time.Duration {
 	base := p.r.Options.PodPollInterval
-	waited, untilDeadline := p.waited()
+	waited, untilDeadline := p.waited(failsAt)
 	d := min(max(base, waited/4), max(base, maxWaitPoll))
 	if untilDeadline > 0 {
 		d = min(d, untilDeadline)
@@ -504,12 +505,16 @@ func (p *pass) waitPoll() time.Duration {
 	return d
 }
 
-// waited is how long the wait has lasted, and the time until just past the progress deadline
-// (so that the pass then judges it passed); 0 once it has passed.
-func (p *pass) waited() (waited, untilDeadline time.Duration) {
+// waited is how long the wait has lasted, and the time until just past the deadline (so that
+// the pass then judges it passed); 0 once it has passed. The deadline is failsAt when set: a
+// Deployment's counts from when it lost its available pods, which may be well after the wait
+// began, and a look at the Canary's deadline alone would find it not yet failed and sleep on.
+func (p *pass) waited(failsAt time.Time) (waited, untilDeadline time.Duration) {
 	waited = p.now.Sub(p.c.Status.LastTransitionTime.Time)
-	deadline := time.Duration(p.c.GetProgressDeadlineSeconds()) * time.Second
-	if left := deadline - waited; left > 0 {
+	if failsAt.IsZero() {
+		failsAt = p.c.Status.LastTransitionTime.Add(time.Duration(p.c.GetProgressDeadlineSeconds()) * time.Second)
+	}
+	if left := failsAt.Sub(p.now); left > 0 {
 		untilDeadline = left + 100*time.Millisecond
 	}
 	return waited, untilDeadline
@@ -520,11 +525,11 @@ const maxPrimaryPoll = 5 * time.Minute
 
 // primaryPoll is when a pass that waits for the primary's rollout looks again. Unlike the
 // canary's, the primary's pods are not judged one by one, so every change the wait reads comes
-// with an event of the primary's watch: the timer is only for the progress deadline. A
-// thousand Canaries initialising at once then poll nothing while the control plane starts
-// their pods.
-func (p *pass) primaryPoll() time.Duration {
-	if _, untilDeadline := p.waited(); untilDeadline > 0 {
+// with an event of the primary's watch: the timer is only for the deadline (failsAt, as
+// waited takes it). A thousand Canaries initialising at once then poll nothing while the
+// control plane starts their pods.
+func (p *pass) primaryPoll(failsAt time.Time) time.Duration {
+	if _, untilDeadline := p.waited(failsAt); untilDeadline > 0 {
 		return min(untilDeadline, maxPrimaryPoll)
 	}
 	return maxWaitPoll
@@ -532,19 +537,19 @@ func (p *pass) primaryPoll() time.Duration {
 
 // canaryReady judges the target's rollout; pods that crash-loop or cannot pull their image
 // fail the canary at once instead of waiting out the progress deadline.
-func (p *pass) canaryReady(ctx context.Context) (ready bool, reason string, failed bool, err error) {
+func (p *pass) canaryReady(ctx context.Context) (workloads.Readiness, error) {
 	c := p.c
 	deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
-	ready, reason, failed = p.target.Ready(c.GetAnalysisCanaryReadyThreshold(), c.Status.LastTransitionTime.Time, deadline, p.now)
-	if ready || failed {
-		return ready, reason, failed, nil
+	r := p.target.Ready(c.GetAnalysisCanaryReadyThreshold(), c.Status.LastTransitionTime.Time, deadline, p.now)
+	if r.Ready || r.Failed {
+		return r, nil
 	}
 	pods, err := p.target.CurrentPods(ctx, p.r.APIReader, p.label, p.value)
 	if err != nil {
-		return false, "", false, fmt.Errorf("canary pods: %w", err)
+		return r, fmt.Errorf("canary pods: %w", err)
 	}
 	if why, failing := workloads.PodsFailing(pods); failing {
-		return false, why, true, nil
+		return workloads.Readiness{Failed: true, Reason: why}, nil
 	}
-	return false, reason, false, nil
+	return r, nil
 }

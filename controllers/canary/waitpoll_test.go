@@ -31,7 +31,7 @@ func TestWaitPollStretchesWithTheWaitAndStopsAtTheDeadline(t *testing.T) {
 		{200 * time.Second, 30 * time.Second}, // deadline passed (judged already): at most maxWaitPoll
 	} {
 		p.now = start.Add(tc.waited)
-		if got := p.waitPoll(); got != tc.want {
+		if got := p.waitPoll(time.Time{}); got != tc.want {
 			t.Errorf("after %s of waiting: next look in %s, want %s", tc.waited, got, tc.want)
 		}
 	}
@@ -40,12 +40,12 @@ func TestWaitPollStretchesWithTheWaitAndStopsAtTheDeadline(t *testing.T) {
 	long := int32(3600)
 	c.Spec.ProgressDeadlineSeconds = &long
 	p.now = start.Add(10 * time.Minute)
-	if got := p.waitPoll(); got != maxWaitPoll {
+	if got := p.waitPoll(time.Time{}); got != maxWaitPoll {
 		t.Errorf("after 10 minutes: %s, want %s", got, maxWaitPoll)
 	}
 	// A PodPollInterval above maxWaitPoll (a test's setting) is kept.
 	p.r.Options.PodPollInterval = time.Minute
-	if got := p.waitPoll(); got != time.Minute {
+	if got := p.waitPoll(time.Time{}); got != time.Minute {
 		t.Errorf("with PodPollInterval 1m: %s", got)
 	}
 }
@@ -62,14 +62,35 @@ func TestPrimaryPollWakesOnlyAtTheDeadline(t *testing.T) {
 		{200 * time.Second, maxWaitPoll}, // past the deadline, which the Deployment's condition may still not show
 	} {
 		p.now = start.Add(tc.waited)
-		if got := p.primaryPoll(); got != tc.want {
+		if got := p.primaryPoll(time.Time{}); got != tc.want {
 			t.Errorf("after %s of waiting: next look in %s, want %s", tc.waited, got, tc.want)
 		}
 	}
 	long := int32(3600)
 	c.Spec.ProgressDeadlineSeconds = &long
 	p.now = start
-	if got := p.primaryPoll(); got != maxPrimaryPoll {
+	if got := p.primaryPoll(time.Time{}); got != maxPrimaryPoll {
 		t.Errorf("an hour's deadline: next look in %s, want the safety net %s", got, maxPrimaryPoll)
+	}
+}
+
+// A deadline the readiness judgement counts from later than the Canary's last transition (a
+// Deployment's, from when it lost its available pods) is where the poll wakes, even once the
+// Canary's own deadline has passed: a poll of maxWaitPoll there failed a release 30 s late.
+func TestPollsWakeAtTheJudgedDeadline(t *testing.T) {
+	p, _, start := waitingPass()
+	p.now = start.Add(121 * time.Second) // past the Canary's 120 s
+	failsAt := start.Add(125 * time.Second)
+	want := 4*time.Second + 100*time.Millisecond
+	if got := p.primaryPoll(failsAt); got != want {
+		t.Errorf("primary: next look in %s, want %s (just past the judged deadline)", got, want)
+	}
+	if got := p.waitPoll(failsAt); got != want {
+		t.Errorf("canary: next look in %s, want %s (just past the judged deadline)", got, want)
+	}
+	// Before the Canary's deadline too, the judged one wins when it is later.
+	p.now = start.Add(100 * time.Second)
+	if got := p.primaryPoll(start.Add(150 * time.Second)); got != 50*time.Second+100*time.Millisecond {
+		t.Errorf("primary, judged deadline at 150 s: next look in %s", got)
 	}
 }

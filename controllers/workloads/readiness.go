@@ -23,6 +23,22 @@ func required(n int32, thresholdPercent int) int32 {
 	return int32(int64(n) * int64(t) / 100)
 }
 
+// Readiness is the judgement of a workload's rollout.
+type Readiness struct {
+	// Ready: enough pods of the current spec are available.
+	Ready bool
+	// Failed: the rollout will not become ready without a new revision.
+	Failed bool
+	// Reason says why it is not ready, or why it failed; empty when ready.
+	Reason string
+	// FailsAt is when the rollout counts as failed if its status does not change: the
+	// progress deadline as judged, which may start later than the caller's since (a
+	// Deployment's counts from when it lost its minimum of available pods). Zero when no
+	// deadline runs. No event announces a deadline passing, so a caller that waits looks
+	// again then.
+	FailsAt time.Time
+}
+
 // DeploymentReady judges a Deployment's rollout.
 //
 // It is not ready while the Deployment controller has not observed the latest generation. Then
@@ -38,18 +54,18 @@ func required(n int32, thresholdPercent int) int32 {
 // Deployment unavailable since before (a primary a failed promotion left broken) gets the
 // whole deadline for the new rollout.
 //
-// The reason says why it is not ready, or why it failed; it is empty when ready.
-func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (ready bool, reason string, failed bool) {
+// FailsAt is when the unavailable Deployment's deadline passes.
+func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness {
 	if d.Generation > d.Status.ObservedGeneration {
-		return false, fmt.Sprintf("deployment %s: observed generation %d less than desired generation %d",
-			d.Name, d.Status.ObservedGeneration, d.Generation), false
+		return Readiness{Reason: fmt.Sprintf("deployment %s: observed generation %d less than desired generation %d",
+			d.Name, d.Status.ObservedGeneration, d.Generation)}
 	}
 	replicas := int32(1)
 	if d.Spec.Replicas != nil {
 		replicas = *d.Spec.Replicas
 	}
 	if replicas == 0 {
-		return true, "", false
+		return Readiness{Ready: true}
 	}
 	st := &d.Status
 	var waiting string
@@ -64,8 +80,9 @@ func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time
 		waiting = fmt.Sprintf("deployment %s: waiting for rollout to finish: %d of %d updated replicas available, %d needed (ready threshold %d%%)",
 			d.Name, st.AvailableReplicas, st.UpdatedReplicas, need, thresholdPercent)
 	default:
-		return true, "", false
+		return Readiness{Ready: true}
 	}
+	var failsAt time.Time
 	for _, c := range st.Conditions {
 		switch {
 		case c.Type == appsv1.DeploymentProgressing && c.Reason == reasonProgressDeadlineExceeded:
@@ -73,7 +90,7 @@ func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time
 			if msg == "" {
 				msg = "progress deadline exceeded"
 			}
-			return false, fmt.Sprintf("deployment %s: %s", d.Name, msg), true
+			return Readiness{Failed: true, Reason: fmt.Sprintf("deployment %s: %s", d.Name, msg)}
 		case deadline > 0 && c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionFalse &&
 			c.Reason == reasonMinimumReplicasUnavailable:
 			from := c.LastUpdateTime.Time
@@ -83,13 +100,16 @@ func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time
 			if since.After(from) {
 				from = since
 			}
-			if !from.IsZero() && from.Add(deadline).Before(now) {
-				return false, fmt.Sprintf("deployment %s: minimum replicas unavailable for more than %s: %s",
-					d.Name, deadline, waiting), true
+			if from.IsZero() {
+				continue
+			}
+			if failsAt = from.Add(deadline); failsAt.Before(now) {
+				return Readiness{Failed: true, Reason: fmt.Sprintf("deployment %s: minimum replicas unavailable for more than %s: %s",
+					d.Name, deadline, waiting)}
 			}
 		}
 	}
-	return false, waiting, false
+	return Readiness{Reason: waiting, FailsAt: failsAt}
 }
 
 // DaemonSetReady judges a DaemonSet's rollout: it is ready when the DaemonSet controller has
@@ -100,7 +120,7 @@ func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time
 // A DaemonSet that is not ready has failed when since (when the caller started waiting, e.g.
 // the Canary's status.lastTransitionTime) plus deadline is before now. A zero since or a
 // deadline <= 0 disables this check.
-func DaemonSetReady(d *appsv1.DaemonSet, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (ready bool, reason string, failed bool) {
+func DaemonSetReady(d *appsv1.DaemonSet, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness {
 	st := &d.Status
 	var waiting string
 	switch need := required(st.DesiredNumberScheduled, thresholdPercent); {
@@ -116,12 +136,9 @@ func DaemonSetReady(d *appsv1.DaemonSet, thresholdPercent int, since time.Time, 
 		waiting = fmt.Sprintf("daemonset %s: waiting for rollout to finish: %d of %d pods available, %d needed (ready threshold %d%%)",
 			d.Name, st.NumberAvailable, st.DesiredNumberScheduled, need, thresholdPercent)
 	default:
-		return true, "", false
+		return Readiness{Ready: true}
 	}
-	if deadline > 0 && !since.IsZero() && since.Add(deadline).Before(now) {
-		return false, fmt.Sprintf("progress deadline of %s exceeded: %s", deadline, waiting), true
-	}
-	return false, waiting, false
+	return sinceDeadline(since, deadline, now, waiting)
 }
 
 // StatefulSetReady judges a StatefulSet's rollout: it is ready when the StatefulSet controller
@@ -130,7 +147,7 @@ func DaemonSetReady(d *appsv1.DaemonSet, thresholdPercent int, since time.Time, 
 // int(replicas*thresholdPercent/100) are available. As a StatefulSet has no progress condition,
 // one that is not ready has failed when since plus deadline is before now (a zero since or a
 // deadline <= 0 disables this).
-func StatefulSetReady(s *appsv1.StatefulSet, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (ready bool, reason string, failed bool) {
+func StatefulSetReady(s *appsv1.StatefulSet, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness {
 	st := &s.Status
 	replicas := int32(1)
 	if s.Spec.Replicas != nil {
@@ -142,7 +159,7 @@ func StatefulSetReady(s *appsv1.StatefulSet, thresholdPercent int, since time.Ti
 		waiting = fmt.Sprintf("statefulset %s: observed generation %d less than desired generation %d",
 			s.Name, st.ObservedGeneration, s.Generation)
 	case replicas == 0:
-		return true, "", false
+		return Readiness{Ready: true}
 	case st.UpdatedReplicas < replicas:
 		waiting = fmt.Sprintf("statefulset %s: waiting for rollout to finish: %d of %d replicas updated",
 			s.Name, st.UpdatedReplicas, replicas)
@@ -153,12 +170,22 @@ func StatefulSetReady(s *appsv1.StatefulSet, thresholdPercent int, since time.Ti
 		waiting = fmt.Sprintf("statefulset %s: waiting for rollout to finish: %d of %d replicas available, %d needed (ready threshold %d%%)",
 			s.Name, st.AvailableReplicas, replicas, need, thresholdPercent)
 	default:
-		return true, "", false
+		return Readiness{Ready: true}
 	}
-	if deadline > 0 && !since.IsZero() && since.Add(deadline).Before(now) {
-		return false, fmt.Sprintf("progress deadline of %s exceeded: %s", deadline, waiting), true
+	return sinceDeadline(since, deadline, now, waiting)
+}
+
+// sinceDeadline judges a rollout that is not ready against a deadline counted from since (zero
+// since or deadline <= 0: none).
+func sinceDeadline(since time.Time, deadline time.Duration, now time.Time, waiting string) Readiness {
+	if deadline <= 0 || since.IsZero() {
+		return Readiness{Reason: waiting}
 	}
-	return false, waiting, false
+	failsAt := since.Add(deadline)
+	if failsAt.Before(now) {
+		return Readiness{Failed: true, Reason: fmt.Sprintf("progress deadline of %s exceeded: %s", deadline, waiting)}
+	}
+	return Readiness{Reason: waiting, FailsAt: failsAt}
 }
 
 // failingWaitingReasons are the container waiting reasons that mean a pod will not become

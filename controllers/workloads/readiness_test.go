@@ -44,6 +44,8 @@ func TestDeploymentReady(t *testing.T) {
 		wantReady  bool
 		wantFailed bool
 		wantReason string
+		// wantFailsAt: when the rollout fails if nothing changes (zero: no deadline runs).
+		wantFailsAt time.Time
 	}{
 		{
 			name: "ready", threshold: 100, deadline: time.Minute,
@@ -122,7 +124,16 @@ func TestDeploymentReady(t *testing.T) {
 			name: "minimum replicas unavailable within the deadline", threshold: 100, deadline: 10 * time.Minute,
 			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
 				Conditions: []appsv1.DeploymentCondition{unavailableSince(9 * time.Minute)}}),
-			wantReason: "1 of 3 updated replicas available",
+			wantReason: "1 of 3 updated replicas available", wantFailsAt: now.Add(time.Minute),
+		},
+		{
+			// The wait started before the Deployment lost its pods: the deadline counts from
+			// the loss, and the caller must learn when it passes (no event tells; found by the
+			// fault suite, whose Canary failed 30 s late).
+			name: "unavailable since after the wait started", threshold: 100, deadline: 2 * time.Minute, since: now.Add(-5 * time.Minute),
+			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
+				Conditions: []appsv1.DeploymentCondition{unavailableSince(time.Minute)}}),
+			wantReason: "1 of 3 updated replicas available", wantFailsAt: now.Add(time.Minute),
 		},
 		{
 			// A primary a failed promotion left unavailable for long gets the whole deadline
@@ -130,7 +141,7 @@ func TestDeploymentReady(t *testing.T) {
 			name: "unavailable since before the wait started", threshold: 100, deadline: 10 * time.Minute, since: now.Add(-time.Minute),
 			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
 				Conditions: []appsv1.DeploymentCondition{unavailableSince(time.Hour)}}),
-			wantReason: "1 of 3 updated replicas available",
+			wantReason: "1 of 3 updated replicas available", wantFailsAt: now.Add(9 * time.Minute),
 		},
 		{
 			name: "deadline 0 disables the unavailable check", threshold: 100, deadline: 0,
@@ -147,7 +158,11 @@ func TestDeploymentReady(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ready, reason, failed := DeploymentReady(tc.d, tc.threshold, tc.since, tc.deadline, now)
+			r := DeploymentReady(tc.d, tc.threshold, tc.since, tc.deadline, now)
+			ready, reason, failed := r.Ready, r.Reason, r.Failed
+			if !r.FailsAt.Equal(tc.wantFailsAt) {
+				t.Fatalf("fails at %s, want %s", r.FailsAt, tc.wantFailsAt)
+			}
 			if ready != tc.wantReady || failed != tc.wantFailed {
 				t.Fatalf("ready=%v failed=%v (%s), want ready=%v failed=%v", ready, failed, reason, tc.wantReady, tc.wantFailed)
 			}
@@ -194,7 +209,16 @@ func TestDaemonSetReady(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ready, reason, failed := DaemonSetReady(tc.d, tc.threshold, tc.since, 10*time.Minute, now)
+			r := DaemonSetReady(tc.d, tc.threshold, tc.since, 10*time.Minute, now)
+			ready, reason, failed := r.Ready, r.Reason, r.Failed
+			// Counted from since: a rollout still waiting fails 10 minutes after it.
+			var wantFailsAt time.Time
+			if !ready && !failed && !tc.since.IsZero() {
+				wantFailsAt = tc.since.Add(10 * time.Minute)
+			}
+			if !r.FailsAt.Equal(wantFailsAt) {
+				t.Fatalf("fails at %s, want %s", r.FailsAt, wantFailsAt)
+			}
 			if ready != tc.wantReady || failed != tc.wantFailed {
 				t.Fatalf("ready=%v failed=%v (%s), want ready=%v failed=%v", ready, failed, reason, tc.wantReady, tc.wantFailed)
 			}
@@ -237,7 +261,16 @@ func TestStatefulSetReady(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ready, reason, failed := StatefulSetReady(tc.s, tc.threshold, tc.since, 10*time.Minute, now)
+			r := StatefulSetReady(tc.s, tc.threshold, tc.since, 10*time.Minute, now)
+			ready, reason, failed := r.Ready, r.Reason, r.Failed
+			// Counted from since: a rollout still waiting fails 10 minutes after it.
+			var wantFailsAt time.Time
+			if !ready && !failed && !tc.since.IsZero() {
+				wantFailsAt = tc.since.Add(10 * time.Minute)
+			}
+			if !r.FailsAt.Equal(wantFailsAt) {
+				t.Fatalf("fails at %s, want %s", r.FailsAt, wantFailsAt)
+			}
 			if ready != tc.wantReady || failed != tc.wantFailed {
 				t.Fatalf("ready=%v failed=%v (%s), want ready=%v failed=%v", ready, failed, reason, tc.wantReady, tc.wantFailed)
 			}

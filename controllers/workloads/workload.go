@@ -66,9 +66,8 @@ type Workload interface {
 
 	// Ready judges the rollout of the workload's current spec. thresholdPercent is the share
 	// of pods that must be available; since is when the caller started waiting (for kinds
-	// without a progress condition of their own), deadline the progress deadline. failed means
-	// it will not become ready without a new revision.
-	Ready(thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (ready bool, reason string, failed bool)
+	// without a progress condition of their own), deadline the progress deadline.
+	Ready(thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness
 	// ReadyPods is how many of its pods are ready (what a Service sends traffic to), as its
 	// controller last reported.
 	ReadyPods() int32
@@ -217,7 +216,7 @@ func (d *deploymentWorkload) UpdatePrimary(desired Workload) {
 
 func (d *deploymentWorkload) ReadyPods() int32 { return d.Status.ReadyReplicas }
 
-func (d *deploymentWorkload) Ready(thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (bool, string, bool) {
+func (d *deploymentWorkload) Ready(thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness {
 	return DeploymentReady(d.Deployment, thresholdPercent, since, deadline, now)
 }
 
@@ -322,7 +321,7 @@ func (d *daemonSetWorkload) UpdatePrimary(desired Workload) {
 
 func (d *daemonSetWorkload) ReadyPods() int32 { return d.Status.NumberReady }
 
-func (d *daemonSetWorkload) Ready(thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (bool, string, bool) {
+func (d *daemonSetWorkload) Ready(thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness {
 	return DaemonSetReady(d.DaemonSet, thresholdPercent, since, deadline, now)
 }
 
@@ -386,7 +385,7 @@ func (s *statefulSetWorkload) UpdatePrimary(desired Workload) {
 
 func (s *statefulSetWorkload) ReadyPods() int32 { return s.Status.ReadyReplicas }
 
-func (s *statefulSetWorkload) Ready(thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) (bool, string, bool) {
+func (s *statefulSetWorkload) Ready(thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness {
 	return StatefulSetReady(s.StatefulSet, thresholdPercent, since, deadline, now)
 }
 

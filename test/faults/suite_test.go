@@ -59,7 +59,23 @@ func TestFaults(t *testing.T) {
 		t.Skip("skipping: runs two Heralds on a real control plane for minutes; run without -short")
 	}
 	RegisterFailHandler(Fail)
-	RunSpecs(t, "Herald under faults")
+	if !RunSpecs(t, "Herald under faults") && watch != nil {
+		// CI keeps only the end of the output, after Ginkgo's summary, which names the failed
+		// specs but not why: say here which invariants broke (the whole story is in
+		// bin/faults/seed-<n>/).
+		vs := watch.violationsIn("")
+		for i, v := range vs {
+			if i == 10 {
+				t.Logf("… and %d more", len(vs)-i)
+				break
+			}
+			line := v.String()
+			if len(line) > 400 {
+				line = line[:400] + "…"
+			}
+			t.Log(line)
+		}
+	}
 }
 
 func chooseSeed() uint64 {
