@@ -30,7 +30,6 @@ import (
 	authnclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authzclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/retry"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
@@ -101,12 +100,34 @@ func transient(err error) bool {
 		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
 }
 
+// retried calls f until it succeeds or fails for good (not transient), at most
+// reviewBackoff.Steps times. Unlike client-go's retry.OnError, it stops waiting between
+// attempts when ctx ends, so a review and its slot never outlast reviewTimeout. The error is
+// f's last, if it ran.
+func retried(ctx context.Context, f func() error) error {
+	var last error
+	err := wait.ExponentialBackoffWithContext(ctx, reviewBackoff, func(context.Context) (bool, error) {
+		last = f()
+		switch {
+		case last == nil:
+			return true, nil
+		case transient(last):
+			return false, nil
+		}
+		return false, last
+	})
+	if err != nil && last != nil {
+		return last
+	}
+	return err
+}
+
 // review asks the API server about one request.
 func review(ctx context.Context, tokens authnclient.TokenReviewInterface, access authzclient.SubjectAccessReviewInterface, r request) (answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
 	var tr *authnv1.TokenReview
-	err := retry.OnError(reviewBackoff, transient, func() (err error) {
+	err := retried(ctx, func() (err error) {
 		tr, err = tokens.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: r.token}}, metav1.CreateOptions{})
 		return err
 	})
@@ -122,7 +143,7 @@ func review(ctx context.Context, tokens authnclient.TokenReviewInterface, access
 		extra[k] = authzv1.ExtraValue(v)
 	}
 	var sar *authzv1.SubjectAccessReview
-	err = retry.OnError(reviewBackoff, transient, func() (err error) {
+	err = retried(ctx, func() (err error) {
 		sar, err = access.Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
 			User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
 			NonResourceAttributes: &authzv1.NonResourceAttributes{Path: r.path, Verb: r.verb},

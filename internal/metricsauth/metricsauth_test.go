@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // filtered is g's filter around a /metrics handler, made once as the metrics server does.
@@ -282,6 +283,25 @@ func TestReviewRetriesWhatTheAPIServerCouldNotAnswer(t *testing.T) {
 	_, err = review(context.Background(), tr, &access{}, request{token: "t", verb: "get", path: "/metrics"})
 	if !apierrors.IsForbidden(err) || tr.calls != 1 {
 		t.Fatalf("Herald not allowed to review tokens: %v after %d calls, want its error after 1", err, tr.calls)
+	}
+}
+
+// The waits between attempts end with the review's context: a review, and the slot it holds,
+// does not outlast its timeout by the backoff's sleeps.
+func TestReviewRetriesStopWithTheContext(t *testing.T) {
+	saved := reviewBackoff
+	reviewBackoff = wait.Backoff{Duration: 30 * time.Second, Factor: 1, Steps: 2}
+	t.Cleanup(func() { reviewBackoff = saved })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	tr := &tokens{failures: 100}
+	start := time.Now()
+	_, err := review(ctx, tr, &access{}, request{token: "t", verb: "get", path: "/metrics"})
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the review waited %s for its next attempt after its context ended", took)
+	}
+	if !apierrors.IsTooManyRequests(err) || tr.calls != 1 {
+		t.Fatalf("a review whose context ends while it waits to retry: %v after %d calls, want the API server's error after 1", err, tr.calls)
 	}
 }
 
