@@ -19,6 +19,14 @@ import (
 // one update event that carries it; any later change, by anyone, has another resourceVersion
 // and still wakes.
 //
+// The event can also come before the write's answer (the API server sends both at once, and a
+// busy process reads the watch first): then the version is not known yet. So an update in
+// flight marks the version it was made from, and the update event whose old object has that
+// version is dropped too: only that write can follow it, unless it fails with a conflict
+// because someone else's came first. Then that event was not ours, yet dropping it loses
+// nothing: a pass whose write conflicts runs again with fresh objects (Reconcile), and one
+// that lets such a write go (a stalled run's best-effort routing) looks again at its interval.
+//
 // Only creates and updates that wrote something are remembered. Both are tied to the version
 // they were made from (an update with a stale resourceVersion is refused), so a new version
 // they return is that of the write itself. A merge patch is not: one that changes nothing
@@ -29,6 +37,8 @@ import (
 // ownWrites maps an object's UID to the resourceVersion the last own write of it returned.
 type ownWrites struct {
 	m sync.Map // types.UID → string
+	// inFlight holds the updates under way: what they were made from.
+	inFlight sync.Map // writtenFrom → struct{}
 	// kinds are the object types whose watches forget deleted objects (notOwnWrite); writes
 	// of any other kind are not remembered, as nothing would ever forget them.
 	kinds sync.Map // reflect.Type → bool
@@ -41,8 +51,19 @@ func (w *ownWrites) watch(obj client.Object) predicate.Funcs {
 	return notOwnWrite(w)
 }
 
+// writtenFrom is an object's version an update was made from.
+type writtenFrom struct {
+	uid     types.UID
+	version string
+}
+
+func (w *ownWrites) watched(o client.Object) bool {
+	_, ok := w.kinds.Load(reflect.TypeOf(o))
+	return ok
+}
+
 func (w *ownWrites) record(o client.Object) {
-	if _, watched := w.kinds.Load(reflect.TypeOf(o)); !watched {
+	if !w.watched(o) {
 		return
 	}
 	if uid := o.GetUID(); uid != "" && o.GetResourceVersion() != "" {
@@ -50,10 +71,17 @@ func (w *ownWrites) record(o client.Object) {
 	}
 }
 
-// isOwn reports whether o, as an update event brings it, is what the last own write left.
-func (w *ownWrites) isOwn(o client.Object) bool {
-	v, ok := w.m.Load(o.GetUID())
-	return ok && v.(string) == o.GetResourceVersion()
+// isOwn reports whether an update event from old to o is an own write: o is what the last
+// one left, or old is what one under way was made from.
+func (w *ownWrites) isOwn(old, o client.Object) bool {
+	if v, ok := w.m.Load(o.GetUID()); ok && v.(string) == o.GetResourceVersion() {
+		return true
+	}
+	if old == nil {
+		return false
+	}
+	_, ok := w.inFlight.Load(writtenFrom{old.GetUID(), old.GetResourceVersion()})
+	return ok
 }
 
 func (w *ownWrites) forget(uid types.UID) { w.m.Delete(uid) }
@@ -61,7 +89,7 @@ func (w *ownWrites) forget(uid types.UID) { w.m.Delete(uid) }
 // notOwnWrite drops the update events of own writes, and forgets a deleted object.
 func notOwnWrite(w *ownWrites) predicate.Funcs {
 	return predicate.Funcs{
-		UpdateFunc: func(e event.UpdateEvent) bool { return e.ObjectNew == nil || !w.isOwn(e.ObjectNew) },
+		UpdateFunc: func(e event.UpdateEvent) bool { return e.ObjectNew == nil || !w.isOwn(e.ObjectOld, e.ObjectNew) },
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			if e.Object != nil {
 				w.forget(e.Object.GetUID())
@@ -97,6 +125,12 @@ func (c recordingClient) Create(ctx context.Context, o client.Object, opts ...cl
 
 func (c recordingClient) Update(ctx context.Context, o client.Object, opts ...client.UpdateOption) error {
 	from := o.GetResourceVersion()
+	if from != "" && o.GetUID() != "" && ctx.Value(passKey{}) != nil && c.own.watched(o) {
+		// Marked until the answer is recorded (done, below, runs before this).
+		key := writtenFrom{o.GetUID(), from}
+		c.own.inFlight.Store(key, struct{}{})
+		defer c.own.inFlight.Delete(key)
+	}
 	err := c.Client.Update(ctx, o, opts...)
 	if from == "" || o.GetResourceVersion() == from {
 		// An update that changed nothing writes nothing and returns the version it was made

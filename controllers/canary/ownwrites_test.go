@@ -6,7 +6,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -107,5 +109,68 @@ func TestOwnWritesWakeNoOne(t *testing.T) {
 	}
 	if _, kept := own.m.Load(cm.UID); kept {
 		t.Error("a ConfigMap write is remembered")
+	}
+}
+
+// The event of a pass's own update can arrive before the update's answer: it is dropped as
+// well, by the version the update was made from. Once the answer is in, a later change made
+// from that version (someone else's) wakes again.
+func TestOwnWriteEventBeforeItsAnswerWakesNoOne(t *testing.T) {
+	pass := inPass(context.Background())
+	own := &ownWrites{}
+	p := own.watch(&appsv1.Deployment{})
+
+	before := &appsv1.Deployment{}
+	before.Namespace, before.Name, before.UID, before.ResourceVersion = "ns", "podinfo-primary", "uid-1", "10"
+	var early []bool // what the predicate said of the events that came before the answer
+	answer := func(written *appsv1.Deployment, err error) recordingClient {
+		return recordingClient{own: own, Client: interceptor.NewClient(fake.NewClientBuilder().Build(), interceptor.Funcs{
+			Update: func(_ context.Context, _ client.WithWatch, o client.Object, _ ...client.UpdateOption) error {
+				early = append(early, p.Update(event.UpdateEvent{ObjectOld: before, ObjectNew: written}))
+				if err == nil {
+					o.SetResourceVersion(written.ResourceVersion)
+				}
+				return err
+			},
+		})}
+	}
+
+	ours := before.DeepCopy()
+	ours.ResourceVersion = "11"
+	if err := answer(ours, nil).Update(pass, before.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	if len(early) != 1 || early[0] {
+		t.Fatalf("the event of the pass's own update, before its answer: wakes %v, want [false]", early)
+	}
+	if p.Update(event.UpdateEvent{ObjectOld: before, ObjectNew: ours}) {
+		t.Error("the event of the pass's own update, after its answer, wakes the Canary")
+	}
+	theirs := before.DeepCopy()
+	theirs.ResourceVersion = "12"
+	if !p.Update(event.UpdateEvent{ObjectOld: before, ObjectNew: theirs}) {
+		t.Error("with no update under way, a change made from the same version does not wake the Canary")
+	}
+
+	// Someone else's write came first: its event, under way with ours, is dropped, and ours
+	// fails with a conflict, which makes the pass run again with fresh objects.
+	early = nil
+	conflict := apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, before.Name, nil)
+	err := answer(theirs, conflict).Update(pass, before.DeepCopy())
+	if !apierrors.IsConflict(err) {
+		t.Fatalf("the pass's update, made from a version someone else's write replaced: %v, want a conflict", err)
+	}
+	if len(early) != 1 || early[0] {
+		t.Fatalf("someone else's event during the pass's conflicting update: wakes %v, want [false]", early)
+	}
+	// Outside a pass (the releaser's writes) nothing is marked.
+	early = nil
+	releasers := before.DeepCopy()
+	releasers.ResourceVersion = "13"
+	if err := answer(releasers, nil).Update(context.Background(), before.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	if len(early) != 1 || !early[0] {
+		t.Fatalf("an update outside a pass: its event wakes %v, want [true]", early)
 	}
 }

@@ -179,9 +179,12 @@ var _ = Describe("Istio canaries judged by Prometheus", func() {
 		}
 		Expect(scrape(herald.MetricsURL)).To(MatchRegexp(`flagger_canary_metric_analysis\{metric="error-rate",name="weighted",namespace="ctrl"\} 0`))
 		// Herald's own route writes (10, 20, 30, then back to 0) woke no Canary: the pass that
-		// wrote each went on. A few are tolerated: an event can come before its write is noted.
+		// wrote each went on, even when the event came before the write's answer (under load it
+		// did, twice in four, before updates in flight were marked). One is tolerated: an event
+		// that comes after a later own write of the same route was answered is not recognised.
 		routeWakeups = wakeups("route") - routeWakeups
-		Expect(routeWakeups).To(BeNumerically("<", 4), "the events of Herald's own route writes woke the Canary")
+		fmt.Fprintf(GinkgoWriter, "route wakeups during the run: %v\n", routeWakeups)
+		Expect(routeWakeups).To(BeNumerically("<=", 1), "the events of Herald's own route writes woke the Canary")
 		routeWakeups = wakeups("route")
 
 		By("a direct edit of the VirtualService is put back")
