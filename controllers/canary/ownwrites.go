@@ -24,8 +24,9 @@ import (
 // flight marks the version it was made from, and the update event whose old object has that
 // version is dropped too: only that write can follow it, unless it fails with a conflict
 // because someone else's came first. Then that event was not ours, yet dropping it loses
-// nothing: a pass whose write conflicts runs again with fresh objects (Reconcile), and one
-// that lets such a write go (a stalled run's best-effort routing) looks again at its interval.
+// nothing: the conflicting write is made again from the newer object (the routers retry on
+// conflict) or fails its pass, which runs again with fresh objects (Reconcile); either way
+// the pass takes in what the other write changed, as the wake would have made it do.
 //
 // Only creates and updates that wrote something are remembered. Both are tied to the version
 // they were made from (an update with a stale resourceVersion is refused), so a new version
