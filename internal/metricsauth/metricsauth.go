@@ -213,9 +213,9 @@ func (g *guard) wrap(log logr.Logger, next http.Handler) (http.Handler, error) {
 	}), nil
 }
 
-// decide answers from the table when it can, and otherwise waits for the review of r, which
-// it shares with every caller asking the same at the same time. Errors are not kept: the next
-// scrape asks again.
+// decide answers from the kept answers (admitted or refused) when it can, and otherwise waits
+// for the review of r, which it shares with every caller asking the same at the same time.
+// Errors are not kept: the next scrape asks again.
 func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	// Lengths first, so that no two requests share a key.
 	key := sha256.Sum256(fmt.Appendf(nil, "%d:%s%d:%s%s", len(r.verb), r.verb, len(r.path), r.path, r.token))
