@@ -23,10 +23,13 @@ import (
 // busy process reads the watch first): then the version is not known yet. So an update in
 // flight marks the version it was made from, and the update event whose old object has that
 // version is dropped too: only that write can follow it, unless it fails with a conflict
-// because someone else's came first. Then that event was not ours, yet dropping it loses
-// nothing: the conflicting write is made again from the newer object (the routers retry on
-// conflict) or fails its pass, which runs again with fresh objects (Reconcile); either way
-// the pass takes in what the other write changed, as the wake would have made it do.
+// because someone else's came first. Then that event was not ours, and the conflict stands
+// for it: the write is made again from the newer object (the routers retry on conflict), or
+// its pass fails and runs again shortly with fresh objects (Reconcile; a stalled run's guard
+// too). Two cases are left to the next pass (a timer or another event): the other write came
+// first and ours then failed otherwise (timeout, invalid), or a relist of the watch delivered
+// the other write as the change from the marked version. Both need the two writes within one
+// update call.
 //
 // Only creates and updates that wrote something are remembered. Both are tied to the version
 // they were made from (an update with a stale resourceVersion is refused), so a new version

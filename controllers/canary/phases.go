@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -21,7 +22,15 @@ func (p *pass) run(ctx context.Context) (_ ctrl.Result, err error) {
 	c := p.c
 	defer func() {
 		if isTerminal(err) {
-			p.guardStalledRun(ctx)
+			switch gerr := p.guardStalledRun(ctx); {
+			case apierrors.IsConflict(gerr):
+				// Someone else wrote the route meanwhile (its event was dropped as this
+				// write's own, see ownwrites.go), and users may still go to a side with no
+				// ready pod: the pass runs again shortly, not at the interval a stall waits.
+				err = gerr
+			case gerr != nil:
+				p.log.Error(gerr, "Run stalled") // the stall is shown; the guard tries again with it
+			}
 		}
 	}()
 	if err := p.loadTarget(ctx); err != nil {
@@ -440,31 +449,32 @@ func (p *pass) primaryReady() workloads.Readiness {
 // guardStalledRun keeps users off a side with no ready pod while a run in progress is stalled
 // (its target deleted, a config or an AlertProvider gone): the pass stops before it corrects
 // the routes, and the canary's share would otherwise go to pods that may no longer exist until
-// the stall is fixed. It routes the run's split as servingSplit carries it out.
-func (p *pass) guardStalledRun(ctx context.Context) {
+// the stall is fixed. It routes the run's split as servingSplit carries it out. The error is
+// the routing write's; the guard gives up quietly when it cannot tell what serves.
+func (p *pass) guardStalledRun(ctx context.Context) error {
 	switch p.c.Status.Phase {
 	case "", flaggerv1.CanaryPhaseInitializing, flaggerv1.CanaryPhaseInitialized, flaggerv1.CanaryPhaseSucceeded, flaggerv1.CanaryPhaseFailed:
-		return
+		return nil
 	}
 	if p.router == nil && p.resolveProvider() != nil {
-		return
+		return nil
 	}
 	if !p.shifts() {
-		return
+		return nil
 	}
 	if p.primary == nil {
 		w, err := workloads.New(targetKind(p.c))
 		if err != nil {
-			return
+			return nil
 		}
 		if found, err := p.get(ctx, contract.PrimaryName(p.c.Spec.TargetRef.Name), w.Object()); err != nil || !found {
-			return
+			return nil
 		}
 		p.primary = w
 	}
 	gp, gc, gm, err := p.router.GetRoutes(ctx, p.c)
 	if err != nil {
-		return
+		return nil
 	}
 	// From the split the run asks for, not the one in place: a side that serves again gets
 	// its share back.
@@ -475,14 +485,14 @@ func (p *pass) guardStalledRun(ctx context.Context) {
 	sp, sc := p.servingSplit(wp, wc)
 	mirrored := servedMirror(wm, sp)
 	if sp == gp && sc == gc && mirrored == gm {
-		return
+		return nil
 	}
 	p.log.Info("Run stalled: routing around a side with no ready pod", "primaryWeight", sp, "canaryWeight", sc)
 	if err := p.router.SetRoutes(ctx, p.c, sp, sc, mirrored); err != nil {
-		p.log.Error(err, "Routing around a side with no ready pod")
-		return
+		return fmt.Errorf("routing around a side with no ready pod: %w", err)
 	}
 	p.r.Metrics.SetWeight(p.c.Spec.TargetRef.Name, p.c.Namespace, sp, sc)
+	return nil
 }
 
 // maxWaitPoll bounds waitPoll.

@@ -1,12 +1,18 @@
 package canary
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/workloads"
 )
 
 // waitingPass is a pass of a Canary with a 120 s progress deadline that started waiting at start.
@@ -92,5 +98,44 @@ func TestPollsWakeAtTheJudgedDeadline(t *testing.T) {
 	p.now = start.Add(100 * time.Second)
 	if got := p.primaryPoll(start.Add(150 * time.Second)); got != 50*time.Second+100*time.Millisecond {
 		t.Errorf("primary, judged deadline at 150 s: next look in %s", got)
+	}
+}
+
+// The waits for the primary and for the canary take their deadline from the readiness
+// judgement: a Deployment that lost its pods 10 s into a 120 s wait fails 130 s into it, and
+// a pass 121 s into the wait looks again just past that, not maxWaitPoll later.
+func TestWaitsLookAgainJustPastTheJudgedDeadline(t *testing.T) {
+	ctx := context.Background()
+	p, c, start := waitingPass()
+	c.Status.LastPromotedSpec = "rev-1"
+	unavailable := func(name string) workloads.Workload {
+		lost := metav1.NewTime(start.Add(10 * time.Second))
+		return workloads.Wrap(&appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Generation: 1},
+			Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(int32(2))},
+			Status: appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2,
+				Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionFalse,
+					Reason: "MinimumReplicasUnavailable", LastUpdateTime: lost, LastTransitionTime: lost}}},
+		})
+	}
+	p.primary, p.target = unavailable("podinfo-primary"), unavailable("podinfo")
+	p.r.APIReader = fake.NewClientBuilder().Build()
+	p.label, p.value = "app", "podinfo"
+	p.now = start.Add(121 * time.Second)
+	want := 9*time.Second + 100*time.Millisecond
+
+	res, halted, err := p.checkPrimaryReady(ctx)
+	if err != nil || !halted || res.RequeueAfter != want {
+		t.Errorf("waiting for the primary: %+v halted=%v %v; want a look in %s", res, halted, err, want)
+	}
+	res, halted, err = p.checkCanaryReady(ctx)
+	if err != nil || !halted || res.RequeueAfter != want {
+		t.Errorf("waiting for the canary: %+v halted=%v %v; want a look in %s", res, halted, err, want)
+	}
+
+	// Just past it, both fail: the pass rolls back (which this test does not follow).
+	p.now = start.Add(130*time.Second + 100*time.Millisecond)
+	if r := p.primaryReady(); !r.Failed {
+		t.Errorf("the primary at its judged deadline: %+v, want failed", r)
 	}
 }

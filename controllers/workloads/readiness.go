@@ -33,9 +33,10 @@ type Readiness struct {
 	Reason string
 	// FailsAt is when the rollout counts as failed if its status does not change: the
 	// progress deadline as judged, which may start later than the caller's since (a
-	// Deployment's counts from when it lost its minimum of available pods). Zero when no
-	// deadline runs. No event announces a deadline passing, so a caller that waits looks
-	// again then.
+	// Deployment's counts from when it lost its minimum of available pods). No event
+	// announces a deadline passing, so a caller that waits looks again then. Zero when the
+	// judgement names no such time: a Deployment that has not lost its minimum of available
+	// pods fails by its own ProgressDeadlineExceeded condition, which comes as an event.
 	FailsAt time.Time
 }
 
@@ -49,12 +50,13 @@ type Readiness struct {
 // A Deployment that is not ready has failed (it cannot become ready without a new revision)
 // when its Progressing condition has reason ProgressDeadlineExceeded (its own
 // spec.progressDeadlineSeconds passed), or when its Available condition has been False with
-// reason MinimumReplicasUnavailable since longer than deadline before now (deadline <= 0
+// reason MinimumReplicasUnavailable for deadline or longer (deadline <= 0
 // disables this check), counted at the earliest from since, when the caller started waiting: a
 // Deployment unavailable since before (a primary a failed promotion left broken) gets the
 // whole deadline for the new rollout.
 //
-// FailsAt is when the unavailable Deployment's deadline passes.
+// FailsAt is when that deadline passes for a Deployment unavailable now; it fails at that
+// instant, not after it (a caller that wakes there must not find it still waiting).
 func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness {
 	if d.Generation > d.Status.ObservedGeneration {
 		return Readiness{Reason: fmt.Sprintf("deployment %s: observed generation %d less than desired generation %d",
@@ -103,7 +105,7 @@ func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time
 			if from.IsZero() {
 				continue
 			}
-			if failsAt = from.Add(deadline); failsAt.Before(now) {
+			if failsAt = from.Add(deadline); !failsAt.After(now) {
 				return Readiness{Failed: true, Reason: fmt.Sprintf("deployment %s: minimum replicas unavailable for more than %s: %s",
 					d.Name, deadline, waiting)}
 			}
@@ -118,7 +120,7 @@ func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time
 // available. A DaemonSet scheduled on no node is not ready: the analysis would judge nothing.
 //
 // A DaemonSet that is not ready has failed when since (when the caller started waiting, e.g.
-// the Canary's status.lastTransitionTime) plus deadline is before now. A zero since or a
+// the Canary's status.lastTransitionTime) plus deadline is not after now. A zero since or a
 // deadline <= 0 disables this check.
 func DaemonSetReady(d *appsv1.DaemonSet, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness {
 	st := &d.Status
@@ -145,7 +147,7 @@ func DaemonSetReady(d *appsv1.DaemonSet, thresholdPercent int, since time.Time, 
 // has observed the latest generation and spec.replicas (1 when nil) is 0, or all replicas run
 // the update revision (updatedReplicas, and no pod left of another revision) and at least
 // int(replicas*thresholdPercent/100) are available. As a StatefulSet has no progress condition,
-// one that is not ready has failed when since plus deadline is before now (a zero since or a
+// one that is not ready has failed when since plus deadline is not after now (a zero since or a
 // deadline <= 0 disables this).
 func StatefulSetReady(s *appsv1.StatefulSet, thresholdPercent int, since time.Time, deadline time.Duration, now time.Time) Readiness {
 	st := &s.Status
@@ -182,7 +184,7 @@ func sinceDeadline(since time.Time, deadline time.Duration, now time.Time, waiti
 		return Readiness{Reason: waiting}
 	}
 	failsAt := since.Add(deadline)
-	if failsAt.Before(now) {
+	if !failsAt.After(now) {
 		return Readiness{Failed: true, Reason: fmt.Sprintf("progress deadline of %s exceeded: %s", deadline, waiting)}
 	}
 	return Readiness{Reason: waiting, FailsAt: failsAt}

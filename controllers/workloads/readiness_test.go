@@ -144,6 +144,25 @@ func TestDeploymentReady(t *testing.T) {
 			wantReason: "1 of 3 updated replicas available", wantFailsAt: now.Add(9 * time.Minute),
 		},
 		{
+			name: "unavailable exactly the deadline: failed at that instant", threshold: 100, deadline: 10 * time.Minute,
+			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
+				Conditions: []appsv1.DeploymentCondition{unavailableSince(10 * time.Minute)}}),
+			wantFailed: true, wantReason: "minimum replicas unavailable for more than 10m0s",
+		},
+		{
+			// Rolling and available: its own ProgressDeadlineExceeded comes as an event, so
+			// no time is named, however long the caller has waited.
+			name: "not ready, still available: no time to fail", threshold: 100, deadline: time.Minute, since: now.Add(-time.Hour),
+			d:          deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 4, UpdatedReplicas: 2, AvailableReplicas: 3}),
+			wantReason: "2 of 3 replicas updated",
+		},
+		{
+			name: "an unavailable condition without times, no since: not failed", threshold: 100, deadline: time.Minute,
+			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
+				Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionFalse, Reason: "MinimumReplicasUnavailable"}}}),
+			wantReason: "1 of 3 updated replicas available",
+		},
+		{
 			name: "deadline 0 disables the unavailable check", threshold: 100, deadline: 0,
 			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
 				Conditions: []appsv1.DeploymentCondition{unavailableSince(time.Hour)}}),
@@ -195,14 +214,16 @@ func TestDaemonSetReady(t *testing.T) {
 		wantReady  bool
 		wantFailed bool
 		wantReason string
+		// wantFailsAt: 10 minutes after since while waiting; zero otherwise.
+		wantFailsAt time.Time
 	}{
 		{name: "ready", d: ds(1, 1, 3, 3, 3), threshold: 100, since: old, wantReady: true},
 		// Scheduled nowhere: no pod to judge, so not ready (Flagger counts it ready).
-		{name: "no nodes", d: ds(1, 1, 0, 0, 0), threshold: 100, since: recent, wantReason: "scheduled on no node"},
+		{name: "no nodes", d: ds(1, 1, 0, 0, 0), threshold: 100, since: recent, wantReason: "scheduled on no node", wantFailsAt: now.Add(9 * time.Minute)},
 		{name: "no nodes past the deadline", d: ds(1, 1, 0, 0, 0), threshold: 100, since: old, wantFailed: true, wantReason: "scheduled on no node"},
-		{name: "generation lag", d: ds(2, 1, 3, 3, 3), threshold: 100, since: recent, wantReason: "observed generation 1 less than desired generation 2"},
-		{name: "rolling", d: ds(1, 1, 3, 1, 3), threshold: 100, since: recent, wantReason: "1 of 3 pods updated"},
-		{name: "threshold 100", d: ds(1, 1, 4, 4, 3), threshold: 100, since: recent, wantReason: "3 of 4 pods available, 4 needed"},
+		{name: "generation lag", d: ds(2, 1, 3, 3, 3), threshold: 100, since: recent, wantReason: "observed generation 1 less than desired generation 2", wantFailsAt: now.Add(9 * time.Minute)},
+		{name: "rolling", d: ds(1, 1, 3, 1, 3), threshold: 100, since: recent, wantReason: "1 of 3 pods updated", wantFailsAt: now.Add(9 * time.Minute)},
+		{name: "threshold 100", d: ds(1, 1, 4, 4, 3), threshold: 100, since: recent, wantReason: "3 of 4 pods available, 4 needed", wantFailsAt: now.Add(9 * time.Minute)},
 		{name: "threshold 50", d: ds(1, 1, 4, 4, 2), threshold: 50, since: recent, wantReady: true},
 		{name: "deadline exceeded", d: ds(1, 1, 3, 1, 1), threshold: 100, since: old, wantFailed: true, wantReason: "progress deadline of 10m0s exceeded"},
 		{name: "no since", d: ds(1, 1, 3, 1, 1), threshold: 100, wantReason: "1 of 3 pods updated"},
@@ -211,13 +232,8 @@ func TestDaemonSetReady(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := DaemonSetReady(tc.d, tc.threshold, tc.since, 10*time.Minute, now)
 			ready, reason, failed := r.Ready, r.Reason, r.Failed
-			// Counted from since: a rollout still waiting fails 10 minutes after it.
-			var wantFailsAt time.Time
-			if !ready && !failed && !tc.since.IsZero() {
-				wantFailsAt = tc.since.Add(10 * time.Minute)
-			}
-			if !r.FailsAt.Equal(wantFailsAt) {
-				t.Fatalf("fails at %s, want %s", r.FailsAt, wantFailsAt)
+			if !r.FailsAt.Equal(tc.wantFailsAt) {
+				t.Fatalf("fails at %s, want %s", r.FailsAt, tc.wantFailsAt)
 			}
 			if ready != tc.wantReady || failed != tc.wantFailed {
 				t.Fatalf("ready=%v failed=%v (%s), want ready=%v failed=%v", ready, failed, reason, tc.wantReady, tc.wantFailed)
@@ -249,13 +265,15 @@ func TestStatefulSetReady(t *testing.T) {
 		wantReady  bool
 		wantFailed bool
 		wantReason string
+		// wantFailsAt: 10 minutes after since while waiting; zero otherwise.
+		wantFailsAt time.Time
 	}{
 		{name: "ready", s: sts(2, 2, 3, 3, 3, 3), threshold: 100, since: old, wantReady: true},
 		{name: "scaled to zero", s: sts(2, 2, 0, 0, 0, 0), threshold: 100, since: old, wantReady: true},
-		{name: "generation lag", s: sts(3, 2, 3, 3, 3, 3), threshold: 100, since: recent, wantReason: "observed generation 2 less than desired generation 3"},
-		{name: "rolling", s: sts(2, 2, 3, 3, 1, 3), threshold: 100, since: recent, wantReason: "1 of 3 replicas updated"},
-		{name: "old pod left", s: sts(2, 2, 3, 4, 3, 3), threshold: 100, since: recent, wantReason: "1 old replicas pending"},
-		{name: "threshold 100", s: sts(2, 2, 4, 4, 4, 3), threshold: 100, since: recent, wantReason: "3 of 4 replicas available, 4 needed"},
+		{name: "generation lag", s: sts(3, 2, 3, 3, 3, 3), threshold: 100, since: recent, wantReason: "observed generation 2 less than desired generation 3", wantFailsAt: now.Add(9 * time.Minute)},
+		{name: "rolling", s: sts(2, 2, 3, 3, 1, 3), threshold: 100, since: recent, wantReason: "1 of 3 replicas updated", wantFailsAt: now.Add(9 * time.Minute)},
+		{name: "old pod left", s: sts(2, 2, 3, 4, 3, 3), threshold: 100, since: recent, wantReason: "1 old replicas pending", wantFailsAt: now.Add(9 * time.Minute)},
+		{name: "threshold 100", s: sts(2, 2, 4, 4, 4, 3), threshold: 100, since: recent, wantReason: "3 of 4 replicas available, 4 needed", wantFailsAt: now.Add(9 * time.Minute)},
 		{name: "threshold 50", s: sts(2, 2, 4, 4, 4, 2), threshold: 50, since: recent, wantReady: true},
 		{name: "deadline exceeded", s: sts(2, 2, 3, 3, 1, 1), threshold: 100, since: old, wantFailed: true, wantReason: "progress deadline of 10m0s exceeded"},
 	}
@@ -263,13 +281,8 @@ func TestStatefulSetReady(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := StatefulSetReady(tc.s, tc.threshold, tc.since, 10*time.Minute, now)
 			ready, reason, failed := r.Ready, r.Reason, r.Failed
-			// Counted from since: a rollout still waiting fails 10 minutes after it.
-			var wantFailsAt time.Time
-			if !ready && !failed && !tc.since.IsZero() {
-				wantFailsAt = tc.since.Add(10 * time.Minute)
-			}
-			if !r.FailsAt.Equal(wantFailsAt) {
-				t.Fatalf("fails at %s, want %s", r.FailsAt, wantFailsAt)
+			if !r.FailsAt.Equal(tc.wantFailsAt) {
+				t.Fatalf("fails at %s, want %s", r.FailsAt, tc.wantFailsAt)
 			}
 			if ready != tc.wantReady || failed != tc.wantFailed {
 				t.Fatalf("ready=%v failed=%v (%s), want ready=%v failed=%v", ready, failed, reason, tc.wantReady, tc.wantFailed)
