@@ -4,8 +4,11 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -22,14 +25,10 @@ import (
 // The event can also come before the write's answer (the API server sends both at once, and a
 // busy process reads the watch first): then the version is not known yet. So an update in
 // flight marks the version it was made from, and the update event whose old object has that
-// version is dropped too: only that write can follow it, unless it fails with a conflict
-// because someone else's came first. Then that event was not ours, and the conflict stands
-// for it: the write is made again from the newer object (the routers retry on conflict), or
-// its pass fails and runs again shortly with fresh objects (Reconcile; a stalled run's guard
-// too). Two cases are left to the next pass (a timer or another event): the other write came
-// first and ours then failed otherwise (timeout, invalid), or a relist of the watch delivered
-// the other write as the change from the marked version. Both need the two writes within one
-// update call.
+// version is dropped too: only that write can follow it, if it succeeds and changes
+// something. If it fails (a conflict: someone else's write came first), or changes nothing
+// (and someone else's write followed it), a dropped event may have been someone else's: the
+// pass is told (passState.missed) and comes back shortly, as the event would have made it.
 //
 // Only creates and updates that wrote something are remembered. Both are tied to the version
 // they were made from (an update with a stale resourceVersion is refused), so a new version
@@ -41,8 +40,9 @@ import (
 // ownWrites maps an object's UID to the resourceVersion the last own write of it returned.
 type ownWrites struct {
 	m sync.Map // types.UID → string
-	// inFlight holds the updates under way: what they were made from.
-	inFlight sync.Map // writtenFrom → struct{}
+	// inFlight holds the updates under way, by what they were made from, with the number of
+	// events dropped meanwhile.
+	inFlight sync.Map // writtenFrom → *atomic.Int32
 	// kinds are the object types whose watches forget deleted objects (notOwnWrite); writes
 	// of any other kind are not remembered, as nothing would ever forget them.
 	kinds sync.Map // reflect.Type → bool
@@ -84,7 +84,10 @@ func (w *ownWrites) isOwn(old, o client.Object) bool {
 	if old == nil {
 		return false
 	}
-	_, ok := w.inFlight.Load(writtenFrom{old.GetUID(), old.GetResourceVersion()})
+	dropped, ok := w.inFlight.Load(writtenFrom{old.GetUID(), old.GetResourceVersion()})
+	if ok {
+		dropped.(*atomic.Int32).Add(1)
+	}
 	return ok
 }
 
@@ -107,7 +110,33 @@ func notOwnWrite(w *ownWrites) predicate.Funcs {
 // are not a pass's (another Canary of the same target must see them).
 type passKey struct{}
 
-func inPass(ctx context.Context) context.Context { return context.WithValue(ctx, passKey{}, true) }
+// passState is what a pass's writes tell the end of the pass.
+type passState struct {
+	// missed: an event dropped as one of the pass's writes may have been someone else's.
+	missed atomic.Bool
+}
+
+func inPass(ctx context.Context) context.Context {
+	return context.WithValue(ctx, passKey{}, &passState{})
+}
+
+// passOf is the state of the pass ctx belongs to; nil outside a pass.
+func passOf(ctx context.Context) *passState {
+	s, _ := ctx.Value(passKey{}).(*passState)
+	return s
+}
+
+// missedLook is how soon a pass that may have missed an event looks again.
+const missedLook = 200 * time.Millisecond
+
+// lookAgainIfMissed shortens a successful pass's result to missedLook when an event dropped as
+// one of its writes may have been someone else's. A failed pass is retried anyway.
+func lookAgainIfMissed(ctx context.Context, result ctrl.Result, err error) ctrl.Result {
+	if s := passOf(ctx); s != nil && s.missed.Load() && err == nil && (result.RequeueAfter <= 0 || result.RequeueAfter > missedLook) {
+		result.RequeueAfter = missedLook
+	}
+	return result
+}
 
 // recordingClient records the resourceVersion each create and update of a pass returned
 // (controller-runtime's client puts the server's answer into the object).
@@ -117,7 +146,7 @@ type recordingClient struct {
 }
 
 func (c recordingClient) done(ctx context.Context, o client.Object, err error) error {
-	if err == nil && ctx.Value(passKey{}) != nil {
+	if err == nil && passOf(ctx) != nil {
 		c.own.record(o)
 	}
 	return err
@@ -128,19 +157,26 @@ func (c recordingClient) Create(ctx context.Context, o client.Object, opts ...cl
 }
 
 func (c recordingClient) Update(ctx context.Context, o client.Object, opts ...client.UpdateOption) error {
-	from := o.GetResourceVersion()
-	if from != "" && o.GetUID() != "" && ctx.Value(passKey{}) != nil && c.own.watched(o) {
-		// Marked until the answer is recorded (done, below, runs before this).
-		key := writtenFrom{o.GetUID(), from}
-		c.own.inFlight.Store(key, struct{}{})
-		defer c.own.inFlight.Delete(key)
+	from, state := o.GetResourceVersion(), passOf(ctx)
+	var dropped *atomic.Int32
+	key := writtenFrom{o.GetUID(), from}
+	if from != "" && key.uid != "" && state != nil && c.own.watched(o) {
+		dropped = new(atomic.Int32)
+		c.own.inFlight.Store(key, dropped)
 	}
 	err := c.Client.Update(ctx, o, opts...)
-	if from == "" || o.GetResourceVersion() == from {
-		// An update that changed nothing writes nothing and returns the version it was made
-		// from, whose event (possibly someone else's write) may still be on its way; one
-		// without a version is not tied to what the pass saw.
-		return err
+	// An update that changed nothing writes nothing and returns the version it was made
+	// from, whose event (possibly someone else's write) may still be on its way; one without
+	// a version is not tied to what the pass saw.
+	wrote := err == nil && from != "" && o.GetResourceVersion() != from
+	if wrote && state != nil {
+		c.own.record(o) // before the mark goes: an event in between is still known
 	}
-	return c.done(ctx, o, err)
+	if dropped != nil {
+		c.own.inFlight.Delete(key)
+		if !wrote && dropped.Load() > 0 {
+			state.missed.Store(true)
+		}
+	}
+	return err
 }

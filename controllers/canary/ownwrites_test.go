@@ -2,7 +2,9 @@ package canary
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -116,32 +119,36 @@ func TestOwnWritesWakeNoOne(t *testing.T) {
 // well, by the version the update was made from. Once the answer is in, a later change made
 // from that version (someone else's) wakes again.
 func TestOwnWriteEventBeforeItsAnswerWakesNoOne(t *testing.T) {
-	pass := inPass(context.Background())
 	own := &ownWrites{}
 	p := own.watch(&appsv1.Deployment{})
 
 	before := &appsv1.Deployment{}
 	before.Namespace, before.Name, before.UID, before.ResourceVersion = "ns", "podinfo-primary", "uid-1", "10"
 	var early []bool // what the predicate said of the events that came before the answer
-	answer := func(written *appsv1.Deployment, err error) recordingClient {
+	// answer is a client whose update sees the event of written arrive before it answers:
+	// with written's version if it succeeds and changed the object, else with err or, when
+	// unchanged, with the version it was made from.
+	answer := func(written *appsv1.Deployment, unchanged bool, err error) recordingClient {
 		return recordingClient{own: own, Client: interceptor.NewClient(fake.NewClientBuilder().Build(), interceptor.Funcs{
 			Update: func(_ context.Context, _ client.WithWatch, o client.Object, _ ...client.UpdateOption) error {
 				early = append(early, p.Update(event.UpdateEvent{ObjectOld: before, ObjectNew: written}))
-				if err == nil {
+				if err == nil && !unchanged {
 					o.SetResourceVersion(written.ResourceVersion)
 				}
 				return err
 			},
 		})}
 	}
+	missed := func(ctx context.Context) bool { return passOf(ctx).missed.Load() }
 
+	pass := inPass(context.Background())
 	ours := before.DeepCopy()
 	ours.ResourceVersion = "11"
-	if err := answer(ours, nil).Update(pass, before.DeepCopy()); err != nil {
+	if err := answer(ours, false, nil).Update(pass, before.DeepCopy()); err != nil {
 		t.Fatal(err)
 	}
-	if len(early) != 1 || early[0] {
-		t.Fatalf("the event of the pass's own update, before its answer: wakes %v, want [false]", early)
+	if len(early) != 1 || early[0] || missed(pass) {
+		t.Fatalf("the event of the pass's own update, before its answer: wakes %v (missed %v), want [false] (false)", early, missed(pass))
 	}
 	if p.Update(event.UpdateEvent{ObjectOld: before, ObjectNew: ours}) {
 		t.Error("the event of the pass's own update, after its answer, wakes the Canary")
@@ -153,24 +160,59 @@ func TestOwnWriteEventBeforeItsAnswerWakesNoOne(t *testing.T) {
 	}
 
 	// Someone else's write came first: its event, under way with ours, is dropped, and ours
-	// fails with a conflict, which makes the pass run again with fresh objects.
-	early = nil
+	// fails with a conflict. The pass is told it may have missed an event.
+	early, pass = nil, inPass(context.Background())
 	conflict := apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, before.Name, nil)
-	err := answer(theirs, conflict).Update(pass, before.DeepCopy())
+	err := answer(theirs, false, conflict).Update(pass, before.DeepCopy())
 	if !apierrors.IsConflict(err) {
 		t.Fatalf("the pass's update, made from a version someone else's write replaced: %v, want a conflict", err)
 	}
-	if len(early) != 1 || early[0] {
-		t.Fatalf("someone else's event during the pass's conflicting update: wakes %v, want [false]", early)
+	if len(early) != 1 || early[0] || !missed(pass) {
+		t.Fatalf("someone else's event during the pass's conflicting update: wakes %v (missed %v), want [false] (true)", early, missed(pass))
+	}
+	// An update that changed nothing, and someone else's write after it: the same.
+	early, pass = nil, inPass(context.Background())
+	if err := answer(theirs, true, nil).Update(pass, before.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	if len(early) != 1 || early[0] || !missed(pass) {
+		t.Fatalf("someone else's event during the pass's update that changed nothing: wakes %v (missed %v), want [false] (true)", early, missed(pass))
 	}
 	// Outside a pass (the releaser's writes) nothing is marked.
 	early = nil
 	releasers := before.DeepCopy()
 	releasers.ResourceVersion = "13"
-	if err := answer(releasers, nil).Update(context.Background(), before.DeepCopy()); err != nil {
+	if err := answer(releasers, false, nil).Update(context.Background(), before.DeepCopy()); err != nil {
 		t.Fatal(err)
 	}
 	if len(early) != 1 || !early[0] {
 		t.Fatalf("an update outside a pass: its event wakes %v, want [true]", early)
+	}
+}
+
+// A pass that may have missed an event looks again within missedLook, unless it failed (it is
+// retried anyway) or already comes back sooner.
+func TestAPassThatMayHaveMissedAnEventLooksAgainSoon(t *testing.T) {
+	pass := inPass(context.Background())
+	if got := lookAgainIfMissed(pass, ctrl.Result{RequeueAfter: time.Minute}, nil); got.RequeueAfter != time.Minute {
+		t.Errorf("nothing missed: %s", got.RequeueAfter)
+	}
+	passOf(pass).missed.Store(true)
+	for _, tc := range []struct {
+		in   time.Duration
+		err  error
+		want time.Duration
+	}{
+		{0, nil, missedLook},
+		{time.Minute, nil, missedLook},
+		{50 * time.Millisecond, nil, 50 * time.Millisecond},
+		{time.Minute, errors.New("failed"), time.Minute},
+	} {
+		if got := lookAgainIfMissed(pass, ctrl.Result{RequeueAfter: tc.in}, tc.err); got.RequeueAfter != tc.want {
+			t.Errorf("missed, result %s, error %v: looks again in %s, want %s", tc.in, tc.err, got.RequeueAfter, tc.want)
+		}
+	}
+	if got := lookAgainIfMissed(context.Background(), ctrl.Result{}, nil); got.RequeueAfter != 0 {
+		t.Errorf("outside a pass: %s", got.RequeueAfter)
 	}
 }

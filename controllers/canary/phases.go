@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -22,14 +21,10 @@ func (p *pass) run(ctx context.Context) (_ ctrl.Result, err error) {
 	c := p.c
 	defer func() {
 		if isTerminal(err) {
-			switch gerr := p.guardStalledRun(ctx); {
-			case apierrors.IsConflict(gerr):
-				// Someone else wrote the route meanwhile (its event was dropped as this
-				// write's own, see ownwrites.go), and users may still go to a side with no
-				// ready pod: the pass runs again shortly, not at the interval a stall waits.
-				err = gerr
-			case gerr != nil:
-				p.log.Error(gerr, "Run stalled") // the stall is shown; the guard tries again with it
+			if gerr := p.guardStalledRun(ctx); gerr != nil {
+				// The stall stays shown; the guard tries again on the next pass (soon if
+				// someone else's write of the route got in first, see ownwrites.go).
+				p.log.Error(gerr, "Could not route around a side with no ready pod", "stall", err.Error())
 			}
 		}
 	}()

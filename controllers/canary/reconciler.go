@@ -294,6 +294,7 @@ func deletionPredicate() predicate.Funcs {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
 	ctx = inPass(ctrl.LoggerInto(ctx, log))
+	defer func() { result = lookAgainIfMissed(ctx, result, err) }()
 
 	if waiting, mark := r.turnOf(ctx, req.NamespacedName); waiting != nil {
 		// A new Canary waits for its turn to initialise, reading from the cache and writing

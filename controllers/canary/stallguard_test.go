@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
+	"github.com/herald-rollouts/herald/controllers/metrics"
 )
 
 // stuckRouter reports a split and fails to write another.
@@ -33,10 +34,10 @@ func (r *stuckRouter) GetRoutes(context.Context, *flaggerv1.Canary) (int, int, b
 }
 
 // A run stalls with 30% on a canary whose target is gone: the guard routes everything to the
-// serving primary. When that write conflicts with someone else's (whose event was dropped as
-// the write's own), the pass runs again shortly instead of waiting out the stall's interval;
-// any other failure leaves the stall as it is, shown on the Canary.
-func TestAStalledRunWhoseRoutingConflictsRunsAgain(t *testing.T) {
+// serving primary. When that write fails, a conflict or otherwise, the stall stays what the
+// pass reports (a Canary's Stalled condition must not come and go); the guard tries again on
+// the next pass.
+func TestAStalledRunKeepsItsStallWhenItsRoutingFails(t *testing.T) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -44,12 +45,12 @@ func TestAStalledRunWhoseRoutingConflictsRunsAgain(t *testing.T) {
 	primary := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "podinfo-primary"},
 		Status: appsv1.DeploymentStatus{Replicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}}
 	for _, tc := range []struct {
-		name         string
-		err          error
-		wantConflict bool
+		name string
+		err  error
 	}{
-		{"conflict", apierrors.NewConflict(schema.GroupResource{Group: "networking.istio.io", Resource: "virtualservices"}, "podinfo", errors.New("changed")), true},
-		{"other failure", errors.New("connection refused"), false},
+		{"conflict", apierrors.NewConflict(schema.GroupResource{Group: "networking.istio.io", Resource: "virtualservices"}, "podinfo", errors.New("changed"))},
+		{"other failure", errors.New("connection refused")},
+		{"none", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &flaggerv1.Canary{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "podinfo"},
@@ -59,14 +60,15 @@ func TestAStalledRunWhoseRoutingConflictsRunsAgain(t *testing.T) {
 				}}
 			c.Status.Phase, c.Status.CanaryWeight = flaggerv1.CanaryPhaseProgressing, 30
 			rt := &stuckRouter{primary: 70, canary: 30, err: tc.err}
-			p := &pass{r: &Reconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(primary.DeepCopy()).Build()},
+			p := &pass{r: &Reconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(primary.DeepCopy()).Build(), Metrics: &metrics.Recorder{}},
 				c: c, router: rt, provider: flaggerv1.ProviderIstio}
 			_, err := p.run(context.Background())
 			if rt.wrote != 1 {
 				t.Fatalf("the guard wrote the routes %d times, want 1", rt.wrote)
 			}
-			if apierrors.IsConflict(err) != tc.wantConflict || isTerminal(err) == tc.wantConflict {
-				t.Fatalf("the pass ended with %v (terminal %v); want a conflict %v", err, isTerminal(err), tc.wantConflict)
+			var stall *terminalError
+			if !errors.As(err, &stall) || stall.reason != "TargetNotFound" || apierrors.IsConflict(err) {
+				t.Fatalf("the pass ended with %v; want the stall TargetNotFound alone", err)
 			}
 		})
 	}

@@ -133,9 +133,13 @@ func TestWaitsLookAgainJustPastTheJudgedDeadline(t *testing.T) {
 		t.Errorf("waiting for the canary: %+v halted=%v %v; want a look in %s", res, halted, err, want)
 	}
 
-	// Just past it, both fail: the pass rolls back (which this test does not follow).
-	p.now = start.Add(130*time.Second + 100*time.Millisecond)
+	// At that instant both have failed (a pass waking there must not find them waiting):
+	// the pass would roll back, which this test does not follow.
+	p.now = start.Add(130 * time.Second)
 	if r := p.primaryReady(); !r.Failed {
 		t.Errorf("the primary at its judged deadline: %+v, want failed", r)
+	}
+	if r, err := p.canaryReady(ctx); err != nil || !r.Failed {
+		t.Errorf("the canary at its judged deadline: %+v, %v; want failed", r, err)
 	}
 }

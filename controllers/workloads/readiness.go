@@ -106,7 +106,7 @@ func DeploymentReady(d *appsv1.Deployment, thresholdPercent int, since time.Time
 				continue
 			}
 			if failsAt = from.Add(deadline); !failsAt.After(now) {
-				return Readiness{Failed: true, Reason: fmt.Sprintf("deployment %s: minimum replicas unavailable for more than %s: %s",
+				return Readiness{Failed: true, Reason: fmt.Sprintf("deployment %s: minimum replicas unavailable for %s: %s",
 					d.Name, deadline, waiting)}
 			}
 		}
@@ -185,7 +185,7 @@ func sinceDeadline(since time.Time, deadline time.Duration, now time.Time, waiti
 	}
 	failsAt := since.Add(deadline)
 	if !failsAt.After(now) {
-		return Readiness{Failed: true, Reason: fmt.Sprintf("progress deadline of %s exceeded: %s", deadline, waiting)}
+		return Readiness{Failed: true, Reason: fmt.Sprintf("progress deadline of %s reached: %s", deadline, waiting)}
 	}
 	return Readiness{Reason: waiting, FailsAt: failsAt}
 }

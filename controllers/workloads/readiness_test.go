@@ -118,7 +118,7 @@ func TestDeploymentReady(t *testing.T) {
 			name: "minimum replicas unavailable past the deadline", threshold: 100, deadline: 10 * time.Minute,
 			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
 				Conditions: []appsv1.DeploymentCondition{unavailableSince(11 * time.Minute)}}),
-			wantFailed: true, wantReason: "minimum replicas unavailable for more than 10m0s",
+			wantFailed: true, wantReason: "minimum replicas unavailable for 10m0s",
 		},
 		{
 			name: "minimum replicas unavailable within the deadline", threshold: 100, deadline: 10 * time.Minute,
@@ -147,7 +147,7 @@ func TestDeploymentReady(t *testing.T) {
 			name: "unavailable exactly the deadline: failed at that instant", threshold: 100, deadline: 10 * time.Minute,
 			d: deployment(three, 2, 2, appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 1,
 				Conditions: []appsv1.DeploymentCondition{unavailableSince(10 * time.Minute)}}),
-			wantFailed: true, wantReason: "minimum replicas unavailable for more than 10m0s",
+			wantFailed: true, wantReason: "minimum replicas unavailable for 10m0s",
 		},
 		{
 			// Rolling and available: its own ProgressDeadlineExceeded comes as an event, so
@@ -225,7 +225,7 @@ func TestDaemonSetReady(t *testing.T) {
 		{name: "rolling", d: ds(1, 1, 3, 1, 3), threshold: 100, since: recent, wantReason: "1 of 3 pods updated", wantFailsAt: now.Add(9 * time.Minute)},
 		{name: "threshold 100", d: ds(1, 1, 4, 4, 3), threshold: 100, since: recent, wantReason: "3 of 4 pods available, 4 needed", wantFailsAt: now.Add(9 * time.Minute)},
 		{name: "threshold 50", d: ds(1, 1, 4, 4, 2), threshold: 50, since: recent, wantReady: true},
-		{name: "deadline exceeded", d: ds(1, 1, 3, 1, 1), threshold: 100, since: old, wantFailed: true, wantReason: "progress deadline of 10m0s exceeded"},
+		{name: "deadline exceeded", d: ds(1, 1, 3, 1, 1), threshold: 100, since: old, wantFailed: true, wantReason: "progress deadline of 10m0s reached"},
 		{name: "no since", d: ds(1, 1, 3, 1, 1), threshold: 100, wantReason: "1 of 3 pods updated"},
 	}
 	for _, tc := range cases {
@@ -275,7 +275,7 @@ func TestStatefulSetReady(t *testing.T) {
 		{name: "old pod left", s: sts(2, 2, 3, 4, 3, 3), threshold: 100, since: recent, wantReason: "1 old replicas pending", wantFailsAt: now.Add(9 * time.Minute)},
 		{name: "threshold 100", s: sts(2, 2, 4, 4, 4, 3), threshold: 100, since: recent, wantReason: "3 of 4 replicas available, 4 needed", wantFailsAt: now.Add(9 * time.Minute)},
 		{name: "threshold 50", s: sts(2, 2, 4, 4, 4, 2), threshold: 50, since: recent, wantReady: true},
-		{name: "deadline exceeded", s: sts(2, 2, 3, 3, 1, 1), threshold: 100, since: old, wantFailed: true, wantReason: "progress deadline of 10m0s exceeded"},
+		{name: "deadline exceeded", s: sts(2, 2, 3, 3, 1, 1), threshold: 100, since: old, wantFailed: true, wantReason: "progress deadline of 10m0s reached"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -69,11 +69,11 @@ func TestFaults(t *testing.T) {
 				t.Logf("… and %d more", len(vs)-i)
 				break
 			}
-			line := v.String()
+			line := []rune(v.String())
 			if len(line) > 400 {
-				line = line[:400] + "…"
+				line = append(line[:400], '…')
 			}
-			t.Log(line)
+			t.Log(string(line))
 		}
 	}
 }
