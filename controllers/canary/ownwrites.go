@@ -129,8 +129,10 @@ func passOf(ctx context.Context) *passState {
 // missedLook is how soon a pass that may have missed an event looks again.
 const missedLook = 200 * time.Millisecond
 
-// lookAgainIfMissed shortens a successful pass's result to missedLook when an event dropped as
-// one of its writes may have been someone else's. A failed pass is retried anyway.
+// lookAgainIfMissed shortens the result of a pass that ended without error (a stall included)
+// to missedLook when an event dropped as one of its writes may have been someone else's. A
+// failed pass is retried anyway. A write retried after a conflict that then succeeded still
+// counts: one look too many costs less than a missed change.
 func lookAgainIfMissed(ctx context.Context, result ctrl.Result, err error) ctrl.Result {
 	if s := passOf(ctx); s != nil && s.missed.Load() && err == nil && (result.RequeueAfter <= 0 || result.RequeueAfter > missedLook) {
 		result.RequeueAfter = missedLook
@@ -161,8 +163,10 @@ func (c recordingClient) Update(ctx context.Context, o client.Object, opts ...cl
 	var dropped *atomic.Int32
 	key := writtenFrom{o.GetUID(), from}
 	if from != "" && key.uid != "" && state != nil && c.own.watched(o) {
-		dropped = new(atomic.Int32)
-		c.own.inFlight.Store(key, dropped)
+		// Two passes updating the same object from the same version share the count: only
+		// one can succeed, and the other must learn of what was dropped.
+		v, _ := c.own.inFlight.LoadOrStore(key, new(atomic.Int32))
+		dropped = v.(*atomic.Int32)
 	}
 	err := c.Client.Update(ctx, o, opts...)
 	// An update that changed nothing writes nothing and returns the version it was made
@@ -173,7 +177,7 @@ func (c recordingClient) Update(ctx context.Context, o client.Object, opts ...cl
 		c.own.record(o) // before the mark goes: an event in between is still known
 	}
 	if dropped != nil {
-		c.own.inFlight.Delete(key)
+		c.own.inFlight.CompareAndDelete(key, dropped)
 		if !wrote && dropped.Load() > 0 {
 			state.missed.Store(true)
 		}

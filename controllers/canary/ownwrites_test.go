@@ -3,14 +3,17 @@ package canary
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -18,6 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	flaggerv1 "github.com/herald-rollouts/herald/api/v1beta1"
 )
 
 // The update event of a pass's own write wakes no one; a later change by someone else does, and
@@ -214,5 +219,54 @@ func TestAPassThatMayHaveMissedAnEventLooksAgainSoon(t *testing.T) {
 	}
 	if got := lookAgainIfMissed(context.Background(), ctrl.Result{}, nil); got.RequeueAfter != 0 {
 		t.Errorf("outside a pass: %s", got.RequeueAfter)
+	}
+}
+
+// Through Reconcile: the first route write of a step conflicts with someone else's, whose event
+// arrived while it was under way and was dropped as the write's own. The router's retry
+// succeeds and the pass goes on, and it looks again in missedLook instead of at the interval.
+func TestAPassWhoseWriteHidSomeoneElsesEventLooksAgainSoon(t *testing.T) {
+	w := newWorld(t, "istio", analysisWith(func(a *flaggerv1.CanaryAnalysis) { a.StepWeight, a.MaxWeight = 10, 50 }))
+	w.r.Client = recordingClient{Client: w.r.Client, own: &w.r.own}
+	events := w.r.own.watch(&istionet.VirtualService{})
+	w.initialise()
+	vs, ok := w.virtualService()
+	if !ok {
+		t.Fatal("no VirtualService after initialisation")
+	}
+	vs.UID = "uid-vs" // as the API server would have set it; the fake client does not
+	if err := w.cl.Update(w.ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	w.release(imageV2)
+	if got := w.tick(); !strings.HasPrefix(got, "Progressing w0") {
+		t.Fatalf("after the release: %q", got)
+	}
+	conflicts := 0
+	w.vsUpdate = func(vs *istionet.VirtualService) error {
+		if conflicts > 0 {
+			return nil
+		}
+		conflicts++
+		if vs.UID == "" || vs.ResourceVersion == "" {
+			t.Fatalf("the VirtualService written has no UID or version: %q %q", vs.UID, vs.ResourceVersion)
+		}
+		theirs := vs.DeepCopy()
+		theirs.ResourceVersion += "0"
+		if events.Update(event.UpdateEvent{ObjectOld: vs.DeepCopy(), ObjectNew: theirs}) {
+			t.Error("the event from the version the write was made from woke the Canary")
+		}
+		return apierrors.NewConflict(schema.GroupResource{Group: "networking.istio.io", Resource: "virtualservices"}, vs.Name, errors.New("someone else's write came first"))
+	}
+	w.now = w.now.Add(testInterval)
+	res, err := w.r.Reconcile(w.ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: testNS, Name: testName}})
+	if err != nil || conflicts != 1 {
+		t.Fatalf("the pass: %v (%d conflicts)", err, conflicts)
+	}
+	if got := w.routes(); got != "90/10" {
+		t.Errorf("routes after the step %q, want 90/10: the router's retry goes on", got)
+	}
+	if res.RequeueAfter != missedLook {
+		t.Errorf("the pass comes back in %s, want %s: the dropped event may have been someone else's", res.RequeueAfter, missedLook)
 	}
 }

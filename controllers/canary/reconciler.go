@@ -294,6 +294,8 @@ func deletionPredicate() predicate.Funcs {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	log := ctrl.LoggerFrom(ctx).WithValues("canary", req.Name, "namespace", req.Namespace)
 	ctx = inPass(ctrl.LoggerInto(ctx, log))
+	// Registered first, so it runs last: it sees the pass's final result, a stall's error
+	// already cleared (ownwrites.go).
 	defer func() { result = lookAgainIfMissed(ctx, result, err) }()
 
 	if waiting, mark := r.turnOf(ctx, req.NamespacedName); waiting != nil {

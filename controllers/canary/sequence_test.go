@@ -162,6 +162,8 @@ type world struct {
 	failStatus atomic.Bool
 	// vsWrites are the splits of every VirtualService update, in order.
 	vsWrites []string
+	// vsUpdate, when set, sees each VirtualService update first; an error fails it.
+	vsUpdate func(vs *istionet.VirtualService) error
 	// broken names Deployments that never roll out: rollout leaves their updated pods
 	// unready and past their progress deadline.
 	broken map[string]bool
@@ -194,6 +196,11 @@ func newWorld(t *testing.T, provider string, analysis *flaggerv1.CanaryAnalysis)
 		WithInterceptorFuncs(interceptor.Funcs{
 			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
 				if vs, ok := obj.(*istionet.VirtualService); ok {
+					if w.vsUpdate != nil {
+						if err := w.vsUpdate(vs); err != nil {
+							return err
+						}
+					}
 					w.vsWrites = append(w.vsWrites, describeRoutes(vs))
 				}
 				return c.Update(ctx, obj, opts...)
