@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -289,18 +290,12 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding health check: %w", err)
 	}
-	// Ready once the informer caches have synced: before that, nothing Herald serves is current.
-	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
-			return errors.New("informer caches not synced")
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("adding readiness check: %w", err)
-	}
 	metadata, err := newMetadataCache(mgr, &o)
 	if err != nil {
 		return err
+	}
+	if err := mgr.AddReadyzCheck("caches", cachesSynced(mgr.GetCache(), metadata)); err != nil {
+		return fmt.Errorf("adding readiness check: %w", err)
 	}
 	if o.enableWebhooks {
 		if certManager, err = setupWebhooks(mgr, &o, metadata); err != nil {
@@ -517,4 +512,18 @@ func serves(dc discovery.DiscoveryInterface, groupVersion, resource string) (boo
 		}
 	}
 	return false, nil
+}
+
+// cachesSynced is ready once every informer of the caches has synced (the manager's, and the
+// admission handlers' metadata cache): before that, nothing Herald serves is current. An
+// informer started later (a router's kind whose CRD came after Herald) counts from then on.
+func cachesSynced(caches ...cache.Cache) healthz.Checker {
+	return func(req *http.Request) error {
+		for _, c := range caches {
+			if !c.WaitForCacheSync(req.Context()) {
+				return errors.New("informer caches not synced")
+			}
+		}
+		return nil
+	}
 }
