@@ -134,11 +134,20 @@ func newMetadataCache(mgr ctrl.Manager, o *options) (cache.Cache, error) {
 			return nil, fmt.Errorf("watching %s metadata: %w", obj.GetObjectKind().GroupVersionKind().Kind, err)
 		}
 	}
-	if err := mgr.Add(c); err != nil {
+	if err := mgr.Add(everyReplica{c}); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
+
+// everyReplica runs a cache on every replica, as the webhooks that read it serve on every
+// replica. A cache with options per object is a delegating cache that does not say whether it
+// needs leader election, and the manager then starts it on the leader alone: a standby's
+// admission reads failed (the cache was never started) and its readiness, which waits for the
+// cache, never came.
+type everyReplica struct{ cache.Cache }
+
+func (everyReplica) NeedLeaderElection() bool { return false }
 
 // ensureCertSecret creates the (empty) certificate Secret when it is missing: cert-controller
 // fills a Secret but does not create one, and an install that forgot it must not leave Herald

@@ -116,6 +116,17 @@ var _ = Describe("Leader election", Serial, func() {
 		app(ctx, "elected")
 		blueGreen(ctx, "elected", 1)
 		initialized(ctx, "elected")
+
+		// A, the standby, answers the admission requests: its webhooks read a cache that must
+		// run on every replica, not on the leader alone (where it never started on A, and the
+		// scale of an idle target went through).
+		By("the standby's scale webhook refuses to start pods on the idle target")
+		Eventually(func() string {
+			out, _ := kubectl("-n", ctrlNS, "scale", "deployment/elected", "--replicas=3", "--dry-run=server")
+			return out
+		}).WithTimeout(10 * time.Second).WithPolling(500 * time.Millisecond).Should(ContainSubstring("scale the primary instead"))
+		Expect(a.leads()).To(BeFalse(), "A answered as the standby")
+
 		setImage(ctx, "elected", image2)
 		Eventually(phaseOf(ctx, "elected")).WithTimeout(90 * time.Second).Should(Equal(flaggerv1.CanaryPhaseSucceeded))
 		Expect(deploymentIn(ctx, "elected-primary").Spec.Template.Spec.Containers[0].Image).To(Equal(image2))
