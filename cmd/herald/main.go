@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	// Mozilla's CA roots, used when the image has none (it is a static binary on an empty
@@ -517,13 +518,20 @@ func serves(dc discovery.DiscoveryInterface, groupVersion, resource string) (boo
 // cachesSynced is ready once every informer of the caches has synced (the manager's, and the
 // admission handlers' metadata cache): before that, nothing Herald serves is current. An
 // informer started later (a router's kind whose CRD came after Herald) counts from then on.
+// It answers within syncProbeWait: a probe whose client sets no timeout must not hang on a
+// cache that never syncs.
 func cachesSynced(caches ...cache.Cache) healthz.Checker {
 	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), syncProbeWait)
+		defer cancel()
 		for _, c := range caches {
-			if !c.WaitForCacheSync(req.Context()) {
+			if !c.WaitForCacheSync(ctx) {
 				return errors.New("informer caches not synced")
 			}
 		}
 		return nil
 	}
 }
+
+// syncProbeWait bounds how long a readiness probe waits for the caches to sync.
+const syncProbeWait = time.Second

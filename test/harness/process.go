@@ -63,6 +63,8 @@ func StartProcess(ctx context.Context, o ProcessOptions) (*Process, error) {
 	}()
 
 	deadline := time.Now().Add(o.ReadyTimeout)
+	// A probe that hangs must not outlast the deadline.
+	probe := &http.Client{Timeout: 5 * time.Second}
 	for {
 		select {
 		case <-p.done:
@@ -72,7 +74,7 @@ func StartProcess(ctx context.Context, o ProcessOptions) (*Process, error) {
 			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
-		if resp, err := http.Get(o.ReadyURL); err == nil {
+		if resp, err := probe.Get(o.ReadyURL); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return p, nil
