@@ -295,7 +295,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("caches", cachesSynced(mgr.GetCache(), metadata)); err != nil {
+	if err := mgr.AddReadyzCheck("caches", cachesSynced(map[string]cache.Cache{"controllers'": mgr.GetCache(), "webhooks' metadata": metadata})); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
 	if o.enableWebhooks {
@@ -520,13 +520,13 @@ func serves(dc discovery.DiscoveryInterface, groupVersion, resource string) (boo
 // informer started later (a router's kind whose CRD came after Herald) counts from then on.
 // It answers within syncProbeWait: a probe whose client sets no timeout must not hang on a
 // cache that never syncs.
-func cachesSynced(caches ...cache.Cache) healthz.Checker {
+func cachesSynced(caches map[string]cache.Cache) healthz.Checker {
 	return func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), syncProbeWait)
 		defer cancel()
-		for _, c := range caches {
+		for name, c := range caches {
 			if !c.WaitForCacheSync(ctx) {
-				return errors.New("informer caches not synced")
+				return fmt.Errorf("the %s cache has not synced", name)
 			}
 		}
 		return nil
