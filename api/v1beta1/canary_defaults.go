@@ -69,6 +69,11 @@ func (c *Canary) GetProgressDeadlineSeconds() int {
 	return DefaultProgressDeadlineSeconds
 }
 
+// GetProgressDeadline is GetProgressDeadlineSeconds as a duration.
+func (c *Canary) GetProgressDeadline() time.Duration {
+	return time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
+}
+
 // GetMaxWeight returns the highest canary weight of a run. With stepWeights it is the last
 // step (at most 100) and maxWeight is ignored; otherwise maxWeight, 100 when unset.
 func (c *Canary) GetMaxWeight() int {

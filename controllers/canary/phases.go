@@ -437,8 +437,7 @@ func (p *pass) primaryReady() workloads.Readiness {
 		return workloads.Readiness{Reason: "primary not created yet"}
 	}
 	c := p.c
-	deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
-	return p.primary.Ready(c.GetAnalysisPrimaryReadyThreshold(), c.Status.LastTransitionTime.Time, deadline, p.now)
+	return p.primary.Ready(c.GetAnalysisPrimaryReadyThreshold(), c.Status.LastTransitionTime.Time, c.GetProgressDeadline(), p.now)
 }
 
 // guardStalledRun keeps users off a side with no ready pod while a run in progress is stalled
@@ -517,7 +516,7 @@ func (p *pass) waitPoll(failsAt time.Time) time.Duration {
 func (p *pass) waited(failsAt time.Time) (waited, untilDeadline time.Duration) {
 	waited = p.now.Sub(p.c.Status.LastTransitionTime.Time)
 	if failsAt.IsZero() {
-		failsAt = p.c.Status.LastTransitionTime.Add(time.Duration(p.c.GetProgressDeadlineSeconds()) * time.Second)
+		failsAt = p.c.Status.LastTransitionTime.Add(p.c.GetProgressDeadline())
 	}
 	if left := failsAt.Sub(p.now); left > 0 {
 		untilDeadline = left + 100*time.Millisecond
@@ -544,8 +543,7 @@ func (p *pass) primaryPoll(failsAt time.Time) time.Duration {
 // fail the canary at once instead of waiting out the progress deadline.
 func (p *pass) canaryReady(ctx context.Context) (workloads.Readiness, error) {
 	c := p.c
-	deadline := time.Duration(c.GetProgressDeadlineSeconds()) * time.Second
-	r := p.target.Ready(c.GetAnalysisCanaryReadyThreshold(), c.Status.LastTransitionTime.Time, deadline, p.now)
+	r := p.target.Ready(c.GetAnalysisCanaryReadyThreshold(), c.Status.LastTransitionTime.Time, c.GetProgressDeadline(), p.now)
 	if r.Ready || r.Failed {
 		return r, nil
 	}

@@ -54,12 +54,7 @@ func (p *pass) setMessage(message string) {
 }
 
 func (p *pass) condition(t flaggerv1.CanaryConditionType) *flaggerv1.CanaryCondition {
-	for i := range p.c.Status.Conditions {
-		if p.c.Status.Conditions[i].Type == t {
-			return &p.c.Status.Conditions[i]
-		}
-	}
-	return nil
+	return flaggerv1.FindCondition(p.c.Status.Conditions, t)
 }
 
 // setCondition sets a condition, moving its transition time only when its status changes.

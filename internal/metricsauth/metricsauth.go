@@ -30,6 +30,7 @@ import (
 	authnclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authzclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
@@ -162,7 +163,7 @@ func review(ctx context.Context, tokens authnclient.TokenReviewInterface, access
 // guard keeps recent answers, keyed by a hash of the request (never the token itself).
 type guard struct {
 	review func(context.Context, request) (answer, error)
-	now    func() time.Time
+	clock  clock.PassiveClock
 	log    logr.Logger // the metrics server's, set by wrap
 	// asking merges concurrent reviews of the same request into one.
 	asking singleflight.Group
@@ -173,17 +174,17 @@ type guard struct {
 	admitted, refused *cache.LRUExpireCache
 }
 
-// clockFunc lets the tables read the guard's clock, which tests replace.
-type clockFunc func() time.Time
-
-func (f clockFunc) Now() time.Time { return f() }
-
 func newGuard(review func(context.Context, request) (answer, error)) *guard {
-	g := &guard{review: review, now: time.Now, log: logr.Discard(), reviewing: make(chan struct{}, maxReviews)}
-	clock := clockFunc(func() time.Time { return g.now() })
-	g.admitted = cache.NewLRUExpireCacheWithClock(maxEntries, clock)
-	g.refused = cache.NewLRUExpireCacheWithClock(maxEntries, clock)
-	return g
+	return newGuardWithClock(review, clock.RealClock{})
+}
+
+// newGuardWithClock is newGuard on a clock tests control.
+func newGuardWithClock(review func(context.Context, request) (answer, error), c clock.PassiveClock) *guard {
+	return &guard{
+		review: review, clock: c, log: logr.Discard(), reviewing: make(chan struct{}, maxReviews),
+		admitted: cache.NewLRUExpireCacheWithClock(maxEntries, c),
+		refused:  cache.NewLRUExpireCacheWithClock(maxEntries, c),
+	}
 }
 
 // wrap is the metricsserver.Filter; the server calls it once, before it serves.
@@ -222,7 +223,7 @@ func (g *guard) decide(ctx context.Context, r request) (answer, error) {
 	if refusal, ok := g.refused.Get(key); ok {
 		return refusal.(answer), nil
 	}
-	if until, ok := g.admitted.Get(key); ok && g.now().Before(until.(time.Time)) {
+	if until, ok := g.admitted.Get(key); ok && g.clock.Now().Before(until.(time.Time)) {
 		return answer{code: http.StatusOK}, nil
 	}
 	// Detached from the first caller's context (review bounds itself by reviewTimeout): a
@@ -273,7 +274,7 @@ func (g *guard) stale(key [sha256.Size]byte) (answer, error) {
 func (g *guard) keep(key [sha256.Size]byte, a answer) {
 	if a.code == http.StatusOK {
 		g.refused.Remove(key)
-		g.admitted.Add(key, g.now().Add(allowedFor), allowedFor+staleFor)
+		g.admitted.Add(key, g.clock.Now().Add(allowedFor), allowedFor+staleFor)
 		return
 	}
 	g.admitted.Remove(key)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
+	testingclock "k8s.io/utils/clock/testing"
 )
 
 // filtered is g's filter around a /metrics handler, made once as the metrics server does.
@@ -100,10 +100,9 @@ func TestAnAnswerIsReusedForAWhileAndAskedAgainAfter(t *testing.T) {
 		"scraper": {code: http.StatusOK},
 		"nobody":  {http.StatusForbidden, "Forbidden: nobody may not get /metrics"},
 	}}
-	g := newGuard(r.review)
+	clock := testingclock.NewFakePassiveClock(time.Unix(1000, 0))
+	g := newGuardWithClock(r.review, clock)
 	h := filtered(t, g)
-	now := time.Unix(1000, 0)
-	g.now = func() time.Time { return now }
 
 	code, body := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
 	if code != http.StatusOK || body != "flagger_info 1\n" {
@@ -116,19 +115,19 @@ func TestAnAnswerIsReusedForAWhileAndAskedAgainAfter(t *testing.T) {
 	if got := r.calls[0]; got != (request{token: "scraper", verb: "get", path: "/metrics"}) {
 		t.Errorf("reviewed %+v", got)
 	}
-	now = now.Add(deniedFor - time.Second)
+	clock.SetTime(clock.Now().Add(deniedFor - time.Second))
 	scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
 	scrape(t, h, http.MethodGet, "/metrics", "Bearer nobody")
 	if len(r.calls) != 2 {
 		t.Fatalf("%d reviews within %s, want 2 (answers kept)", len(r.calls), deniedFor)
 	}
-	now = now.Add(2 * time.Second) // a refusal is asked again sooner than an admission
+	clock.SetTime(clock.Now().Add(2 * time.Second)) // a refusal is asked again sooner than an admission
 	scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
 	scrape(t, h, http.MethodGet, "/metrics", "Bearer nobody")
 	if len(r.calls) != 3 || r.calls[2].token != "nobody" {
 		t.Fatalf("after %s: reviews %+v, want the refusal asked again", deniedFor, r.calls)
 	}
-	now = now.Add(allowedFor)
+	clock.SetTime(clock.Now().Add(allowedFor))
 	scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper")
 	if len(r.calls) != 4 || r.calls[3].token != "scraper" {
 		t.Fatalf("after %s: reviews %+v, want the admission asked again", allowedFor, r.calls)
@@ -332,9 +331,8 @@ func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testi
 		"late":    {code: http.StatusOK},
 		"nobody":  {http.StatusForbidden, "Forbidden"},
 	}}
-	g := newGuard(r.review)
-	var clock atomic.Int64
-	g.now = func() time.Time { return time.Unix(clock.Load(), 0) }
+	clock := testingclock.NewFakePassiveClock(time.Unix(0, 0))
+	g := newGuardWithClock(r.review, clock)
 	h := filtered(t, g)
 	if code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer scraper"); code != http.StatusOK {
 		t.Fatalf("the scraper: %d", code)
@@ -342,7 +340,7 @@ func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testi
 	if code, _ := scrape(t, h, http.MethodGet, "/metrics", "Bearer nobody"); code != http.StatusForbidden {
 		t.Fatalf("nobody: %d", code)
 	}
-	clock.Add(int64((allowedFor + time.Second) / time.Second)) // its admission is to be asked again
+	clock.SetTime(clock.Now().Add(allowedFor + time.Second)) // its admission is to be asked again
 
 	// Callers with forged tokens hang up at once; their reviews go on, each holding a slot.
 	gate := make(chan struct{})
@@ -391,7 +389,7 @@ func TestReviewsUnderWayAreBoundedAndTheCallerOverTheBoundIsToldToRetry(t *testi
 	if rec := serve("nobody"); rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("a caller refused a minute ago, over the bound: %d, want 503 (only admissions are served stale)", rec.Code)
 	}
-	clock.Add(int64(staleFor / time.Second))
+	clock.SetTime(clock.Now().Add(staleFor))
 	if rec := serve("scraper"); rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("the scraper admitted %s ago, over the bound: %d, want 503", allowedFor+staleFor, rec.Code)
 	}
